@@ -1,0 +1,134 @@
+"""Command-line / config arguments: model, data, and ``TrainingArguments`` extended with the MixCSE knobs."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from mixcse_hf.errors import UsageError
+from mixcse_hf.loss import MIXED_NEGATIVES
+from mixcse_hf.modeling import POOLER_TYPES, check_pooler_type
+
+MASK_VALUES = {"zero": 0.0, "-inf": -math.inf}
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Encoder to start from: a local HF model directory or a Hub id (required)."},
+    )
+    reinit_mlp: bool = field(
+        default=True,
+        metadata={
+            "help": "With pooler_type cls: re-initialise the MLP (the encoder's pooler dense layer) randomly, as "
+            "the reference creates a fresh one. Set false to keep the checkpoint's pooler weights, e.g. when "
+            "continuing from a mixcse_hf checkpoint."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if not self.model_name_or_path:
+            raise UsageError("model_name_or_path is required: set it in the config or pass --model_name_or_path")
+
+
+@dataclass
+class DataArguments:
+    train_file: str | None = field(
+        default=None,
+        metadata={"help": "Text file, one sentence per line (e.g. wiki1m_for_simcse.txt). Blank lines are skipped."},
+    )
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "Instead of train_file: a datasets Hub id or local data directory with a text column."},
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Config name of dataset_name."})
+    dataset_split: str = field(default="train", metadata={"help": "Split of dataset_name to train on."})
+    text_column: str = field(default="text", metadata={"help": "Column of dataset_name holding the sentences."})
+    max_seq_length: int = field(
+        default=32, metadata={"help": "Truncate training sentences to this many tokens (the recipe uses 32)."}
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Train on the first N non-blank sentences only (quick runs, debugging)."}
+    )
+    senteval_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "SentEval-layout data directory holding STS/STSBenchmark/sts-{dev,test}.csv for evaluation. "
+            "Unset: the public Hub copy sentence-transformers/stsb (needs network)."
+        },
+    )
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for tokenising the corpus (datasets.map num_proc)."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.max_seq_length < 2:
+            raise UsageError(
+                f"max_seq_length must be >= 2 (room for [CLS] and [SEP]), got {self.max_seq_length}; the recipe uses 32"
+            )
+        if (self.train_file is None) == (self.dataset_name is None):
+            raise UsageError("set exactly one of train_file (a text file) or dataset_name (a datasets dataset)")
+
+
+@dataclass
+class MixCSETrainingArguments(TrainingArguments):
+    temp: float = field(default=0.05, metadata={"help": "Softmax temperature tau of the contrastive loss (> 0)."})
+    mix_lambda: float | None = field(
+        default=0.2,
+        metadata={
+            "help": "Weight of the positive in each mixed negative, in (0, 1); 0 or null trains plain SimCSE. "
+            "Small values keep the mixed negative farther from the anchor than the positive."
+        },
+    )
+    mixed_negatives: str = field(
+        default="reference",
+        metadata={
+            "help": "reference: the released code's N x 3N logits (both mixed blocks); paired: one mixed negative "
+            "per anchor, as the paper describes.",
+            "choices": list(MIXED_NEGATIVES),
+        },
+    )
+    mixed_negative_mask: str = field(
+        default="zero",
+        metadata={
+            "help": "Value of the masked self-mix entries: zero (reference; still in the softmax) or -inf.",
+            "choices": list(MASK_VALUES),
+        },
+    )
+    pooler_type: str = field(
+        default="cls",
+        metadata={"help": "Sentence embedding: " + ", ".join(POOLER_TYPES) + ".", "choices": list(POOLER_TYPES)},
+    )
+    mlp_only_train: bool = field(
+        default=False,
+        metadata={
+            "help": "With pooler_type cls: train through the MLP but evaluate and export [CLS] without it "
+            "(the unsupervised SimCSE recipe)."
+        },
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Train into a non-empty output_dir (files of the same name are replaced)."},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.temp > 0:
+            raise UsageError(f"temp must be > 0 (the softmax temperature; the recipe uses 0.05), got {self.temp}")
+        if self.mix_lambda and not 0 < self.mix_lambda < 1:
+            raise UsageError(
+                f"mix_lambda must be in (0, 1) (the recipe uses 0.2), or 0 for plain SimCSE; got {self.mix_lambda}"
+            )
+        check_pooler_type(self.pooler_type)
+        if self.per_device_train_batch_size < 2:
+            raise UsageError(
+                "per_device_train_batch_size must be >= 2: the other sentences of the batch are the negatives "
+                f"(the recipe uses 64); got {self.per_device_train_batch_size}"
+            )
+
+    @property
+    def mask_value(self) -> float:
+        return MASK_VALUES[self.mixed_negative_mask]

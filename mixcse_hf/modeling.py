@@ -1,0 +1,180 @@
+"""Encoder + pooling head: turning an ``AutoModel`` backbone into sentence embeddings.
+
+The backbone stays a plain ``transformers`` model so that checkpoints load with ``AutoModel.from_pretrained``.
+The MixCSE/SimCSE MLP (Linear + Tanh over [CLS]) is the backbone's own pooler layer (BERT, RoBERTa, MPNet…
+carry one of exactly that shape), so ``pooler_type="cls"`` reads ``outputs.pooler_output`` and the trained
+MLP is saved with the backbone. The pooling choice is recorded in the model config.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from mixcse_hf.errors import UsageError
+
+logger = logging.getLogger(__name__)
+
+POOLER_TYPES = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
+"""``cls``: [CLS] through the MLP (the backbone's pooler dense+tanh), as SimCSE/MixCSE train;
+``cls_before_pooler``: raw [CLS]; ``avg``: mean of the last layer; ``avg_first_last``: mean of the embedding
+layer and the last layer; ``avg_top2``: mean of the last two layers. Means skip padding."""
+
+CONFIG_POOLER_KEY = "mixcse_pooler_type"
+CONFIG_MLP_ONLY_TRAIN_KEY = "mixcse_mlp_only_train"
+
+
+def check_pooler_type(pooler_type: str) -> None:
+    if pooler_type not in POOLER_TYPES:
+        raise UsageError(f"pooler_type must be one of {', '.join(POOLER_TYPES)}; got {pooler_type!r}")
+
+
+def inference_pooler(pooler_type: str, mlp_only_train: bool) -> str:
+    """The pooler used outside training: the MLP is dropped when it was trained with ``mlp_only_train``."""
+    return "cls_before_pooler" if pooler_type == "cls" and mlp_only_train else pooler_type
+
+
+def needs_hidden_states(pooler_type: str) -> bool:
+    return pooler_type in ("avg_first_last", "avg_top2")
+
+
+def _masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1)
+
+
+def pool(outputs: Mapping[str, torch.Tensor], attention_mask: torch.Tensor, pooler_type: str) -> torch.Tensor:
+    """Sentence embeddings (B, d) from a backbone's outputs for ``pooler_type`` (see :data:`POOLER_TYPES`)."""
+    check_pooler_type(pooler_type)
+    if pooler_type == "cls":
+        return outputs["pooler_output"]
+    if pooler_type == "cls_before_pooler":
+        return outputs["last_hidden_state"][:, 0]
+    if pooler_type == "avg":
+        return _masked_mean(outputs["last_hidden_state"], attention_mask)
+    hidden_states = outputs["hidden_states"]
+    if pooler_type == "avg_first_last":
+        return _masked_mean((hidden_states[0] + hidden_states[-1]) / 2.0, attention_mask)
+    return _masked_mean((hidden_states[-1] + hidden_states[-2]) / 2.0, attention_mask)  # avg_top2
+
+
+def embed(model: nn.Module, features: Mapping[str, torch.Tensor], pooler_type: str) -> torch.Tensor:
+    """One forward pass of ``model`` over tokenised ``features`` -> pooled embeddings (B, d)."""
+    outputs = model(**features, output_hidden_states=needs_hidden_states(pooler_type), return_dict=True)
+    return pool(outputs, features["attention_mask"], pooler_type)
+
+
+def embed_two_views(
+    model: nn.Module, features: Mapping[str, torch.Tensor], pooler_type: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encode each of the N sentences twice in a single forward pass of 2N rows.
+
+    Dropout draws an independent mask per row, so rows i and N+i are two views of sentence i.
+    Returns ``(z1, z2)``, each (N, d).
+    """
+    doubled = {name: torch.cat([tensor, tensor]) for name, tensor in features.items()}
+    z1, z2 = embed(model, doubled, pooler_type).chunk(2)
+    return z1, z2
+
+
+def reinit_mlp(model: PreTrainedModel) -> None:
+    """Give the pooler's dense layer a fresh random init, as the reference's newly created MLP."""
+    dense = model.pooler.dense
+    nn.init.normal_(dense.weight, mean=0.0, std=getattr(model.config, "initializer_range", 0.02))
+    nn.init.zeros_(dense.bias)
+
+
+def load_backbone(
+    model_name_or_path: str, pooler_type: str, mlp_only_train: bool
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load an ``AutoModel`` encoder and its tokenizer, and record the pooling choice in its config."""
+    check_pooler_type(pooler_type)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+        model = AutoModel.from_pretrained(model_name_or_path)
+    except OSError as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError(
+            f"cannot load model_name_or_path {model_name_or_path!r} ({first_line}); "
+            "pass an existing local model directory or a Hub model id (with network access)"
+        ) from err
+    if pooler_type == "cls" and getattr(model, "pooler", None) is None:
+        raise UsageError(
+            f"pooler_type 'cls' uses the encoder's pooler layer (dense + tanh over [CLS]) as the MLP, but "
+            f"{type(model).__name__} has none; use cls_before_pooler, avg, avg_first_last or avg_top2"
+        )
+    setattr(model.config, CONFIG_POOLER_KEY, pooler_type)
+    setattr(model.config, CONFIG_MLP_ONLY_TRAIN_KEY, mlp_only_train)
+    return model, tokenizer
+
+
+class SentenceEncoder:
+    """Inference wrapper: backbone + tokenizer + pooler -> embeddings.
+
+    Args:
+        model: the backbone (e.g. ``BertModel``), on the device it should run on.
+        tokenizer: its tokenizer.
+        pooler_type: one of :data:`POOLER_TYPES`.
+        max_seq_length: truncation length; ``None`` keeps the tokenizer's model maximum.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        pooler_type: str,
+        max_seq_length: int | None = None,
+    ) -> None:
+        check_pooler_type(pooler_type)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.pooler_type = pooler_type
+        self.max_seq_length = max_seq_length
+
+    @classmethod
+    def from_pretrained(cls, path: str, pooler_type: str | None = None) -> SentenceEncoder:
+        """Load a checkpoint; the pooler defaults to the one recorded by training (else ``cls_before_pooler``)."""
+        model, tokenizer = AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+        if pooler_type is None:
+            pooler_type = inference_pooler(
+                getattr(model.config, CONFIG_POOLER_KEY, "cls_before_pooler"),
+                getattr(model.config, CONFIG_MLP_ONLY_TRAIN_KEY, False),
+            )
+        return cls(model, tokenizer, pooler_type)
+
+    @torch.no_grad()
+    def encode(
+        self, sentences: Sequence[str], batch_size: int = 64, show_progress_bar: bool | None = None
+    ) -> torch.Tensor:
+        """Embed ``sentences`` -> float32 tensor (len(sentences), d) on the CPU, in input order.
+
+        Sentences are batched by length (longest first) to minimise padding; the model runs in eval mode
+        and its previous train/eval mode is restored afterwards.
+        """
+        if show_progress_bar is None:
+            show_progress_bar = logger.getEffectiveLevel() <= logging.INFO and len(sentences) > batch_size
+        order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
+        device = next(self.model.parameters()).device
+        was_training = self.model.training
+        self.model.eval()
+        chunks = []
+        try:
+            for start in tqdm(range(0, len(order), batch_size), desc="Encoding", disable=not show_progress_bar):
+                batch = [sentences[i] for i in order[start : start + batch_size]]
+                features = self.tokenizer(
+                    batch, padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="pt"
+                ).to(device)
+                chunks.append(embed(self.model, features, self.pooler_type).float().cpu())
+        finally:
+            self.model.train(was_training)
+        if not chunks:
+            return torch.empty(0, self.model.config.hidden_size)
+        embeddings = torch.cat(chunks)
+        restored = torch.empty_like(embeddings)
+        restored[torch.tensor(order)] = embeddings
+        return restored

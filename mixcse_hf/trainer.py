@@ -1,0 +1,93 @@
+"""``MixCSETrainer``: a ``transformers.Trainer`` whose loss is MixCSE and whose evaluation is STS-B dev Spearman."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import datasets
+import torch
+from torch import nn
+from transformers import Trainer
+
+from mixcse_hf.loss import MixCSELoss
+from mixcse_hf.modeling import SentenceEncoder, embed_two_views, inference_pooler
+from mixcse_hf.sts import StsPairs, sts_spearman
+
+
+class MixCSETrainer(Trainer):
+    """Trains an ``AutoModel`` encoder with :class:`MixCSELoss`; only ``compute_loss``, ``evaluate`` and ``log``
+    are overridden.
+
+    ``args`` must be :class:`mixcse_hf.arguments.MixCSETrainingArguments`. ``train_dataset`` holds tokenised
+    sentences (``input_ids``, ``attention_mask``…), each batch of N sentences becomes 2N rows in one forward
+    pass. ``eval_dataset`` holds STS pairs (``sentence1``, ``sentence2``, ``score``); evaluation logs
+    ``eval_stsb_spearman`` (x100, cosine), so ``metric_for_best_model: stsb_spearman`` works. Each logging step
+    also reports the mean positive, in-batch negative and mixed-negative cosines since the previous log.
+    """
+
+    # MixCSELoss is a per-batch mean; the Trainer divides it by the gradient-accumulation steps.
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loss_fn = MixCSELoss(
+            temp=self.args.temp,
+            mix_lambda=self.args.mix_lambda,
+            mask_value=self.args.mask_value,
+            mixed_negatives=self.args.mixed_negatives,
+        )
+        self._similarity_sums: dict[str, torch.Tensor] = {}
+        self._similarity_batches = 0
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        z1, z2 = embed_two_views(model, inputs, self.args.pooler_type)
+        logits = self.loss_fn.logits(z1, z2)
+        loss = self.loss_fn.loss_from_logits(logits)
+        if model.training:
+            self._accumulate_similarities(logits)
+        return (loss, {"logits": logits}) if return_outputs else loss
+
+    def _accumulate_similarities(self, logits: torch.Tensor) -> None:
+        # Summed as tensors: no device sync until the next log.
+        for name, value in self.loss_fn.similarity_stats(logits).items():
+            self._similarity_sums[name] = self._similarity_sums.get(name, 0) + value
+        self._similarity_batches += 1
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._similarity_batches:
+            for name, total in self._similarity_sums.items():
+                logs[name] = round(total.item() / self._similarity_batches, 4)
+            self._similarity_sums, self._similarity_batches = {}, 0
+        super().log(logs, start_time)
+
+    def sentence_encoder(self) -> SentenceEncoder:
+        """The model being trained, wrapped for inference with the evaluation pooler."""
+        pooler = inference_pooler(self.args.pooler_type, self.args.mlp_only_train)
+        return SentenceEncoder(self.model, self.processing_class, pooler)
+
+    def evaluate(
+        self,
+        eval_dataset: datasets.Dataset | None = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ) -> dict[str, float]:
+        """STS-B dev Spearman of the current model -> ``{f"{metric_key_prefix}_stsb_spearman": ...}``."""
+        pairs = StsPairs.from_dataset(eval_dataset if eval_dataset is not None else self.eval_dataset)
+        start = time.perf_counter()
+        spearman = sts_spearman(
+            self.sentence_encoder(), pairs, batch_size=self.args.per_device_eval_batch_size, show_progress_bar=False
+        )
+        metrics = {
+            f"{metric_key_prefix}_stsb_spearman": round(spearman, 4),
+            f"{metric_key_prefix}_runtime": round(time.perf_counter() - start, 3),
+        }
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
