@@ -1,0 +1,9 @@
+"""mixcse_hf: MixCSE sentence-embedding training on the current HuggingFace stack."""
+
+from __future__ import annotations
+
+from mixcse_hf.loss import MixCSELoss
+from mixcse_hf.modeling import SentenceEncoder
+
+__version__ = "0.1.0"
+__all__ = ["MixCSELoss", "SentenceEncoder", "__version__"]
