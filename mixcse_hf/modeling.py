@@ -9,7 +9,9 @@ MLP is saved with the backbone. The pooling choice is recorded in the model conf
 from __future__ import annotations
 
 import importlib
+import json
 import logging
+import os
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -107,21 +109,59 @@ def resolve_model_path(model_name_or_path: str) -> str:
     return str(local_path)
 
 
-def load_backbone(
-    model_name_or_path: str, pooler_type: str, mlp_only_train: bool
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load an ``AutoModel`` encoder and its tokenizer, and record the pooling choice in its config."""
-    check_pooler_type(pooler_type)
+def load_pretrained(model_name_or_path: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """``AutoModel`` + ``AutoTokenizer`` from a directory or Hub id; failure is a one-line :class:`UsageError`."""
     path = resolve_model_path(model_name_or_path)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModel.from_pretrained(path)
+        return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
     except OSError as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UsageError(
             f"cannot load model_name_or_path {model_name_or_path!r} ({first_line}); "
             "pass an existing local model directory or a Hub model id (with network access)"
         ) from err
+
+
+def sentence_transformers_pooler(path: str) -> str | None:
+    """The pooler matching a sentence-transformers directory's own Pooling module, or ``None`` if ``path`` is
+    not one. Modules after pooling other than Normalize (which cosine similarity ignores) are refused."""
+    modules_file = os.path.join(path, "modules.json")
+    if not os.path.isfile(modules_file):
+        return None
+    with open(modules_file, encoding="utf-8") as handle:
+        modules = json.load(handle)
+    pooling = [m for m in modules if m["type"].endswith(".Pooling")]
+    others = [m["type"] for m in modules if not m["type"].endswith((".Transformer", ".Pooling", ".Normalize"))]
+    if len(pooling) != 1 or others:
+        raise UsageError(
+            f"{modules_file}: only Transformer + Pooling (+ Normalize) sentence-transformers models are supported, "
+            f"found {[m['type'] for m in modules]}; pass --pooler explicitly to use the bare encoder"
+        )
+    with open(os.path.join(path, pooling[0]["path"], "config.json"), encoding="utf-8") as handle:
+        config = json.load(handle)
+    modes = {"pooling_mode_cls_token": "cls_before_pooler", "pooling_mode_mean_tokens": "avg"}
+    chosen = [pooler for key, pooler in modes.items() if config.get(key)]
+    active = [key for key, value in config.items() if key.startswith("pooling_mode") and value]
+    if len(chosen) != 1 or len(active) != 1:
+        raise UsageError(f"{path}: unsupported sentence-transformers pooling {active}; pass --pooler explicitly")
+    return chosen[0]
+
+
+def default_pooler(model: PreTrainedModel, path: str) -> str:
+    """The pooler to encode with when none is given: the one recorded by mixcse_hf training, else a
+    sentence-transformers directory's own pooling, else ``cls_before_pooler``."""
+    recorded = getattr(model.config, CONFIG_POOLER_KEY, None)
+    if recorded is not None:
+        return inference_pooler(recorded, getattr(model.config, CONFIG_MLP_ONLY_TRAIN_KEY, False))
+    return sentence_transformers_pooler(resolve_model_path(path)) or "cls_before_pooler"
+
+
+def load_backbone(
+    model_name_or_path: str, pooler_type: str, mlp_only_train: bool
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load an ``AutoModel`` encoder and its tokenizer, and record the pooling choice in its config."""
+    check_pooler_type(pooler_type)
+    model, tokenizer = load_pretrained(model_name_or_path)
     if pooler_type == "cls" and getattr(model, "pooler", None) is None:
         raise UsageError(
             f"pooler_type 'cls' uses the encoder's pooler layer (dense + tanh over [CLS]) as the MLP, but "
@@ -157,14 +197,9 @@ class SentenceEncoder:
 
     @classmethod
     def from_pretrained(cls, path: str, pooler_type: str | None = None) -> SentenceEncoder:
-        """Load a checkpoint; the pooler defaults to the one recorded by training (else ``cls_before_pooler``)."""
-        model, tokenizer = AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
-        if pooler_type is None:
-            pooler_type = inference_pooler(
-                getattr(model.config, CONFIG_POOLER_KEY, "cls_before_pooler"),
-                getattr(model.config, CONFIG_MLP_ONLY_TRAIN_KEY, False),
-            )
-        return cls(model, tokenizer, pooler_type)
+        """Load a checkpoint; ``pooler_type=None`` picks :func:`default_pooler`."""
+        model, tokenizer = load_pretrained(path)
+        return cls(model, tokenizer, pooler_type or default_pooler(model, path))
 
     @torch.no_grad()
     def encode(

@@ -1,87 +1,96 @@
-"""STS data (SentEval layout or the public Hub copy) and the SentEval-protocol score: Spearman x 100 of cosines."""
+"""The SentEval/SimCSE STS protocol: cosine similarity, Spearman x 100, "all"/"mean"/"wmean" aggregation;
+plus alignment and uniformity (Wang & Isola, 2020) of the embeddings."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-import datasets
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from mixcse_hf.errors import UsageError
 from mixcse_hf.modeling import SentenceEncoder
+from mixcse_hf.sts_data import StsPairs
 
-STSB_SPLITS = {"train": "sts-train.csv", "dev": "sts-dev.csv", "test": "sts-test.csv"}
-STSB_HUB_ID = "sentence-transformers/stsb"
-STSB_HUB_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
-
-
-@dataclass
-class StsPairs:
-    """Sentence pairs with gold similarity scores (parallel lists)."""
-
-    sentences1: list[str]
-    sentences2: list[str]
-    scores: list[float]
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-    def to_dataset(self) -> datasets.Dataset:
-        return datasets.Dataset.from_dict(
-            {"sentence1": self.sentences1, "sentence2": self.sentences2, "score": self.scores}
-        )
-
-    @classmethod
-    def from_dataset(cls, dataset: datasets.Dataset) -> StsPairs:
-        return cls(list(dataset["sentence1"]), list(dataset["sentence2"]), list(dataset["score"]))
+ALIGNMENT_MIN_SCORE = 4.0
 
 
-def read_stsb_file(path: str) -> StsPairs:
-    """Parse a SentEval ``STSBenchmark/sts-*.csv``: tab-separated, score in field 4, sentences in 5 and 6.
-
-    Some lines carry extra trailing fields, so this splits on tabs rather than using a CSV parser.
-    """
-    if not os.path.isfile(path):
-        raise UsageError(f"STS-B file {path!r} does not exist; senteval_dir must hold STS/STSBenchmark/")
-    pairs = StsPairs([], [], [])
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            fields = line.rstrip("\n").split("\t")
-            try:
-                score = float(fields[4])
-                sentence1, sentence2 = fields[5], fields[6]
-            except (IndexError, ValueError):
-                raise UsageError(
-                    f"{path}:{line_number}: malformed STS-B line (expected >= 7 tab-separated fields with a "
-                    "numeric score in field 5); fix or remove that line"
-                ) from None
-            pairs.sentences1.append(sentence1)
-            pairs.sentences2.append(sentence2)
-            pairs.scores.append(score)
-    return pairs
+def encode_pairs(
+    encoder: SentenceEncoder, pairs: StsPairs, batch_size: int = 128, show_progress_bar: bool | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embeddings of both sides of ``pairs`` in one encode call -> two (len(pairs), d) tensors."""
+    embeddings = encoder.encode(
+        pairs.sentences1 + pairs.sentences2, batch_size=batch_size, show_progress_bar=show_progress_bar
+    )
+    return embeddings[: len(pairs)], embeddings[len(pairs) :]
 
 
-def load_stsb(split: str, senteval_dir: str | None = None) -> StsPairs:
-    """STS-B ``split`` (train/dev/test) from a SentEval-layout directory, or from the Hub when ``None``."""
-    if split not in STSB_SPLITS:
-        raise UsageError(f"STS-B split must be one of {sorted(STSB_SPLITS)}, got {split!r}")
-    if senteval_dir is not None:
-        return read_stsb_file(os.path.join(senteval_dir, "STS", "STSBenchmark", STSB_SPLITS[split]))
-    hub = datasets.load_dataset(STSB_HUB_ID, split=STSB_HUB_SPLITS[split])
-    # The Hub copy scales gold scores to [0, 1]; SentEval's are [0, 5]. Spearman is unaffected.
-    return StsPairs(list(hub["sentence1"]), list(hub["sentence2"]), [5.0 * s for s in hub["score"]])
+def spearman100(gold: np.ndarray | list[float], predicted: np.ndarray | torch.Tensor) -> float:
+    return float(spearmanr(np.asarray(gold), np.asarray(predicted)).statistic * 100)
 
 
 def sts_spearman(
     encoder: SentenceEncoder, pairs: StsPairs, batch_size: int = 128, show_progress_bar: bool | None = None
 ) -> float:
     """Spearman correlation x 100 between gold scores and cosine similarities of the encoded pairs."""
-    embeddings = encoder.encode(
-        pairs.sentences1 + pairs.sentences2, batch_size=batch_size, show_progress_bar=show_progress_bar
+    first, second = encode_pairs(encoder, pairs, batch_size, show_progress_bar)
+    return spearman100(pairs.scores, F.cosine_similarity(first, second, dim=-1).numpy())
+
+
+def alignment_uniformity(
+    pairs: StsPairs, first: torch.Tensor, second: torch.Tensor, min_score: float = ALIGNMENT_MIN_SCORE
+) -> tuple[float, float]:
+    """(alignment, uniformity) of L2-normalised embeddings, as the SimCSE paper computes them on STS-B.
+
+    Alignment: mean squared distance of the pairs whose gold score is above ``min_score`` (lower is better).
+    Uniformity: log of the mean of exp(-2 * squared distance) over all pairs of distinct sentences (lower is
+    better).
+    """
+    first, second = F.normalize(first.double(), dim=-1), F.normalize(second.double(), dim=-1)
+    positive = torch.tensor(pairs.scores) > min_score
+    alignment = (first[positive] - second[positive]).norm(dim=-1).pow(2).mean()
+    unique: dict[str, torch.Tensor] = {}
+    for sentence, embedding in zip(pairs.sentences1 + pairs.sentences2, torch.cat([first, second]), strict=True):
+        unique.setdefault(sentence, embedding)
+    uniformity = torch.pdist(torch.stack(list(unique.values()))).pow(2).mul(-2).exp().mean().log()
+    return float(alignment), float(uniformity)
+
+
+@dataclass
+class TaskScore:
+    """Spearman x 100 of one task: per subset, over all subsets concatenated ("all", the number the SimCSE and
+    MixCSE papers report), and the plain and pair-weighted means of the subsets."""
+
+    task: str
+    subsets: dict[str, dict[str, float]]
+    all: float
+    mean: float
+    wmean: float
+    pairs: int
+
+
+def score_task(encoder: SentenceEncoder, task: str, subsets: dict[str, StsPairs], batch_size: int = 128) -> TaskScore:
+    names = list(subsets)
+    merged = StsPairs(
+        [s for name in names for s in subsets[name].sentences1],
+        [s for name in names for s in subsets[name].sentences2],
+        [s for name in names for s in subsets[name].scores],
     )
-    first, second = embeddings[: len(pairs)], embeddings[len(pairs) :]
-    cosines = torch.nn.functional.cosine_similarity(first, second, dim=-1)
-    return float(spearmanr(np.asarray(pairs.scores), cosines.numpy()).statistic * 100)
+    first, second = encode_pairs(encoder, merged, batch_size, show_progress_bar=None)
+    cosines = F.cosine_similarity(first, second, dim=-1).numpy()
+    per_subset, start = {}, 0
+    for name in names:
+        size = len(subsets[name])
+        per_subset[name] = {"spearman": spearman100(subsets[name].scores, cosines[start : start + size]), "pairs": size}
+        start += size
+    values = np.array([entry["spearman"] for entry in per_subset.values()])
+    sizes = np.array([entry["pairs"] for entry in per_subset.values()])
+    return TaskScore(
+        task=task,
+        subsets=per_subset,
+        all=spearman100(merged.scores, cosines),
+        mean=float(values.mean()),
+        wmean=float((values * sizes).sum() / sizes.sum()),
+        pairs=len(merged),
+    )

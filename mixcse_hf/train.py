@@ -17,7 +17,9 @@ from mixcse_hf.config import RESOLVED_CONFIG_NAME, save_resolved_config
 from mixcse_hf.data import load_corpus, tokenize_corpus
 from mixcse_hf.errors import UsageError
 from mixcse_hf.modeling import inference_pooler, load_backbone, reinit_mlp
-from mixcse_hf.sts import StsPairs, load_stsb, sts_spearman
+from mixcse_hf.plot import PLOT_NAME, evaluation_points, plot_training
+from mixcse_hf.sts import sts_spearman
+from mixcse_hf.sts_data import StsPairs, load_stsb
 from mixcse_hf.trainer import MixCSETrainer
 
 logger = logging.getLogger(__name__)
@@ -145,6 +147,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Mix
     if training_args.do_eval:
         evaluate_sts(trainer, sts, summary, "trained" if training_args.do_train else "model", poolers)
     if trainer.is_world_process_zero() and training_args.do_train:
+        if evaluation_points(trainer.state.log_history):
+            plot_training(trainer.state.log_history, os.path.join(training_args.output_dir, PLOT_NAME))
         with open(os.path.join(training_args.output_dir, RESULTS_NAME), "w", encoding="utf-8") as handle:
             json.dump(
                 {"stsb_spearman": summary.spearman, "train": summary.train_metrics, "peak_rss_mb": summary.peak_rss_mb},

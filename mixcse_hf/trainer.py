@@ -7,12 +7,14 @@ from typing import Any
 
 import datasets
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import Trainer
 
 from mixcse_hf.loss import MixCSELoss
 from mixcse_hf.modeling import SentenceEncoder, embed_two_views, inference_pooler
-from mixcse_hf.sts import StsPairs, sts_spearman
+from mixcse_hf.sts import alignment_uniformity, encode_pairs, spearman100
+from mixcse_hf.sts_data import StsPairs
 
 
 class MixCSETrainer(Trainer):
@@ -22,7 +24,8 @@ class MixCSETrainer(Trainer):
     ``args`` must be :class:`mixcse_hf.arguments.MixCSETrainingArguments`. ``train_dataset`` holds tokenised
     sentences (``input_ids``, ``attention_mask``…), each batch of N sentences becomes 2N rows in one forward
     pass. ``eval_dataset`` holds STS pairs (``sentence1``, ``sentence2``, ``score``); evaluation logs
-    ``eval_stsb_spearman`` (x100, cosine), so ``metric_for_best_model: stsb_spearman`` works. Each logging step
+    ``eval_stsb_spearman`` (x100, cosine), so ``metric_for_best_model: stsb_spearman`` works, plus the
+    ``eval_alignment`` and ``eval_uniformity`` of the dev embeddings. Each logging step
     also reports the mean positive, in-batch negative and mixed-negative cosines since the previous log.
     """
 
@@ -78,14 +81,20 @@ class MixCSETrainer(Trainer):
         ignore_keys: list[str] | None = None,
         metric_key_prefix: str = "eval",
     ) -> dict[str, float]:
-        """STS-B dev Spearman of the current model -> ``{f"{metric_key_prefix}_stsb_spearman": ...}``."""
+        """STS-B dev Spearman (x100, cosine) of the current model, and the alignment and uniformity of its
+        embeddings -> ``{"eval_stsb_spearman", "eval_alignment", "eval_uniformity", "eval_runtime"}``."""
         pairs = StsPairs.from_dataset(eval_dataset if eval_dataset is not None else self.eval_dataset)
         start = time.perf_counter()
-        spearman = sts_spearman(
-            self.sentence_encoder(), pairs, batch_size=self.args.per_device_eval_batch_size, show_progress_bar=False
+        first, second = encode_pairs(
+            self.sentence_encoder(), pairs, self.args.per_device_eval_batch_size, show_progress_bar=False
         )
+        alignment, uniformity = alignment_uniformity(pairs, first, second)
         metrics = {
-            f"{metric_key_prefix}_stsb_spearman": round(spearman, 4),
+            f"{metric_key_prefix}_stsb_spearman": round(
+                spearman100(pairs.scores, F.cosine_similarity(first, second, dim=-1)), 4
+            ),
+            f"{metric_key_prefix}_alignment": round(alignment, 4),
+            f"{metric_key_prefix}_uniformity": round(uniformity, 4),
             f"{metric_key_prefix}_runtime": round(time.perf_counter() - start, 3),
         }
         self.log(metrics)

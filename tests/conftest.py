@@ -66,15 +66,48 @@ def write_stsb_split(path: Path, rows: list[tuple[float, str, str]]) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def pair_rows(count: int, offset: int = 0) -> list[tuple[float, str, str]]:
+    """``count`` (score, sentence1, sentence2) rows built from :data:`SENTENCES`, scores spread over 0-5."""
+    n = len(SENTENCES)
+    return [
+        (round((i * 7 + offset) % 11 / 2, 1), SENTENCES[(i + offset) % n], SENTENCES[(i * 5 + 1 + offset) % n])
+        for i in range(count)
+    ]
+
+
+def write_sts_year(directory: Path, subsets: tuple[str, ...]) -> None:
+    """STS.input/STS.gs files per subset, 5 pairs each; the third gold line of every subset is empty."""
+    directory.mkdir(parents=True)
+    for index, subset in enumerate(subsets):
+        rows = pair_rows(5, offset=index)
+        golds = ["" if i == 2 else str(score) for i, (score, _, _) in enumerate(rows)]
+        (directory / f"STS.input.{subset}.txt").write_text("".join(f"{a}\t{b}\n" for _, a, b in rows), encoding="utf-8")
+        (directory / f"STS.gs.{subset}.txt").write_text("\n".join(golds) + "\n", encoding="utf-8")
+
+
+def write_sick_split(path: Path, rows: list[tuple[float, str, str]]) -> None:
+    lines = ["pair_ID\tsentence_A\tsentence_B\trelatedness_score\tentailment_judgment"]
+    lines += [f"{i}\t{a}\t{b}\t{1 + score * 0.8:.1f}\tNEUTRAL" for i, (score, a, b) in enumerate(rows)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 @pytest.fixture
 def tiny_senteval(tmp_path: Path) -> Path:
-    """A SentEval-layout directory with 6-pair STS-B dev and test splits."""
-    stsb = tmp_path / "senteval" / "STS" / "STSBenchmark"
+    """A SentEval-layout directory with every task: STS12-16 (5 pairs per subset, one empty gold line each),
+    STS-B and SICK-R (6-pair splits)."""
+    from mixcse_hf.sts_data import STS_YEARS
+
+    root = tmp_path / "senteval"
+    for folder, subsets in STS_YEARS.values():
+        write_sts_year(root / "STS" / folder, subsets)
+    stsb = root / "STS" / "STSBenchmark"
     stsb.mkdir(parents=True)
-    rows = [(float(i % 6), SENTENCES[i], SENTENCES[(i * 5 + 1) % len(SENTENCES)]) for i in range(6)]
-    write_stsb_split(stsb / "sts-dev.csv", rows)
-    write_stsb_split(stsb / "sts-test.csv", rows[::-1])
-    return tmp_path / "senteval"
+    write_stsb_split(stsb / "sts-dev.csv", pair_rows(6))
+    write_stsb_split(stsb / "sts-test.csv", pair_rows(6, offset=3))
+    (root / "SICK").mkdir()
+    write_sick_split(root / "SICK" / "SICK_trial.txt", pair_rows(6, offset=1))
+    write_sick_split(root / "SICK" / "SICK_test_annotated.txt", pair_rows(6, offset=4))
+    return root
 
 
 @pytest.fixture

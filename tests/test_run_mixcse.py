@@ -75,6 +75,7 @@ def test_tiny_run_writes_loadable_checkpoint(
     assert set(results["stsb_spearman"]["cls"]) == {"start", "trained"}
     assert set(results["stsb_spearman"]["cls"]["trained"]) == {"dev", "test"}
     assert (out / "checkpoint-4" / "model.safetensors").is_file()
+    assert (out / "training_curves.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_non_empty_output_dir_is_never_overwritten(
@@ -99,7 +100,7 @@ BAD_INPUTS = {
     "batch of one": (["--per_device_train_batch_size", "1"], "per_device_train_batch_size"),
     "max_seq_length 1": (["--max_seq_length", "1"], "max_seq_length"),
     "missing model": (["--model_name_or_path", "{tmp}/no-model"], "cannot load model_name_or_path"),
-    "malformed STS line": (["--senteval_dir", "{tmp}/bad_senteval"], "malformed STS-B line"),
+    "malformed STS line": (["--senteval_dir", "{tmp}/bad_senteval"], "sts-dev.csv:1: malformed line"),
     "output_dir is a file": (["--output_dir", "{tmp}/a_file"], "is a file"),
 }
 

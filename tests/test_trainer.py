@@ -12,7 +12,8 @@ from mixcse_hf.arguments import MixCSETrainingArguments
 from mixcse_hf.data import load_corpus, tokenize_corpus
 from mixcse_hf.loss import MixCSELoss
 from mixcse_hf.modeling import SentenceEncoder, embed_two_views
-from mixcse_hf.sts import load_stsb, sts_spearman
+from mixcse_hf.sts import sts_spearman
+from mixcse_hf.sts_data import load_stsb
 from mixcse_hf.trainer import MixCSETrainer
 
 
@@ -67,6 +68,7 @@ def test_training_logs_similarities_and_dev_spearman(
     eval_logs = [entry for entry in trainer.state.log_history if "eval_stsb_spearman" in entry]
     assert [entry["step"] for entry in train_logs] == [2, 4]
     assert [entry["step"] for entry in eval_logs] == [2, 4]
+    assert all(entry["eval_alignment"] >= 0 and entry["eval_uniformity"] <= 0 for entry in eval_logs)
     for entry in train_logs:
         assert -1 <= entry["sim_negative"] <= 1
         assert -1 <= entry["sim_mixed_negative"] <= 1

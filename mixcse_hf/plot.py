@@ -1,0 +1,85 @@
+"""Training curves from a run's ``trainer_state.json``: STS-B dev Spearman over steps, and alignment vs
+uniformity per evaluation (the SimCSE paper's Figure 2 view).
+
+    python -m mixcse_hf.plot OUTPUT_DIR [--output FILE.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from matplotlib.figure import Figure
+from transformers.trainer_utils import get_last_checkpoint
+
+from mixcse_hf.errors import UsageError
+
+STATE_FILE = "trainer_state.json"
+PLOT_NAME = "training_curves.png"
+
+
+def find_trainer_state(run_dir: str) -> str:
+    """``run_dir/trainer_state.json``, else the last checkpoint's."""
+    candidates = [os.path.join(run_dir, STATE_FILE)]
+    if os.path.isdir(run_dir) and (last := get_last_checkpoint(run_dir)):
+        candidates.append(os.path.join(last, STATE_FILE))
+    for path in candidates:
+        if os.path.isfile(path):
+            return path
+    raise UsageError(f"no {STATE_FILE} in {run_dir!r} or its checkpoints; pass a run's output_dir")
+
+
+def evaluation_points(log_history: list[dict]) -> list[dict]:
+    return [entry for entry in log_history if "eval_stsb_spearman" in entry]
+
+
+def plot_training(log_history: list[dict], output_png: str) -> None:
+    points = evaluation_points(log_history)
+    if not points:
+        raise UsageError("the log has no eval_stsb_spearman entries; train with eval_strategy steps or epoch")
+    steps = [p["step"] for p in points]
+    figure = Figure(figsize=(11, 4.2))  # no pyplot: headless, and no global backend change
+    curve, geometry = figure.subplots(1, 2)
+    curve.plot(steps, [p["eval_stsb_spearman"] for p in points], marker="o")
+    curve.set(xlabel="training step", ylabel="STS-B dev Spearman x100", title="STS-B dev during training")
+    curve.grid(alpha=0.3)
+    with_geometry = [p for p in points if "eval_alignment" in p and "eval_uniformity" in p]
+    if with_geometry:
+        uniformity = [p["eval_uniformity"] for p in with_geometry]
+        alignment = [p["eval_alignment"] for p in with_geometry]
+        dots = geometry.scatter(uniformity, alignment, c=[p["step"] for p in with_geometry], cmap="viridis")
+        figure.colorbar(dots, ax=geometry, label="step")
+        for point, x, y in zip(with_geometry, uniformity, alignment, strict=True):
+            geometry.annotate(str(point["step"]), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    geometry.set(xlabel="uniformity (lower is better)", ylabel="alignment (lower is better)")
+    geometry.set_title("STS-B dev embeddings per evaluation")
+    geometry.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(output_png, dpi=120)
+
+
+def plot_run(run_dir: str, output_png: str | None = None) -> str:
+    with open(find_trainer_state(run_dir), encoding="utf-8") as handle:
+        log_history = json.load(handle)["log_history"]
+    output_png = output_png or os.path.join(run_dir, PLOT_NAME)
+    plot_training(log_history, output_png)
+    return output_png
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", help="a run's output_dir (or a checkpoint directory)")
+    parser.add_argument("--output", help=f"PNG path (default: RUN_DIR/{PLOT_NAME})")
+    args = parser.parse_args(argv)
+    try:
+        print(plot_run(args.run_dir, args.output))
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

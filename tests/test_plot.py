@@ -1,0 +1,41 @@
+"""Training-curve PNGs from a run's trainer_state.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mixcse_hf.errors import UsageError
+from mixcse_hf.plot import main, plot_run
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _write_state(directory: Path, log_history: list[dict]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "trainer_state.json").write_text(json.dumps({"log_history": log_history}), encoding="utf-8")
+
+
+def test_plot_from_last_checkpoint(tmp_path: Path) -> None:
+    history = [
+        {"step": 10, "loss": 0.5},
+        {"step": 10, "eval_stsb_spearman": 80.0, "eval_alignment": 0.3, "eval_uniformity": -3.0},
+        {"step": 20, "eval_stsb_spearman": 81.0, "eval_alignment": 0.25, "eval_uniformity": -3.4},
+    ]
+    _write_state(tmp_path / "run" / "checkpoint-20", history)
+    png = plot_run(str(tmp_path / "run"))
+    assert png == str(tmp_path / "run" / "training_curves.png")
+    assert Path(png).read_bytes().startswith(PNG_MAGIC)
+
+
+def test_plot_needs_evaluations(tmp_path: Path) -> None:
+    _write_state(tmp_path / "run", [{"step": 1, "loss": 0.1}])
+    with pytest.raises(UsageError, match="no eval_stsb_spearman"):
+        plot_run(str(tmp_path / "run"))
+
+
+def test_cli_missing_state_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main([str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error: no trainer_state.json")
