@@ -9,7 +9,8 @@ from transformers import TrainingArguments
 
 from mixcse_hf.errors import UsageError
 from mixcse_hf.loss import MIXED_NEGATIVES
-from mixcse_hf.modeling import POOLER_TYPES, check_pooler_type
+from mixcse_hf.modeling import check_pooler_type
+from mixcse_hf.pooling import POOLER_TYPES
 
 MASK_VALUES = {"zero": 0.0, "-inf": -math.inf}
 

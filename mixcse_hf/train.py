@@ -16,8 +16,9 @@ from mixcse_hf.arguments import DataArguments, MixCSETrainingArguments, ModelArg
 from mixcse_hf.config import RESOLVED_CONFIG_NAME, save_resolved_config
 from mixcse_hf.data import load_corpus, tokenize_corpus
 from mixcse_hf.errors import UsageError
-from mixcse_hf.modeling import inference_pooler, load_backbone, reinit_mlp
+from mixcse_hf.modeling import load_backbone, reinit_mlp
 from mixcse_hf.plot import PLOT_NAME, evaluation_points, plot_training
+from mixcse_hf.pooling import inference_pooler
 from mixcse_hf.sts import sts_spearman
 from mixcse_hf.sts_data import StsPairs, load_stsb
 from mixcse_hf.trainer import MixCSETrainer

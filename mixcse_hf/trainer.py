@@ -12,7 +12,8 @@ from torch import nn
 from transformers import Trainer
 
 from mixcse_hf.loss import MixCSELoss
-from mixcse_hf.modeling import SentenceEncoder, embed_two_views, inference_pooler
+from mixcse_hf.modeling import SentenceEncoder, embed_two_views
+from mixcse_hf.pooling import inference_pooler
 from mixcse_hf.sts import alignment_uniformity, encode_pairs, spearman100
 from mixcse_hf.sts_data import StsPairs
 

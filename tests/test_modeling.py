@@ -7,18 +7,8 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from mixcse_hf.errors import UsageError
-from mixcse_hf.modeling import (
-    CONFIG_MLP_ONLY_TRAIN_KEY,
-    CONFIG_POOLER_KEY,
-    POOLER_TYPES,
-    SentenceEncoder,
-    embed,
-    embed_two_views,
-    inference_pooler,
-    load_backbone,
-    reinit_mlp,
-    resolve_model_path,
-)
+from mixcse_hf.modeling import SentenceEncoder, embed, embed_two_views, load_backbone, reinit_mlp, resolve_model_path
+from mixcse_hf.pooling import CONFIG_MLP_ONLY_TRAIN_KEY, CONFIG_POOLER_KEY, POOLER_TYPES, inference_pooler
 from tests.conftest import SENTENCES, minilm_path
 
 
@@ -51,9 +41,9 @@ def test_poolers_match_manual_definitions(tiny: tuple) -> None:
         assert torch.allclose(pooled["avg_top2"][row], top2, atol=1e-6)
 
 
-def test_unknown_pooler_is_usage_error(tiny: tuple) -> None:
+def test_unknown_pooler_is_value_error(tiny: tuple) -> None:
     model, tokenizer = tiny
-    with pytest.raises(UsageError, match="pooler_type"):
+    with pytest.raises(ValueError, match="pooler_type"):
         embed(model, _features(tokenizer, SENTENCES[:2]), "max")
 
 
