@@ -30,6 +30,22 @@ class ModelArguments:
         },
     )
 
+    use_lora: bool = field(
+        default=False,
+        metadata={"help": "Train LoRA adapters (PEFT) instead of all weights; the pooling MLP is trained in full."},
+    )
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA path."})
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": "Modules to adapt; default per architecture (BERT/RoBERTa: query value; MPNet: q v)."},
+    )
+    merge_lora: bool = field(
+        default=False,
+        metadata={"help": "Save the final model with the adapters merged into the weights (else adapter-only)."},
+    )
+
     def __post_init__(self) -> None:
         if not self.model_name_or_path:
             raise UsageError("model_name_or_path is required: set it in the config or pass --model_name_or_path")

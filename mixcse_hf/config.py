@@ -90,7 +90,8 @@ def resolved_config(
 ) -> dict[str, Any]:
     """Every argument's final value, as a config that :func:`parse_run_args` reads back to the same run."""
     values = {**dataclasses.asdict(model_args), **dataclasses.asdict(data_args), **training_args.to_dict()}
-    return {key: value for key, value in values.items() if key in _init_fields()}
+    # Tokens are never written (to_dict only masks them).
+    return {key: value for key, value in values.items() if key in _init_fields() and not key.endswith("token")}
 
 
 def _init_fields() -> set[str]:

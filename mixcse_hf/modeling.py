@@ -19,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from mixcse_hf.card import read_card_info
 from mixcse_hf.errors import UsageError
 from mixcse_hf.pooling import (
     CONFIG_MLP_ONLY_TRAIN_KEY,
@@ -119,10 +120,14 @@ def sentence_transformers_pooler(path: str) -> str | None:
 
 
 def default_pooler(model: PreTrainedModel, path: str) -> str:
-    """The pooler to encode with when none is given: the one recorded by mixcse_hf training, else a
-    sentence-transformers directory's own pooling, else ``cls_before_pooler``."""
+    """The pooler to encode with when none is given: the one recorded by mixcse_hf training (in the config,
+    or in the card of a LoRA adapter checkpoint), else a sentence-transformers directory's own pooling, else
+    ``cls_before_pooler``."""
     if hasattr(model.config, CONFIG_POOLER_KEY):
         return recorded_pooler(model.config)
+    card = read_card_info(path) if os.path.isdir(path) else None
+    if card is not None:
+        return card.pooler
     return sentence_transformers_pooler(resolve_model_path(path)) or "cls_before_pooler"
 
 

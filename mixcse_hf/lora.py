@@ -1,0 +1,81 @@
+"""LoRA (PEFT) variants: adapters on the attention projections, the pooling MLP trained in full beside them."""
+
+from __future__ import annotations
+
+import logging
+
+from peft import LoraConfig, PeftModel, get_peft_model
+from torch import nn
+from transformers import PreTrainedModel
+
+from mixcse_hf.errors import UsageError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TARGET_MODULES = {
+    "bert": ("query", "value"),
+    "roberta": ("query", "value"),
+    "xlm-roberta": ("query", "value"),
+    "electra": ("query", "value"),
+    "mpnet": ("q", "v"),
+    "distilbert": ("q_lin", "v_lin"),
+    "deberta-v2": ("query_proj", "value_proj"),
+}
+"""Per-architecture LoRA targets (``config.model_type`` -> module names): the query and value projections."""
+
+
+def apply_lora(
+    model: PreTrainedModel,
+    r: int,
+    alpha: int,
+    dropout: float,
+    target_modules: list[str] | None = None,
+    train_mlp: bool = True,
+) -> PeftModel:
+    """Wrap ``model`` with LoRA adapters; with ``train_mlp`` the encoder's pooler (the MixCSE MLP) is a
+    ``modules_to_save`` module: trained in full and saved with the adapter."""
+    if target_modules is None:
+        if model.config.model_type not in DEFAULT_TARGET_MODULES:
+            raise UsageError(
+                f"no default LoRA target modules for model_type {model.config.model_type!r}; pass "
+                "--lora_target_modules with the attention projection names"
+            )
+        target_modules = list(DEFAULT_TARGET_MODULES[model.config.model_type])
+    if r < 1:
+        raise UsageError(f"lora_r must be >= 1, got {r}")
+    config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=target_modules,
+        modules_to_save=["pooler"] if train_mlp else None,
+    )
+    try:
+        peft_model = get_peft_model(model, config)
+    except ValueError as err:
+        raise UsageError(f"cannot apply LoRA to {target_modules}: {str(err).splitlines()[0]}") from err
+    trainable, total = count_parameters(peft_model)
+    logger.info("LoRA: %d of %d parameters trainable (%.2f%%)", trainable, total, 100 * trainable / total)
+    return peft_model
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters() if p.requires_grad), total
+
+
+def pooler_dense(model: nn.Module) -> nn.Linear | None:
+    """The dense layer of the encoder's pooler (the MixCSE MLP) as trained: for a PEFT model, the
+    ``modules_to_save`` copy."""
+    pooler = getattr(backbone_of(model), "pooler", None)
+    if pooler is None:
+        return None
+    if hasattr(pooler, "modules_to_save"):
+        pooler = pooler.modules_to_save[pooler.active_adapter]
+    return pooler.dense
+
+
+def backbone_of(model: nn.Module) -> PreTrainedModel:
+    """The ``transformers`` encoder inside ``model`` (itself, or the base model of a PEFT model)."""
+    return model.get_base_model() if isinstance(model, PeftModel) else model
