@@ -4,7 +4,8 @@
     accelerate launch run_mixcse.py CONFIG.yaml [...]
 
 Config values are defaults that command-line flags override; ``--help`` lists every argument. Input problems
-print one line and exit with status 2 (``--debug`` shows the traceback).
+print one line and exit with status 2; a loss that turns NaN/inf stops training with one line and status 3,
+the last checkpoint intact (``--debug`` shows tracebacks).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import sys
 
 from mixcse_hf.config import parse_run_args
-from mixcse_hf.errors import UsageError
+from mixcse_hf.errors import TrainingDiverged, UsageError
 from mixcse_hf.train import run
 
 
@@ -25,11 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:
         summary = run(*parse_run_args(argv))
-    except UsageError as err:
+    except (UsageError, TrainingDiverged) as err:
         if debug:
             raise
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return 2 if isinstance(err, UsageError) else 3
     print(summary.table())
     return 0
 

@@ -105,19 +105,17 @@ class MixCSETrainingArguments(TrainingArguments):
         metadata={
             "help": "reference: the released code's N x 3N logits (both mixed blocks); paired: one mixed negative "
             "per anchor, as the paper describes.",
-            "choices": list(MIXED_NEGATIVES),
         },
     )
     mixed_negative_mask: str = field(
         default="zero",
         metadata={
             "help": "Value of the masked self-mix entries: zero (reference; still in the softmax) or -inf.",
-            "choices": list(MASK_VALUES),
         },
     )
     pooler_type: str = field(
         default="cls",
-        metadata={"help": "Sentence embedding: " + ", ".join(POOLER_TYPES) + ".", "choices": list(POOLER_TYPES)},
+        metadata={"help": "Sentence embedding: " + ", ".join(POOLER_TYPES) + "."},
     )
     mlp_only_train: bool = field(
         default=False,
@@ -140,6 +138,14 @@ class MixCSETrainingArguments(TrainingArguments):
                 f"mix_lambda must be in (0, 1) (the recipe uses 0.2), or 0 for plain SimCSE; got {self.mix_lambda}"
             )
         check_pooler_type(self.pooler_type)
+        if self.mixed_negatives not in MIXED_NEGATIVES:
+            raise UsageError(
+                f"mixed_negatives must be one of {', '.join(MIXED_NEGATIVES)}; got {self.mixed_negatives!r}"
+            )
+        if self.mixed_negative_mask not in MASK_VALUES:
+            raise UsageError(
+                f"mixed_negative_mask must be one of {', '.join(MASK_VALUES)}; got {self.mixed_negative_mask!r}"
+            )
         if self.per_device_train_batch_size < 2:
             raise UsageError(
                 "per_device_train_batch_size must be >= 2: the other sentences of the batch are the negatives "

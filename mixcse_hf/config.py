@@ -21,8 +21,15 @@ RESOLVED_CONFIG_NAME = "run_config.yaml"
 _ENV_VAR = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 
 
+def _usage_error(message: str) -> None:
+    raise UsageError(message)
+
+
 def build_parser() -> HfArgumentParser:
-    return HfArgumentParser((ModelArguments, DataArguments, MixCSETrainingArguments))
+    """The parser of every argument; its errors (bad flag, bad value) are one-line :class:`UsageError` s."""
+    parser = HfArgumentParser((ModelArguments, DataArguments, MixCSETrainingArguments))
+    parser.error = _usage_error
+    return parser
 
 
 def read_config_file(path: str) -> dict[str, Any]:
@@ -32,7 +39,7 @@ def read_config_file(path: str) -> dict[str, Any]:
     with open(path, encoding="utf-8") as handle:
         try:
             values = json.load(handle) if path.endswith(".json") else yaml.safe_load(handle)
-        except (yaml.YAMLError, json.JSONDecodeError) as err:
+        except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as err:
             where = getattr(err, "problem_mark", None)
             line = f" (line {where.line + 1})" if where else ""
             raise UsageError(f"config file {path!r} is not valid YAML/JSON{line}; fix its syntax") from err
@@ -81,7 +88,12 @@ def parse_run_args(argv: Sequence[str]) -> RunArguments:
         values = read_config_file(config_path)
         check_keys(values, parser, config_path)
         parser.set_defaults(**{key: _expand_env(value, key) for key, value in values.items()})
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=flags)
+    try:
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=flags)
+    except UsageError:
+        raise
+    except ValueError as err:  # TrainingArguments' own consistency checks
+        raise UsageError(" ".join(str(err).split())) from err
     return model_args, data_args, training_args
 
 

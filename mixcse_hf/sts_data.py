@@ -172,7 +172,14 @@ def _load_hub_copy(task: str, split: str) -> StsPairs:
     dataset_id, splits = HUB_COPIES[task]
     if split not in splits:
         raise UsageError(f"the Hub copy of {task} has splits {sorted(splits)}, not {split!r}; use senteval_dir")
-    hub = datasets.load_dataset(dataset_id, split=splits[split])
+    try:
+        hub = datasets.load_dataset(dataset_id, split=splits[split])
+    except Exception as err:  # offline, missing repo, auth: all mean "use local files"
+        first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UsageError(
+            f"cannot read the Hub copy {dataset_id} ({first_line}); pass --senteval_dir with a SentEval-layout "
+            "directory"
+        ) from err
     return StsPairs(
         list(hub["sentence1"]), list(hub["sentence2"]), [float(s) for s in hub["score"]], (f"hf:{dataset_id}",)
     )

@@ -12,18 +12,17 @@ from dataclasses import dataclass, field
 import datasets
 from torch import nn
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from mixcse_hf.arguments import DataArguments, MixCSETrainingArguments, ModelArguments
 from mixcse_hf.card import ModelCardInfo
 from mixcse_hf.config import RESOLVED_CONFIG_NAME, save_resolved_config
 from mixcse_hf.data import load_corpus, tokenize_corpus
-from mixcse_hf.errors import UsageError
 from mixcse_hf.export import export_checkpoint
 from mixcse_hf.lora import apply_lora
 from mixcse_hf.modeling import load_backbone, reinit_mlp
 from mixcse_hf.plot import PLOT_NAME, evaluation_points, plot_training
 from mixcse_hf.pooling import inference_pooler
+from mixcse_hf.resume import resolve_resume_checkpoint
 from mixcse_hf.sts import sts_spearman
 from mixcse_hf.sts_data import StsPairs, load_stsb
 from mixcse_hf.trainer import MixCSETrainer
@@ -59,29 +58,6 @@ class RunSummary:
             )
         lines.append(f"checkpoint: {os.path.abspath(self.output_dir)}")
         return "\n".join(lines)
-
-
-def resolve_resume_checkpoint(training_args: MixCSETrainingArguments) -> str | None:
-    """Protect an existing ``output_dir``: resume its last checkpoint, or refuse unless told to overwrite."""
-    output_dir = training_args.output_dir
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise UsageError(f"output_dir {output_dir!r} is a file; choose a directory path")
-    if training_args.resume_from_checkpoint is not None:
-        if not os.path.isdir(training_args.resume_from_checkpoint):
-            raise UsageError(f"resume_from_checkpoint {training_args.resume_from_checkpoint!r} is not a directory")
-        return training_args.resume_from_checkpoint
-    if not os.path.isdir(output_dir) or not os.listdir(output_dir) or training_args.overwrite_output_dir:
-        return None
-    if not training_args.do_train:
-        return None
-    last = get_last_checkpoint(output_dir)
-    if last is None:
-        raise UsageError(
-            f"output_dir {output_dir!r} is not empty and holds no checkpoint to resume; pass "
-            "--overwrite_output_dir to train into it anyway, or choose another output_dir"
-        )
-    logger.info("Resuming from %s (pass --overwrite_output_dir to start afresh)", last)
-    return last
 
 
 def evaluation_poolers(training_args: MixCSETrainingArguments) -> list[str]:
@@ -162,7 +138,12 @@ def write_run_outputs(trainer: MixCSETrainer, summary: RunSummary) -> None:
 
 def run(model_args: ModelArguments, data_args: DataArguments, training_args: MixCSETrainingArguments) -> RunSummary:
     """Every input is checked before anything is written to ``output_dir``."""
-    resume_from = resolve_resume_checkpoint(training_args)
+    resume_from = resolve_resume_checkpoint(
+        training_args.output_dir,
+        training_args.resume_from_checkpoint,
+        training_args.overwrite_output_dir,
+        training_args.do_train,
+    )
     move_hub_token_to_environment(training_args)
     set_seed(training_args.seed)
     needs_sts = training_args.do_eval or training_args.eval_strategy != "no"

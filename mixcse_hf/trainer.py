@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from dataclasses import replace
 from typing import Any
@@ -11,13 +13,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import Trainer
+from transformers.trainer import TRAINING_ARGS_NAME
 
 from mixcse_hf.card import ModelCardInfo, write_model_card
+from mixcse_hf.errors import TrainingDiverged
 from mixcse_hf.export import add_auto_map, export_checkpoint
 from mixcse_hf.lora import backbone_of
 from mixcse_hf.loss import MixCSELoss
 from mixcse_hf.modeling import SentenceEncoder, embed_two_views
 from mixcse_hf.pooling import inference_pooler
+from mixcse_hf.resume import last_complete_checkpoint
 from mixcse_hf.sts import alignment_uniformity, encode_pairs, spearman100
 from mixcse_hf.sts_data import StsPairs
 
@@ -63,8 +68,18 @@ class MixCSETrainer(Trainer):
         logits = self.loss_fn.logits(z1, z2)
         loss = self.loss_fn.loss_from_logits(logits)
         if model.training:
+            if not torch.isfinite(loss):
+                self._stop_diverged(loss)
             self._accumulate_similarities(logits)
         return (loss, {"logits": logits}) if return_outputs else loss
+
+    def _stop_diverged(self, loss: torch.Tensor) -> None:
+        last = last_complete_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
+        resume = f"resume with --resume_from_checkpoint {last}" if last else "restart"
+        raise TrainingDiverged(
+            f"loss is {loss.item()} at step {self.state.global_step + 1}; training stopped and nothing after "
+            f"{last or 'the start'} was saved. Lower learning_rate (or use bf16 instead of fp16), then {resume}"
+        )
 
     def _accumulate_similarities(self, logits: torch.Tensor) -> None:
         # Summed as tensors: no device sync until the next log.
@@ -125,6 +140,9 @@ class MixCSETrainer(Trainer):
             add_auto_map(self.model)
         super()._save(output_dir, state_dict)
         if self.args.should_save:
+            # A pickle of the arguments; run_config.yaml records them as text and weights are safetensors.
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(output_dir, TRAINING_ARGS_NAME))
             export_checkpoint(output_dir, self.model, self.current_card())
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:

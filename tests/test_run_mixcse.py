@@ -102,6 +102,20 @@ BAD_INPUTS = {
     "missing model": (["--model_name_or_path", "{tmp}/no-model"], "cannot load model_name_or_path"),
     "malformed STS line": (["--senteval_dir", "{tmp}/bad_senteval"], "sts-dev.csv:1: malformed line"),
     "output_dir is a file": (["--output_dir", "{tmp}/a_file"], "is a file"),
+    "unknown pooler_type": (["--pooler_type", "max"], "pooler_type must be one of"),
+    "unknown mixed_negatives": (["--mixed_negatives", "all"], "mixed_negatives must be one of"),
+    "non-numeric temp": (["--temp", "warm"], "invalid float value: 'warm'"),
+    "unknown flag": (["--mix_lamda", "0.2"], "not used by the HfArgumentParser: ['--mix_lamda'"),
+    "incomplete resume checkpoint": (["--resume_from_checkpoint", "{tmp}/out"], "is incomplete"),
+    "inconsistent Trainer arguments": (["--save_strategy", "no"], "load_best_model_at_end"),
+    "train file is a directory": (["--train_file", "{tmp}/out"], "is not a file"),
+}
+BAD_CONFIG_FILES = {
+    "invalid YAML": (b"temp: [0.1\n", "is not valid YAML/JSON (line 2)"),
+    "non-UTF-8 config": (b"temp: 0.1 # caf\xe9\n", "is not valid YAML/JSON"),
+    "unknown key": (b"mix_lamda: 0.2\n", "unknown key 'mix_lamda'"),
+    "not a mapping": (b"- temp\n", "must be a mapping"),
+    "unset environment variable": (b"train_file: ${NOT_SET_ANYWHERE}/x.txt\n", "NOT_SET_ANYWHERE"),
 }
 
 
@@ -138,6 +152,19 @@ def test_bad_input_is_one_line_error_and_touches_nothing(
     assert "Traceback" not in "\n".join(err)
     after = {k: v for k, v in _snapshot(tmp_path).items() if k != "config.yaml"}
     assert after == {k: v for k, v in before.items() if k != "config.yaml"}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIG_FILES))
+def test_bad_config_file_is_one_line_error(case: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    content, message = BAD_CONFIG_FILES[case]
+    config = tmp_path / "bad.yaml"
+    config.write_bytes(content)
+    out = tmp_path / "out"
+    assert main([str(config), "--output_dir", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert message in err[0]
+    assert not out.exists()
 
 
 def test_cli_exit_status_and_single_line_message(tmp_path: Path) -> None:

@@ -1,0 +1,157 @@
+"""Benchmark harness: each measurement runs in its own process (so peak RSS is its own), variants alternate
+within one invocation (so machine noise hits all of them), and the figures are steady-state step times.
+
+    python benchmarks/harness.py child VARIANT [--steps N --warmup W --batch_size B --max_seq_length L ...]
+
+prints one JSON line: seconds of each measured step, peak RSS, parameter counts. ``run_variants`` drives it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+from transformers import TrainerCallback
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+TRAINER_VARIANTS = {
+    "mixcse": [],
+    "simcse": ["--mix_lambda", "0"],
+    "lora": ["--use_lora", "true"],
+}
+
+
+class StepTimer(TrainerCallback):
+    """Wall time between consecutive optimizer steps (data loading, forward, backward, optimizer, callbacks)."""
+
+    def __init__(self) -> None:
+        self.ends: list[float] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.ends = [time.perf_counter()]
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.ends.append(time.perf_counter())
+
+    def step_seconds(self) -> list[float]:
+        return [b - a for a, b in zip(self.ends, self.ends[1:], strict=False)]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def trainer_child(variant: str, options: argparse.Namespace, extra: list[str]) -> dict:
+    from transformers import DataCollatorWithPadding
+
+    from mixcse_hf.config import parse_run_args
+    from mixcse_hf.lora import count_parameters
+    from mixcse_hf.train import build_model, build_train_dataset
+    from mixcse_hf.trainer import MixCSETrainer
+
+    with tempfile.TemporaryDirectory() as output_dir:
+        flags = [
+            "--model_name_or_path", options.model, "--train_file", options.train_file, "--output_dir", output_dir,
+            "--per_device_train_batch_size", str(options.batch_size), "--max_seq_length", str(options.max_seq_length),
+            "--max_steps", str(options.warmup + options.steps), "--learning_rate", "3e-5", "--pooler_type", "cls",
+            "--mlp_only_train", "true", "--save_strategy", "no", "--eval_strategy", "no", "--report_to", "none",
+            "--logging_steps", "1000", "--dataloader_drop_last", "true", "--disable_tqdm", "true", "--seed", "42",
+            *TRAINER_VARIANTS[variant], *extra,
+        ]  # fmt: skip
+        model_args, data_args, training_args = parse_run_args(flags)
+        model, tokenizer = build_model(model_args, training_args, resuming=False)
+        timer = StepTimer()
+        trainer = MixCSETrainer(
+            model=model,
+            args=training_args,
+            train_dataset=build_train_dataset(data_args, training_args, tokenizer),
+            processing_class=tokenizer,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            callbacks=[timer],
+        )
+        trainer.train()
+    trainable, total = count_parameters(model)
+    return {
+        "step_seconds": timer.step_seconds()[options.warmup :],
+        "trainable_params": trainable,
+        "total_params": total,
+    }
+
+
+def child_main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("variant")
+    parser.add_argument("--model", default=DEFAULT_MODEL)
+    parser.add_argument(
+        "--train_file",
+        default=os.path.join(os.environ.get("MIXCSE_DATA_DIR", "../shared/data"), "wiki", "wiki1m_head.txt"),
+    )
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--max_seq_length", type=int, default=32)
+    options, extra = parser.parse_known_args(argv)
+    result = trainer_child(options.variant, options, extra)
+    result.update(variant=options.variant, peak_rss_mb=peak_rss_mb(), torch_threads=torch.get_num_threads())
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def run_child(variant: str, options: list[str]) -> dict:
+    """Run one measurement in a fresh process; returns its RESULT record."""
+    process = subprocess.run(
+        [sys.executable, __file__, "child", variant, *options], capture_output=True, text=True, check=False
+    )
+    lines = [line for line in process.stdout.splitlines() if line.startswith("RESULT ")]
+    if process.returncode != 0 or not lines:
+        raise RuntimeError(f"benchmark child {variant} failed:\n{process.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def run_variants(variants: list[str], rounds: int, options: list[str]) -> dict[str, dict]:
+    """Alternate the variants ``rounds`` times; summarise each by the median step time over all its steps."""
+    runs: dict[str, list[dict]] = {variant: [] for variant in variants}
+    for round_index in range(rounds):
+        for variant in variants:
+            result = run_child(variant, options)
+            runs[variant].append(result)
+            median = statistics.median(result["step_seconds"])
+            print(
+                f"round {round_index + 1}/{rounds} {variant}: {median:.3f} s/step, {result['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
+    summary = {}
+    for variant, results in runs.items():
+        steps = [s for r in results for s in r["step_seconds"]]
+        summary[variant] = {
+            "median_step_seconds": statistics.median(steps),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+            "trainable_params": results[0]["trainable_params"],
+            "total_params": results[0]["total_params"],
+            "measured_steps": len(steps),
+            "runs": results,
+        }
+    return summary
+
+
+def machine() -> dict:
+    return {
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "platform": sys.platform,
+    }
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "child":
+        child_main(sys.argv[2:])
+    else:
+        sys.exit("usage: python benchmarks/harness.py child VARIANT [options]  (drivers: benchmarks/*.py)")
