@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2 if isinstance(err, UsageError) else 3
-    print(summary.table())
+    if summary.main_process:
+        print(summary.table())
     return 0
 
 

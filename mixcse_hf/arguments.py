@@ -124,6 +124,27 @@ class MixCSETrainingArguments(TrainingArguments):
             "(the unsupervised SimCSE recipe)."
         },
     )
+    gradcache_mini_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "GradCache: embed and backpropagate the batch in mini-batches of this many sentences, so memory "
+            "grows with it rather than with the batch size (same gradients, about one extra forward pass)."
+        },
+    )
+    dataloader_drop_last: bool = field(
+        default=True,
+        metadata={
+            "help": "Drop the last incomplete batch: contrastive batches need >= 2 sentences, and across processes "
+            "equal sizes for the all-gather of negatives."
+        },
+    )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata={"help": "DDP: every trained parameter is used each step (an unused pooler is frozen)."},
+    )
+    ddp_broadcast_buffers: bool | None = field(
+        default=False, metadata={"help": "DDP: do not broadcast buffers (position ids) every forward."}
+    )
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Train into a non-empty output_dir (files of the same name are replaced)."},
@@ -146,6 +167,8 @@ class MixCSETrainingArguments(TrainingArguments):
             raise UsageError(
                 f"mixed_negative_mask must be one of {', '.join(MASK_VALUES)}; got {self.mixed_negative_mask!r}"
             )
+        if self.gradcache_mini_batch_size is not None and self.gradcache_mini_batch_size < 1:
+            raise UsageError(f"gradcache_mini_batch_size must be >= 1, got {self.gradcache_mini_batch_size}")
         if self.per_device_train_batch_size < 2:
             raise UsageError(
                 "per_device_train_batch_size must be >= 2: the other sentences of the batch are the negatives "

@@ -36,6 +36,7 @@ class RunSummary:
     """What a run measured: STS-B Spearman x100 per pooler, model ("start"/"trained") and split."""
 
     output_dir: str
+    main_process: bool = True
     spearman: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     train_metrics: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
@@ -95,6 +96,8 @@ def build_model(
     )
     if training_args.pooler_type == "cls" and model_args.reinit_mlp and not resuming:
         reinit_mlp(model)
+    if training_args.pooler_type != "cls" and getattr(model, "pooler", None) is not None:
+        model.pooler.requires_grad_(False)  # unused: frozen, so DDP needs no unused-parameter search
     if model_args.use_lora:
         model = apply_lora(
             model,
@@ -145,6 +148,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Mix
         training_args.do_train,
     )
     move_hub_token_to_environment(training_args)
+    # Reading .device sets up the process group: world_size and main_process_first are valid only after it.
+    logger.info("Device %s, %d process(es)", training_args.device, training_args.world_size)
     set_seed(training_args.seed)
     needs_sts = training_args.do_eval or training_args.eval_strategy != "no"
     sts = {split: load_stsb(split, data_args.senteval_dir) for split in ("dev", "test")} if needs_sts else {}
@@ -159,7 +164,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Mix
         data_collator=DataCollatorWithPadding(tokenizer),
         card_info=model_card_info(model_args, data_args, training_args),
     )
-    summary = RunSummary(training_args.output_dir)
+    summary = RunSummary(training_args.output_dir, main_process=trainer.is_world_process_zero())
     poolers = evaluation_poolers(training_args)
     if training_args.do_eval:
         evaluate_sts(trainer, sts, summary, "start", poolers)

@@ -16,8 +16,10 @@ from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 
 from mixcse_hf.card import ModelCardInfo, write_model_card
+from mixcse_hf.distributed import gather_with_grad
 from mixcse_hf.errors import TrainingDiverged
 from mixcse_hf.export import add_auto_map, export_checkpoint
+from mixcse_hf.gradcache import backward_from_cache, embed_without_graph
 from mixcse_hf.lora import backbone_of
 from mixcse_hf.loss import MixCSELoss
 from mixcse_hf.modeling import SentenceEncoder, embed_two_views
@@ -65,13 +67,49 @@ class MixCSETrainer(Trainer):
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
         z1, z2 = embed_two_views(model, inputs, self.args.pooler_type)
-        logits = self.loss_fn.logits(z1, z2)
+        loss, logits = self.loss_from_embeddings(z1, z2, training=model.training)
+        return (loss, {"logits": logits}) if return_outputs else loss
+
+    def loss_from_embeddings(
+        self, z1: torch.Tensor, z2: torch.Tensor, training: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """MixCSE loss over the global batch: in multi-process training the views of every process are gathered
+        (differentiably) first, and the mixed negatives are formed after the gather, as in the reference."""
+        logits = self.loss_fn.logits(gather_with_grad(z1), gather_with_grad(z2))
         loss = self.loss_fn.loss_from_logits(logits)
-        if model.training:
+        if training:
             if not torch.isfinite(loss):
                 self._stop_diverged(loss)
             self._accumulate_similarities(logits)
-        return (loss, {"logits": logits}) if return_outputs else loss
+        return loss, logits
+
+    def training_step(
+        self, model: nn.Module, inputs: dict[str, torch.Tensor], num_items_in_batch: torch.Tensor | int | None = None
+    ) -> torch.Tensor:
+        """The Trainer's step, or with ``gradcache_mini_batch_size`` the three GradCache passes of
+        :mod:`mixcse_hf.gradcache` (context parallelism and SageMaker MP are not supported there)."""
+        mini_batch_size = self.args.gradcache_mini_batch_size
+        if not mini_batch_size:
+            return super().training_step(model, inputs, num_items_in_batch)
+        model.train()
+        inputs = self._prepare_inputs(inputs)
+        with self.compute_loss_context_manager():
+            cached = embed_without_graph(model, inputs, self.args.pooler_type, mini_batch_size)
+        z1, z2 = cached.z1.detach().requires_grad_(), cached.z2.detach().requires_grad_()
+        loss, _ = self.loss_from_embeddings(z1, z2, training=True)
+        loss = loss / self.current_gradient_accumulation_steps
+        grad_z1, grad_z2 = torch.autograd.grad(loss, [z1, z2])
+        backward_from_cache(
+            model,
+            cached,
+            grad_z1,
+            grad_z2,
+            self.args.pooler_type,
+            backward=self.accelerator.backward,
+            no_sync=lambda: self.accelerator.no_sync(model),
+            autocast=self.compute_loss_context_manager,
+        )
+        return loss.detach()
 
     def _stop_diverged(self, loss: torch.Tensor) -> None:
         last = last_complete_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
