@@ -4,11 +4,14 @@ within one invocation (so machine noise hits all of them), and the figures are s
     python benchmarks/harness.py child VARIANT [--steps N --warmup W --batch_size B --max_seq_length L ...]
 
 prints one JSON line: seconds of each measured step, peak RSS, parameter counts. ``run_variants`` drives it.
+Variants: ``mixcse``, ``simcse``, ``lora`` (MixCSETrainer; extra flags go to run_mixcse's parser), ``st``
+(sentence-transformers' SimCSE recipe) and ``floor`` (the bare encoder).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -42,7 +45,14 @@ class StepTimer(TrainerCallback):
         self.ends.append(time.perf_counter())
 
     def step_seconds(self) -> list[float]:
-        return [b - a for a, b in zip(self.ends, self.ends[1:], strict=False)]
+        return [b - a for a, b in itertools.pairwise(self.ends)]
+
+
+def measurement(step_seconds: list[float], warmup: int, model: torch.nn.Module) -> dict:
+    from mixcse_hf.lora import count_parameters
+
+    trainable, total = count_parameters(model)
+    return {"step_seconds": step_seconds[warmup:], "trainable_params": trainable, "total_params": total}
 
 
 def peak_rss_mb() -> float:
@@ -53,7 +63,6 @@ def trainer_child(variant: str, options: argparse.Namespace, extra: list[str]) -
     from transformers import DataCollatorWithPadding
 
     from mixcse_hf.config import parse_run_args
-    from mixcse_hf.lora import count_parameters
     from mixcse_hf.train import build_model, build_train_dataset
     from mixcse_hf.trainer import MixCSETrainer
 
@@ -63,7 +72,7 @@ def trainer_child(variant: str, options: argparse.Namespace, extra: list[str]) -
             "--per_device_train_batch_size", str(options.batch_size), "--max_seq_length", str(options.max_seq_length),
             "--max_steps", str(options.warmup + options.steps), "--learning_rate", "3e-5", "--pooler_type", "cls",
             "--mlp_only_train", "true", "--save_strategy", "no", "--eval_strategy", "no", "--report_to", "none",
-            "--logging_steps", "1000", "--dataloader_drop_last", "true", "--disable_tqdm", "true", "--seed", "42",
+            "--logging_steps", "1000", "--disable_tqdm", "true", "--seed", "42",
             *TRAINER_VARIANTS[variant], *extra,
         ]  # fmt: skip
         model_args, data_args, training_args = parse_run_args(flags)
@@ -78,28 +87,96 @@ def trainer_child(variant: str, options: argparse.Namespace, extra: list[str]) -
             callbacks=[timer],
         )
         trainer.train()
-    trainable, total = count_parameters(model)
-    return {
-        "step_seconds": timer.step_seconds()[options.warmup :],
-        "trainable_params": trainable,
-        "total_params": total,
-    }
+    return measurement(timer.step_seconds(), options.warmup, model)
+
+
+def sentence_transformers_child(options: argparse.Namespace) -> dict:
+    """sentence-transformers' SimCSE recipe: MultipleNegativesRankingLoss with anchor == positive, CLS pooling."""
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, losses
+    from sentence_transformers import SentenceTransformerTrainingArguments as Arguments
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    from mixcse_hf.data import load_corpus
+    from mixcse_hf.modeling import resolve_model_path
+
+    transformer = Transformer(resolve_model_path(options.model), max_seq_length=options.max_seq_length)
+    pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="cls")
+    model = SentenceTransformer(modules=[transformer, pooling], device="cpu")
+    samples = (options.warmup + options.steps) * options.batch_size
+    sentences = load_corpus(train_file=options.train_file, max_train_samples=samples)["text"]
+    timer = StepTimer()
+    with tempfile.TemporaryDirectory() as output_dir:
+        arguments = Arguments(
+            output_dir=output_dir,
+            per_device_train_batch_size=options.batch_size,
+            learning_rate=3e-5,
+            max_steps=options.warmup + options.steps,
+            save_strategy="no",
+            report_to="none",
+            logging_steps=1000,
+            disable_tqdm=True,
+            seed=42,
+        )
+        trainer = SentenceTransformerTrainer(
+            model=model,
+            args=arguments,
+            train_dataset=Dataset.from_dict({"anchor": sentences, "positive": sentences}),
+            loss=losses.MultipleNegativesRankingLoss(model),
+            callbacks=[timer],
+        )
+        trainer.train()
+    return measurement(timer.step_seconds(), options.warmup, model)
+
+
+def floor_child(options: argparse.Namespace) -> dict:
+    """The bare encoder: forward of the same 2N padded rows, a trivial loss on [CLS], backward, AdamW step."""
+    from torch.utils.data import DataLoader
+    from transformers import DataCollatorWithPadding
+
+    from mixcse_hf.data import load_corpus, tokenize_corpus
+    from mixcse_hf.modeling import load_pretrained
+
+    torch.manual_seed(42)
+    model, tokenizer = load_pretrained(options.model)
+    model.train()
+    samples = (options.warmup + options.steps) * options.batch_size
+    corpus = load_corpus(train_file=options.train_file, max_train_samples=samples)
+    loader = DataLoader(
+        tokenize_corpus(corpus, tokenizer, options.max_seq_length),
+        batch_size=options.batch_size,
+        shuffle=True,
+        drop_last=True,
+        collate_fn=DataCollatorWithPadding(tokenizer),
+    )
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-5)
+    ends = [time.perf_counter()]
+    for batch in loader:
+        doubled = {name: torch.cat([tensor, tensor]) for name, tensor in batch.items()}
+        model(**doubled).last_hidden_state[:, 0].pow(2).mean().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        ends.append(time.perf_counter())
+    return measurement([b - a for a, b in itertools.pairwise(ends)], options.warmup, model)
 
 
 def child_main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("variant")
     parser.add_argument("--model", default=DEFAULT_MODEL)
-    parser.add_argument(
-        "--train_file",
-        default=os.path.join(os.environ.get("MIXCSE_DATA_DIR", "../shared/data"), "wiki", "wiki1m_head.txt"),
-    )
+    data_dir = os.environ.get("MIXCSE_DATA_DIR", "../shared/data")
+    parser.add_argument("--train_file", default=os.path.join(data_dir, "wiki", "wiki1m_head.txt"))
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--max_seq_length", type=int, default=32)
     options, extra = parser.parse_known_args(argv)
-    result = trainer_child(options.variant, options, extra)
+    if options.variant == "st":
+        result = sentence_transformers_child(options)
+    elif options.variant == "floor":
+        result = floor_child(options)
+    else:
+        result = trainer_child(options.variant, options, extra)
     result.update(variant=options.variant, peak_rss_mb=peak_rss_mb(), torch_threads=torch.get_num_threads())
     print("RESULT " + json.dumps(result), flush=True)
 
@@ -122,11 +199,8 @@ def run_variants(variants: list[str], rounds: int, options: list[str]) -> dict[s
         for variant in variants:
             result = run_child(variant, options)
             runs[variant].append(result)
-            median = statistics.median(result["step_seconds"])
-            print(
-                f"round {round_index + 1}/{rounds} {variant}: {median:.3f} s/step, {result['peak_rss_mb']:.0f} MB",
-                flush=True,
-            )
+            median, rss = statistics.median(result["step_seconds"]), result["peak_rss_mb"]
+            print(f"round {round_index + 1}/{rounds} {variant}: {median:.3f} s/step, {rss:.0f} MB", flush=True)
     summary = {}
     for variant, results in runs.items():
         steps = [s for r in results for s in r["step_seconds"]]
@@ -142,12 +216,7 @@ def run_variants(variants: list[str], rounds: int, options: list[str]) -> dict[s
 
 
 def machine() -> dict:
-    return {
-        "cpus": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "platform": sys.platform,
-    }
+    return {"cpus": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 
 
 if __name__ == "__main__":

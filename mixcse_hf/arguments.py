@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import torch
 from transformers import TrainingArguments
 
 from mixcse_hf.errors import UsageError
@@ -151,6 +152,9 @@ class MixCSETrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
+        if self.bf16 and not self.use_cpu and not torch.accelerator.is_available():
+            # The same config trains in bf16 on a GPU and with CPU bf16 autocast (AMX/AVX512-BF16) elsewhere.
+            self.use_cpu = True
         super().__post_init__()
         if not self.temp > 0:
             raise UsageError(f"temp must be > 0 (the softmax temperature; the recipe uses 0.05), got {self.temp}")

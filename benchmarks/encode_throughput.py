@@ -1,0 +1,73 @@
+"""Encoding throughput: mixcse_hf's SentenceEncoder.encode vs SentenceTransformer.encode on the STS-B dev and
+test sentences, all-MiniLM-L6-v2 with its mean pooling, alternating in one process; also checks that both give
+the same embeddings.
+
+    MIXCSE_DATA_DIR=../shared/data python benchmarks/encode_throughput.py [--rounds 3] [--batch_size 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import torch
+from harness import DEFAULT_MODEL, machine
+from sentence_transformers import SentenceTransformer
+
+from mixcse_hf.modeling import SentenceEncoder, resolve_model_path
+from mixcse_hf.sts_data import load_stsb
+
+RESULTS = os.path.join(os.path.dirname(__file__), "results", "encode_throughput.json")
+
+
+def sts_sentences(senteval_dir: str) -> list[str]:
+    sentences: list[str] = []
+    for split in ("dev", "test"):
+        pairs = load_stsb(split, senteval_dir)
+        sentences += pairs.sentences1 + pairs.sentences2
+    return list(dict.fromkeys(sentences))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch_size", type=int, default=64)
+    args = parser.parse_args()
+    senteval_dir = os.path.join(os.environ.get("MIXCSE_DATA_DIR", "../shared/data"), "senteval")
+    sentences = sts_sentences(senteval_dir)
+    ours = SentenceEncoder.from_pretrained(DEFAULT_MODEL)  # its sentence-transformers pooling: mean
+    theirs = SentenceTransformer(resolve_model_path(DEFAULT_MODEL), device="cpu")
+    encoders = {
+        "mixcse_hf SentenceEncoder.encode": lambda: ours.encode(sentences, batch_size=args.batch_size),
+        "SentenceTransformer.encode": lambda: theirs.encode(
+            sentences, batch_size=args.batch_size, convert_to_tensor=True, normalize_embeddings=False
+        ),
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in encoders}
+    outputs = {}
+    for round_index in range(args.rounds):
+        for name, encode in encoders.items():
+            start = time.perf_counter()
+            outputs[name] = encode()
+            seconds[name].append(time.perf_counter() - start)
+            print(f"round {round_index + 1}/{args.rounds} {name}: {seconds[name][-1]:.2f} s", flush=True)
+    a, b = (outputs[name].float().cpu() for name in encoders)
+    cosine = torch.nn.functional.cosine_similarity(a, b, dim=-1)
+    summary = {name: len(sentences) / statistics.median(values) for name, values in seconds.items()}
+    print(f"\n{len(sentences)} unique STS-B dev+test sentences, batch {args.batch_size}, pooler {ours.pooler_type}")
+    for name, rate in summary.items():
+        print(f"{name:<34} {rate:>8.1f} sentences/s")
+    ratio = summary["mixcse_hf SentenceEncoder.encode"] / summary["SentenceTransformer.encode"]
+    print(f"speed ratio (ours / sentence-transformers): {ratio:.3f}")
+    print(f"embeddings: max abs difference {(a - b).abs().max().item():.2e}, min cosine {cosine.min().item():.6f}")
+    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+    with open(RESULTS, "w", encoding="utf-8") as handle:
+        record = {"machine": machine(), "options": vars(args), "sentences": len(sentences), "seconds": seconds}
+        json.dump({**record, "sentences_per_second": summary, "ratio": ratio}, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
