@@ -9,7 +9,8 @@ import torch
 from transformers import TrainingArguments
 
 from mixcse_hf.errors import UsageError
-from mixcse_hf.loss import MIXED_NEGATIVES
+from mixcse_hf.loss import MIX_SIDES, MIXED_NEGATIVES
+from mixcse_hf.mixing import LAMBDA_SCHEDULES, MIX_STRATEGIES, check_choice
 from mixcse_hf.modeling import check_pooler_type
 from mixcse_hf.pooling import POOLER_TYPES
 
@@ -114,6 +115,34 @@ class MixCSETrainingArguments(TrainingArguments):
             "help": "Value of the masked self-mix entries: zero (reference; still in the softmax) or -inf.",
         },
     )
+    mix_strategy: str = field(
+        default="roll",
+        metadata={
+            "help": "Negative mixed with each positive: roll (next in batch, reference), random, or hardest (most "
+            "similar to the anchor, chosen without gradient)."
+        },
+    )
+    lambda_schedule: str = field(
+        default="constant",
+        metadata={
+            "help": "constant (reference); linear or cosine from mix_lambda to mix_lambda_end over training; "
+            "adaptive: per pair mix_lambda * (1 - cos(anchor, negative)) / 2."
+        },
+    )
+    mix_lambda_end: float | None = field(
+        default=None, metadata={"help": "Final lambda of the linear and cosine schedules, in (0, 1)."}
+    )
+    mix_sides: str = field(
+        default="both",
+        metadata={"help": "Mixed-negative blocks: both (reference: anchor and positive sides) or anchor only."},
+    )
+    log_gradient_signal: bool = field(
+        default=True,
+        metadata={
+            "help": "Log grad_anchor_norm (norm of dLoss/d anchor embeddings) and grad_mixed_share (its share from "
+            "the mixed negatives) each logging step; costs two small backward passes through the loss only."
+        },
+    )
     pooler_type: str = field(
         default="cls",
         metadata={"help": "Sentence embedding: " + ", ".join(POOLER_TYPES) + "."},
@@ -163,14 +192,15 @@ class MixCSETrainingArguments(TrainingArguments):
                 f"mix_lambda must be in (0, 1) (the recipe uses 0.2), or 0 for plain SimCSE; got {self.mix_lambda}"
             )
         check_pooler_type(self.pooler_type)
-        if self.mixed_negatives not in MIXED_NEGATIVES:
-            raise UsageError(
-                f"mixed_negatives must be one of {', '.join(MIXED_NEGATIVES)}; got {self.mixed_negatives!r}"
-            )
-        if self.mixed_negative_mask not in MASK_VALUES:
-            raise UsageError(
-                f"mixed_negative_mask must be one of {', '.join(MASK_VALUES)}; got {self.mixed_negative_mask!r}"
-            )
+        check_choice("mixed_negatives", self.mixed_negatives, MIXED_NEGATIVES)
+        check_choice("mix_strategy", self.mix_strategy, MIX_STRATEGIES)
+        check_choice("lambda_schedule", self.lambda_schedule, LAMBDA_SCHEDULES)
+        check_choice("mix_sides", self.mix_sides, MIX_SIDES)
+        if self.mix_lambda_end is not None and not 0 < self.mix_lambda_end < 1:
+            raise UsageError(f"mix_lambda_end must be in (0, 1), got {self.mix_lambda_end}")
+        if self.lambda_schedule in ("linear", "cosine") and self.mix_lambda_end is None:
+            raise UsageError(f"lambda_schedule {self.lambda_schedule} needs --mix_lambda_end (the final lambda)")
+        check_choice("mixed_negative_mask", self.mixed_negative_mask, tuple(MASK_VALUES))
         if self.gradcache_mini_batch_size is not None and self.gradcache_mini_batch_size < 1:
             raise UsageError(f"gradcache_mini_batch_size must be >= 1, got {self.gradcache_mini_batch_size}")
         if self.per_device_train_batch_size < 2:

@@ -1,7 +1,7 @@
 """The MixCSE contrastive loss (Zhang et al., AAAI 2022) over two dropout views of a batch.
 
 The embed step (two views in one forward pass, then pooling) lives in :mod:`mixcse_hf.modeling`; this module
-only turns embeddings into a loss.
+only turns embeddings into a loss. How mixed negatives are formed is in :mod:`mixcse_hf.mixing`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mixcse_hf.mixing import LAMBDA_SCHEDULES, MIX_STRATEGIES, adaptive_lambda, mix, partners, scheduled_lambda
+
 MIXED_NEGATIVES = ("reference", "paired")
+MIX_SIDES = ("both", "anchor")
 
 
 def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -20,16 +23,10 @@ def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T
 
 
-def mix_with_next(z: torch.Tensor, mix_lambda: float) -> torch.Tensor:
-    """``lambda * z_j + (1 - lambda) * z_{(j+1) mod N}``, detached: the stop-gradient of the paper."""
-    return (mix_lambda * z + (1.0 - mix_lambda) * z.roll(-1, dims=0)).detach()
-
-
-def _offset_mask(n: int, offset: int, device: torch.device) -> torch.Tensor:
-    """Boolean (N, N) mask that is True at (i, (i + offset) mod N)."""
-    rows = torch.arange(n, device=device)
-    mask = torch.zeros(n, n, dtype=torch.bool, device=device)
-    mask[rows, (rows + offset) % n] = True
+def _mask(rows: torch.Tensor, columns: torch.Tensor, n: int) -> torch.Tensor:
+    """Boolean (N, N) mask, True at each (rows[k], columns[k])."""
+    mask = torch.zeros(n, n, dtype=torch.bool, device=rows.device)
+    mask[rows, columns] = True
     return mask
 
 
@@ -53,6 +50,14 @@ class MixCSELoss(nn.Module):
             ``mix(z)_j = lambda z_j + (1 - lambda) z_{j+1}`` (indices mod N, detached). ``"paired"`` is
             the paper's description: one mixed negative per anchor, logits ``[A | b]`` (N x (N+1)) with
             ``b_i = cos(z1_i, mix(z2)_i)``.
+        mix_strategy: which negative is mixed with each positive (:data:`mixcse_hf.mixing.MIX_STRATEGIES`);
+            ``"roll"`` (the next sample) is the reference. The masked entries follow the choice: wherever a
+            mixed vector holds ``1 - lambda`` of an anchor's own positive.
+        lambda_schedule: :data:`mixcse_hf.mixing.LAMBDA_SCHEDULES`; ``"constant"`` is the reference. The
+            linear and cosine schedules move from ``mix_lambda`` to ``mix_lambda_end`` as :attr:`progress`
+            goes from 0 to 1 (the trainer sets it every step).
+        mix_lambda_end: the schedules' final lambda, in (0, 1).
+        mix_sides: ``"both"`` (reference: blocks B and C) or ``"anchor"`` (block B only).
     """
 
     def __init__(
@@ -61,42 +66,76 @@ class MixCSELoss(nn.Module):
         mix_lambda: float | None = 0.2,
         mask_value: float = 0.0,
         mixed_negatives: str = "reference",
+        mix_strategy: str = "roll",
+        lambda_schedule: str = "constant",
+        mix_lambda_end: float | None = None,
+        mix_sides: str = "both",
     ) -> None:
         super().__init__()
         if not temp > 0:
             raise ValueError(f"temp must be > 0 (the softmax temperature, e.g. 0.05), got {temp}")
-        if mix_lambda and not 0 < mix_lambda < 1:
-            raise ValueError(
-                f"mix_lambda must be in (0, 1) (weight of the positive in a mixed negative, e.g. 0.2), "
-                f"or None/0 for plain SimCSE; got {mix_lambda}"
-            )
+        for name, value in (("mix_lambda", mix_lambda), ("mix_lambda_end", mix_lambda_end)):
+            if value and not 0 < value < 1:
+                raise ValueError(
+                    f"{name} must be in (0, 1) (weight of the positive in a mixed negative, e.g. 0.2), "
+                    f"or None/0 for plain SimCSE; got {value}"
+                )
         if not (mask_value == 0.0 or mask_value == -math.inf):
             raise ValueError(f"mask_value must be 0.0 (reference) or -inf, got {mask_value}")
-        if mixed_negatives not in MIXED_NEGATIVES:
-            raise ValueError(f"mixed_negatives must be one of {MIXED_NEGATIVES}, got {mixed_negatives!r}")
+        for name, value, allowed in (
+            ("mixed_negatives", mixed_negatives, MIXED_NEGATIVES),
+            ("mix_strategy", mix_strategy, MIX_STRATEGIES),
+            ("lambda_schedule", lambda_schedule, LAMBDA_SCHEDULES),
+            ("mix_sides", mix_sides, MIX_SIDES),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if lambda_schedule in ("linear", "cosine") and not mix_lambda_end:
+            raise ValueError(f"lambda_schedule {lambda_schedule!r} needs mix_lambda_end in (0, 1)")
         self.temp = temp
         self.mix_lambda = mix_lambda or None
         self.mask_value = mask_value
         self.mixed_negatives = mixed_negatives
+        self.mix_strategy = mix_strategy
+        self.lambda_schedule = lambda_schedule
+        self.mix_lambda_end = mix_lambda_end
+        self.mix_sides = mix_sides
+        self.progress = 0.0
+        """Fraction of training done, in [0, 1]: drives the linear and cosine lambda schedules."""
+
+    def current_lambda(self) -> float:
+        """The (base) lambda at :attr:`progress`."""
+        return scheduled_lambda(self.lambda_schedule, self.mix_lambda, self.mix_lambda_end, self.progress)
+
+    def _mixed(self, anchors: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mixed negatives built from ``z`` for ``anchors`` (row j pairs with anchor j): (mixes, partners)."""
+        partner = partners(self.mix_strategy, anchors, z)
+        mix_lambda: float | torch.Tensor = self.current_lambda()
+        if self.lambda_schedule == "adaptive":
+            mix_lambda = adaptive_lambda(mix_lambda, anchors, z[partner])
+        return mix(z, partner, mix_lambda), partner
 
     def logits(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        """The (N, N), (N, 3N) or (N, N+1) matrix of cosines / temp that the cross-entropy is taken over."""
+        """The (N, N), (N, 3N), (N, 2N) or (N, N+1) matrix of cosines / temp that the cross-entropy is over."""
         _check_views(z1, z2)
         dtype = torch.promote_types(z1.dtype, torch.float32)
         z1, z2 = z1.to(dtype), z2.to(dtype)
         blocks = [cosine_matrix(z1, z2)]
         if self.mix_lambda is not None:
-            mixed_z2 = mix_with_next(z2, self.mix_lambda)
+            n = z1.size(0)
+            rows = torch.arange(n, device=z1.device)
+            mixed_z2, partner2 = self._mixed(z1, z2)
             if self.mixed_negatives == "paired":
                 blocks.append(F.cosine_similarity(z1, mixed_z2, dim=-1).unsqueeze(1))
             else:
-                n = z1.size(0)
-                # Entry (i, i-1) of B mixes 1 - lambda of z2_i, the anchor's own positive: masked out.
+                # Column j of B holds 1 - lambda of z2_{p(j)}, the positive of anchor p(j): (p(j), j) is masked.
                 anchor_side = cosine_matrix(z1, mixed_z2)
-                blocks.append(anchor_side.masked_fill(_offset_mask(n, -1, z1.device), self.mask_value))
-                # Symmetrically, mix(z1)_i holds 1 - lambda of z1_{i+1}, the positive of z2_{i+1}.
-                positive_side = cosine_matrix(mix_with_next(z1, self.mix_lambda), z2)
-                blocks.append(positive_side.masked_fill(_offset_mask(n, 1, z1.device), self.mask_value))
+                blocks.append(anchor_side.masked_fill(_mask(partner2, rows, n), self.mask_value))
+                if self.mix_sides == "both":
+                    # Row i of C holds 1 - lambda of z1_{q(i)}, whose positive is z2_{q(i)}: (i, q(i)) is masked.
+                    mixed_z1, partner1 = self._mixed(z2, z1)
+                    positive_side = cosine_matrix(mixed_z1, z2)
+                    blocks.append(positive_side.masked_fill(_mask(rows, partner1, n), self.mask_value))
         return torch.cat(blocks, dim=1) / self.temp
 
     @staticmethod
@@ -124,10 +163,30 @@ class MixCSELoss(nn.Module):
             stats["sim_mixed_negative"] = own_mixed.mean()
         return stats
 
+    @staticmethod
+    def gradient_signal(logits: torch.Tensor, anchors: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The paper's quantity: the gradient of the loss w.r.t. the anchor embeddings ``anchors`` (the z1 the
+        logits were computed from), its Frobenius norm and the share of it coming from the mixed columns,
+        ``|g_mixed| / (|g_in-batch| + |g_mixed|)`` (0 for SimCSE). Needs the graph from ``anchors`` to
+        ``logits``; leaves it intact. Returns 0-d detached tensors."""
+        n = logits.size(0)
+        with torch.no_grad():
+            grad_logits = logits.softmax(dim=-1)
+            grad_logits[torch.arange(n), torch.arange(n)] -= 1
+            grad_logits /= n  # d mean-cross-entropy / d logits
+        (total,) = torch.autograd.grad(logits, anchors, grad_outputs=grad_logits, retain_graph=True)
+        mixed = torch.zeros_like(total)
+        if logits.size(1) > n:
+            (mixed,) = torch.autograd.grad(logits[:, n:], anchors, grad_outputs=grad_logits[:, n:], retain_graph=True)
+        in_batch_norm, mixed_norm = (total - mixed).norm(), mixed.norm()
+        return {"grad_anchor_norm": total.norm(), "grad_mixed_share": mixed_norm / (in_batch_norm + mixed_norm)}
+
     def extra_repr(self) -> str:
         return (
             f"temp={self.temp}, mix_lambda={self.mix_lambda}, mask_value={self.mask_value}, "
-            f"mixed_negatives={self.mixed_negatives!r}"
+            f"mixed_negatives={self.mixed_negatives!r}, mix_strategy={self.mix_strategy!r}, "
+            f"lambda_schedule={self.lambda_schedule!r}, mix_lambda_end={self.mix_lambda_end}, "
+            f"mix_sides={self.mix_sides!r}"
         )
 
 

@@ -38,7 +38,9 @@ class MixCSETrainer(Trainer):
     pass. ``eval_dataset`` holds STS pairs (``sentence1``, ``sentence2``, ``score``); evaluation logs
     ``eval_stsb_spearman`` (x100, cosine), so ``metric_for_best_model: stsb_spearman`` works, plus the
     ``eval_alignment`` and ``eval_uniformity`` of the dev embeddings. Each logging step
-    also reports the mean positive, in-batch negative and mixed-negative cosines since the previous log.
+    also reports the mean positive, in-batch negative and mixed-negative cosines since the previous log and,
+    with ``log_gradient_signal``, the norm of the loss gradient w.r.t. the anchor embeddings and the share of it
+    that comes from the mixed negatives (``grad_anchor_norm``, ``grad_mixed_share``).
 
     Every save (checkpoints and the final model) also writes the files of :mod:`mixcse_hf.export` and, given
     ``card_info``, the model card, so each checkpoint loads three ways and pushes to the Hub complete.
@@ -55,6 +57,10 @@ class MixCSETrainer(Trainer):
             mix_lambda=self.args.mix_lambda,
             mask_value=self.args.mask_value,
             mixed_negatives=self.args.mixed_negatives,
+            mix_strategy=self.args.mix_strategy,
+            lambda_schedule=self.args.lambda_schedule,
+            mix_lambda_end=self.args.mix_lambda_end,
+            mix_sides=self.args.mix_sides,
         )
         self._similarity_sums: dict[str, torch.Tensor] = {}
         self._similarity_batches = 0
@@ -75,12 +81,18 @@ class MixCSETrainer(Trainer):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """MixCSE loss over the global batch: in multi-process training the views of every process are gathered
         (differentiably) first, and the mixed negatives are formed after the gather, as in the reference."""
-        logits = self.loss_fn.logits(gather_with_grad(z1), gather_with_grad(z2))
+        anchors = gather_with_grad(z1)
+        if training:
+            self.loss_fn.progress = self.state.global_step / max(self.state.max_steps, 1)
+        logits = self.loss_fn.logits(anchors, gather_with_grad(z2))
         loss = self.loss_fn.loss_from_logits(logits)
         if training:
             if not torch.isfinite(loss):
                 self._stop_diverged(loss)
-            self._accumulate_similarities(logits)
+            stats = self.loss_fn.similarity_stats(logits)
+            if self.args.log_gradient_signal:
+                stats.update(self.loss_fn.gradient_signal(logits, anchors))
+            self._accumulate_stats(stats)
         return loss, logits
 
     def training_step(
@@ -119,14 +131,14 @@ class MixCSETrainer(Trainer):
             f"{last or 'the start'} was saved. Lower learning_rate (or use bf16 instead of fp16), then {resume}"
         )
 
-    def _accumulate_similarities(self, logits: torch.Tensor) -> None:
+    def _accumulate_stats(self, stats: dict[str, torch.Tensor]) -> None:
         # Summed as tensors: no device sync until the next log.
-        for name, value in self.loss_fn.similarity_stats(logits).items():
+        for name, value in stats.items():
             self._similarity_sums[name] = self._similarity_sums.get(name, 0) + value
         self._similarity_batches += 1
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs and self._similarity_batches:
+        if "loss" in logs and self._similarity_batches:  # sums of similarity and gradient-signal statistics
             for name, total in self._similarity_sums.items():
                 logs[name] = round(total.item() / self._similarity_batches, 4)
             self._similarity_sums, self._similarity_batches = {}, 0

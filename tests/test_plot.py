@@ -39,3 +39,14 @@ def test_plot_needs_evaluations(tmp_path: Path) -> None:
 def test_cli_missing_state_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main([str(tmp_path)]) == 2
     assert capsys.readouterr().err.startswith("error: no trainer_state.json")
+
+
+def test_gradient_signal_comparison(tmp_path: Path) -> None:
+    for name, share in (("simcse", 0.0), ("mixcse", 0.3)):
+        history = [{"step": s, "loss": 1.0, "grad_anchor_norm": 1 / s, "grad_mixed_share": share} for s in (1, 2)]
+        _write_state(tmp_path / name, history)
+    output = tmp_path / "signal.png"
+    assert main([str(tmp_path / "simcse"), str(tmp_path / "mixcse"), "--gradient_signal", "--output", str(output)]) == 0
+    assert output.read_bytes().startswith(PNG_MAGIC)
+    _write_state(tmp_path / "old", [{"step": 1, "loss": 1.0}])
+    assert main([str(tmp_path / "old"), "--gradient_signal", "--output", str(output)]) == 2

@@ -70,12 +70,34 @@ def test_training_logs_similarities_and_dev_spearman(
     assert [entry["step"] for entry in eval_logs] == [2, 4]
     assert all(entry["eval_alignment"] >= 0 and entry["eval_uniformity"] <= 0 for entry in eval_logs)
     for entry in train_logs:
+        assert entry["grad_anchor_norm"] > 0
+        assert 0 < entry["grad_mixed_share"] < 1
         assert -1 <= entry["sim_negative"] <= 1
         assert -1 <= entry["sim_mixed_negative"] <= 1
         assert entry["sim_positive"] > entry["sim_negative"]
     encoder = SentenceEncoder(trainer.model, trainer.processing_class, "cls")
     expected = sts_spearman(encoder, load_stsb("dev", str(tiny_senteval)))
     assert trainer.evaluate()["eval_stsb_spearman"] == pytest.approx(expected, abs=1e-3)
+
+
+def test_lambda_schedule_follows_training_progress(
+    tiny_model_dir: str, tiny_corpus: Path, tiny_senteval: Path, tmp_path: Path
+) -> None:
+    trainer = _trainer(
+        tiny_model_dir, tiny_corpus, tiny_senteval, tmp_path, lambda_schedule="linear", mix_lambda_end=0.4
+    )
+    trainer.train()
+    assert trainer.loss_fn.progress == pytest.approx(3 / 4)  # set before the 4th (last) step
+    assert trainer.loss_fn.current_lambda() == pytest.approx(0.2 + 0.2 * 3 / 4)
+
+
+def test_simcse_gradient_signal_has_no_mixed_share(
+    tiny_model_dir: str, tiny_corpus: Path, tiny_senteval: Path, tmp_path: Path
+) -> None:
+    trainer = _trainer(tiny_model_dir, tiny_corpus, tiny_senteval, tmp_path, mix_lambda=None, eval_strategy="no")
+    trainer.train()
+    train_logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert all(entry["grad_mixed_share"] == 0 and entry["grad_anchor_norm"] > 0 for entry in train_logs)
 
 
 def test_gradient_accumulation_halves_each_micro_batch_loss(
