@@ -4,8 +4,8 @@ within one invocation (so machine noise hits all of them), and the figures are s
     python benchmarks/harness.py child VARIANT [--steps N --warmup W --batch_size B --max_seq_length L ...]
 
 prints one JSON line: seconds of each measured step, peak RSS, parameter counts. ``run_variants`` drives it.
-Variants: ``mixcse``, ``simcse``, ``lora`` (MixCSETrainer; extra flags go to run_mixcse's parser), ``st``
-(sentence-transformers' SimCSE recipe) and ``floor`` (the bare encoder).
+Variants: ``mixcse``, ``simcse``, ``lora``, ``mixcse_bf16`` (MixCSETrainer; extra flags go to run_mixcse's
+parser), ``st`` and ``st_bf16`` (sentence-transformers' SimCSE recipe) and ``floor`` (the bare encoder).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ TRAINER_VARIANTS = {
     "mixcse": [],
     "simcse": ["--mix_lambda", "0"],
     "lora": ["--use_lora", "true"],
+    "mixcse_bf16": ["--bf16", "true"],
 }
 
 
@@ -90,8 +91,9 @@ def trainer_child(variant: str, options: argparse.Namespace, extra: list[str]) -
     return measurement(timer.step_seconds(), options.warmup, model)
 
 
-def sentence_transformers_child(options: argparse.Namespace) -> dict:
-    """sentence-transformers' SimCSE recipe: MultipleNegativesRankingLoss with anchor == positive, CLS pooling."""
+def sentence_transformers_child(options: argparse.Namespace, bf16: bool = False) -> dict:
+    """sentence-transformers' SimCSE recipe: MultipleNegativesRankingLoss with anchor == positive, CLS pooling;
+    its defaults unless ``bf16`` (then CPU bf16 autocast, as ``mixcse_bf16``)."""
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, losses
     from sentence_transformers import SentenceTransformerTrainingArguments as Arguments
@@ -117,6 +119,8 @@ def sentence_transformers_child(options: argparse.Namespace) -> dict:
             logging_steps=1000,
             disable_tqdm=True,
             seed=42,
+            bf16=bf16,
+            use_cpu=bf16 and not torch.cuda.is_available(),
         )
         trainer = SentenceTransformerTrainer(
             model=model,
@@ -171,8 +175,8 @@ def child_main(argv: list[str]) -> None:
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--max_seq_length", type=int, default=32)
     options, extra = parser.parse_known_args(argv)
-    if options.variant == "st":
-        result = sentence_transformers_child(options)
+    if options.variant in ("st", "st_bf16"):
+        result = sentence_transformers_child(options, bf16=options.variant == "st_bf16")
     elif options.variant == "floor":
         result = floor_child(options)
     else:

@@ -2,7 +2,7 @@
 vs GradCache (mini-batches of 64). all-MiniLM-L6-v2, the wiki head, one process per configuration.
 
     MIXCSE_DATA_DIR=../shared/data python benchmarks/scaling.py [--batch_sizes 64 128 256 512]
-        [--lengths 32 128] [--steps 3] [--warmup 1] [--mini_batch_size 64]
+        [--lengths 32 128] [--steps 3] [--warmup 1] [--mini_batch_size 64] [--max_plain_batch B] [--output F]
 """
 
 from __future__ import annotations
@@ -24,11 +24,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--mini_batch_size", type=int, default=64)
+    parser.add_argument(
+        "--max_plain_batch", type=int, default=None, help="skip plain runs above this batch (memory guard)"
+    )
+    parser.add_argument("--output", default=RESULTS)
     args = parser.parse_args()
     rows = []
     for length in args.lengths:
         for batch in args.batch_sizes:
-            modes = {"plain": []}
+            modes = {} if args.max_plain_batch and batch > args.max_plain_batch else {"plain": []}
             if batch > args.mini_batch_size:
                 modes["gradcache"] = ["--gradcache_mini_batch_size", str(args.mini_batch_size)]
             for mode, flags in modes.items():
@@ -43,8 +47,8 @@ def main() -> None:
                     f"{seconds:>7.2f} s/step {row['peak_rss_mb']:>7.0f} MB",
                     flush=True,
                 )
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w", encoding="utf-8") as handle:
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    with open(args.output, "w", encoding="utf-8") as handle:
         json.dump({"machine": machine(), "options": vars(args), "rows": rows}, handle, indent=2)
 
 

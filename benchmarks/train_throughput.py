@@ -22,6 +22,8 @@ LABELS = {
     "st": "sentence-transformers 6.2 MNRL",
     "floor": "bare encoder fwd+bwd+AdamW",
     "lora": "mixcse_hf, MixCSE + LoRA r=8",
+    "mixcse_bf16": "mixcse_hf, MixCSE, bf16 autocast",
+    "st_bf16": "sentence-transformers, bf16 autocast",
 }
 
 
@@ -53,6 +55,14 @@ def main() -> None:
                 ratios[f"{name} step / floor"] = (
                     summary[name]["median_step_seconds"] / summary["floor"]["median_step_seconds"]
                 )
+    if "mixcse_bf16" in summary and "st" in summary:
+        ratios["mixcse_bf16 vs st defaults (speed)"] = (
+            summary["st"]["median_step_seconds"] / summary["mixcse_bf16"]["median_step_seconds"]
+        )
+    if "mixcse_bf16" in summary and "st_bf16" in summary:
+        ratios["mixcse_bf16 vs st_bf16 (speed)"] = (
+            summary["st_bf16"]["median_step_seconds"] / summary["mixcse_bf16"]["median_step_seconds"]
+        )
     if "mixcse" in summary and "simcse" in summary:
         ratios["mixcse slowdown vs simcse"] = (
             summary["mixcse"]["median_step_seconds"] / summary["simcse"]["median_step_seconds"] - 1
