@@ -14,26 +14,19 @@ import logging
 import sys
 
 from mixcse_hf.config import parse_run_args
-from mixcse_hf.errors import TrainingDiverged, UsageError
+from mixcse_hf.errors import run_cli
 from mixcse_hf.train import run
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    if debug:
-        argv.remove("--debug")
+def train(argv: list[str]) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    try:
-        summary = run(*parse_run_args(argv))
-    except (UsageError, TrainingDiverged) as err:
-        if debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2 if isinstance(err, UsageError) else 3
+    summary = run(*parse_run_args(argv))
     if summary.main_process:
         print(summary.table())
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(train, argv)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ cell) and PNG plots into ``--output_dir``.
 
 Cells: SimCSE; MixCSE (reference) at each ``--lambdas``; then, at the best lambda of that sweep (mean dev),
 every other option: random and hardest partners, linear and cosine schedules (to 2x lambda), adaptive lambda,
-anchor-side block only, -inf masks, one mixed negative per anchor.
+anchor-side block only, -inf masks (neg_inf), one mixed negative per anchor.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def strategy_cells(best_lambda: float) -> dict[str, list[str]]:
         "cosine schedule": ["--mix_lambda", lam, "--lambda_schedule", "cosine", "--mix_lambda_end", end],
         "adaptive lambda": ["--mix_lambda", lam, "--lambda_schedule", "adaptive"],
         "anchor side only": ["--mix_lambda", lam, "--mix_sides", "anchor"],
-        "-inf masks": ["--mix_lambda", lam, "--mixed_negative_mask", "-inf"],
+        "-inf masks": ["--mix_lambda", lam, "--mixed_negative_mask", "neg_inf"],
         "paired (one per anchor)": ["--mix_lambda", lam, "--mixed_negatives", "paired"],
     }
 

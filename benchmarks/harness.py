@@ -60,13 +60,31 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def trainer_child(variant: str, options: argparse.Namespace, extra: list[str]) -> dict:
+def timed_training(flags: list[str]) -> tuple[list[float], torch.nn.Module]:
+    """Train through MixCSETrainer with run_mixcse flags (no output written beyond ``--output_dir``); returns the
+    seconds of every step and the trained model."""
     from transformers import DataCollatorWithPadding
 
     from mixcse_hf.config import parse_run_args
     from mixcse_hf.train import build_model, build_train_dataset
     from mixcse_hf.trainer import MixCSETrainer
 
+    model_args, data_args, training_args = parse_run_args(flags)
+    model, tokenizer = build_model(model_args, training_args, resuming=False)
+    timer = StepTimer()
+    trainer = MixCSETrainer(
+        model=model,
+        args=training_args,
+        train_dataset=build_train_dataset(data_args, training_args, tokenizer),
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        callbacks=[timer],
+    )
+    trainer.train()
+    return timer.step_seconds(), model
+
+
+def trainer_child(variant: str, options: argparse.Namespace, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as output_dir:
         flags = [
             "--model_name_or_path", options.model, "--train_file", options.train_file, "--output_dir", output_dir,
@@ -76,19 +94,8 @@ def trainer_child(variant: str, options: argparse.Namespace, extra: list[str]) -
             "--logging_steps", "1000", "--disable_tqdm", "true", "--seed", "42",
             *TRAINER_VARIANTS[variant], *extra,
         ]  # fmt: skip
-        model_args, data_args, training_args = parse_run_args(flags)
-        model, tokenizer = build_model(model_args, training_args, resuming=False)
-        timer = StepTimer()
-        trainer = MixCSETrainer(
-            model=model,
-            args=training_args,
-            train_dataset=build_train_dataset(data_args, training_args, tokenizer),
-            processing_class=tokenizer,
-            data_collator=DataCollatorWithPadding(tokenizer),
-            callbacks=[timer],
-        )
-        trainer.train()
-    return measurement(timer.step_seconds(), options.warmup, model)
+        step_seconds, model = timed_training(flags)
+    return measurement(step_seconds, options.warmup, model)
 
 
 def sentence_transformers_child(options: argparse.Namespace, bf16: bool = False) -> dict:

@@ -14,7 +14,7 @@ from mixcse_hf.mixing import LAMBDA_SCHEDULES, MIX_STRATEGIES, check_choice
 from mixcse_hf.modeling import check_pooler_type
 from mixcse_hf.pooling import POOLER_TYPES
 
-MASK_VALUES = {"zero": 0.0, "-inf": -math.inf}
+MASK_VALUES = {"zero": 0.0, "neg_inf": -math.inf}
 
 
 @dataclass
@@ -112,7 +112,7 @@ class MixCSETrainingArguments(TrainingArguments):
     mixed_negative_mask: str = field(
         default="zero",
         metadata={
-            "help": "Value of the masked self-mix entries: zero (reference; still in the softmax) or -inf.",
+            "help": "Value of the masked self-mix entries: zero (reference; still in the softmax) or neg_inf (-inf).",
         },
     )
     mix_strategy: str = field(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 
 class UsageError(ValueError):
     """A bad config value, file or path.
@@ -14,3 +17,22 @@ class UsageError(ValueError):
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite. Training stops before anything else is saved, so the last checkpoint
     is the last good one; ``run_mixcse.py`` prints the message on one line and exits with status 3."""
+
+
+def run_cli(body: Callable[[list[str]], int | None], argv: list[str] | None = None) -> int:
+    """Run a command-line entry point on ``argv`` (default ``sys.argv[1:]``) and return its exit status.
+
+    A :class:`UsageError` prints ``error: ...`` on one line and returns 2, a :class:`TrainingDiverged` returns
+    3; ``--debug`` anywhere in ``argv`` lets the exception (and its traceback) through instead.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv.remove("--debug")
+    try:
+        return body(argv) or 0
+    except (UsageError, TrainingDiverged) as err:
+        if debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2 if isinstance(err, UsageError) else 3

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from transformers import HfArgumentParser
 
-from mixcse_hf.errors import UsageError
+from mixcse_hf.errors import UsageError, run_cli
 from mixcse_hf.modeling import SentenceEncoder
 from mixcse_hf.pooling import POOLER_TYPES
 from mixcse_hf.sts import TaskScore, alignment_uniformity, encode_pairs, score_task
@@ -141,25 +141,18 @@ def load_encoder(args: EvalArguments) -> SentenceEncoder:
     return encoder
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    if debug:
-        argv.remove("--debug")
+def evaluate_command(argv: list[str]) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     (args,) = HfArgumentParser(EvalArguments).parse_args_into_dataclasses(args=argv)
-    try:
-        report = evaluate_model(load_encoder(args), args)
-    except UsageError as err:
-        if debug:
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    report = evaluate_model(load_encoder(args), args)
     print(report.table())
     if args.output_json:
         with open(args.output_json, "w", encoding="utf-8") as handle:
             json.dump(report.to_json(), handle, indent=2)
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(evaluate_command, argv)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import sys
 from matplotlib.figure import Figure
 from transformers.trainer_utils import get_last_checkpoint
 
-from mixcse_hf.errors import UsageError
+from mixcse_hf.errors import UsageError, run_cli
 
 STATE_FILE = "trainer_state.json"
 PLOT_NAME = "training_curves.png"
@@ -93,7 +93,7 @@ def plot_run(run_dir: str, output_png: str | None = None) -> str:
     return output_png
 
 
-def main(argv: list[str] | None = None) -> int:
+def plot_command(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="+", help="a run's output_dir (or a checkpoint directory)")
     parser.add_argument("--output", help=f"PNG path (default: RUN_DIR/{PLOT_NAME})")
@@ -101,20 +101,19 @@ def main(argv: list[str] | None = None) -> int:
         "--gradient_signal", action="store_true", help="compare the runs' gradient signal instead (needs --output)"
     )
     args = parser.parse_args(argv)
-    try:
-        if args.gradient_signal:
-            if not args.output:
-                raise UsageError("--gradient_signal needs --output FILE.png")
-            runs = {os.path.basename(os.path.normpath(d)): load_log_history(d) for d in args.run_dirs}
-            plot_gradient_signal(runs, args.output)
-            print(args.output)
-        else:
-            for run_dir in args.run_dirs:
-                print(plot_run(run_dir, args.output))
-    except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    if args.gradient_signal:
+        if not args.output:
+            raise UsageError("--gradient_signal needs --output FILE.png")
+        runs = {os.path.basename(os.path.normpath(d)): load_log_history(d) for d in args.run_dirs}
+        plot_gradient_signal(runs, args.output)
+        print(args.output)
+    else:
+        for run_dir in args.run_dirs:
+            print(plot_run(run_dir, args.output))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(plot_command, argv)
 
 
 if __name__ == "__main__":

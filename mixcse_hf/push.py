@@ -19,7 +19,7 @@ from peft import AutoPeftModel
 from transformers import AutoModel
 
 from mixcse_hf.card import CARD_INFO_FILE, read_card_info
-from mixcse_hf.errors import UsageError
+from mixcse_hf.errors import UsageError, run_cli
 from mixcse_hf.export import add_auto_map, export_checkpoint
 
 UPLOAD_IGNORE_PATTERNS = ["checkpoint-*", "*.pt", "*.pth", "training_args.bin", "_*"]
@@ -70,7 +70,7 @@ def push_checkpoint(
     return str(getattr(commit, "commit_url", commit))
 
 
-def main(argv: list[str] | None = None) -> int:
+def push_command(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("path", help="a run's output_dir or one of its checkpoint-* folders")
     parser.add_argument("repo_id", help="Hub repository, e.g. your-name/mixcse-bert-base")
@@ -78,12 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--revision", help="branch to push to")
     parser.add_argument("--commit_message")
     args = parser.parse_args(argv)
-    try:
-        print(push_checkpoint(args.path, args.repo_id, args.private, args.revision, args.commit_message))
-    except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+    print(push_checkpoint(args.path, args.repo_id, args.private, args.revision, args.commit_message))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(push_command, argv)
 
 
 if __name__ == "__main__":

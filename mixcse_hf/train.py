@@ -200,6 +200,10 @@ def model_card_info(
         "temp": training_args.temp,
         "mixed_negatives": training_args.mixed_negatives,
         "mixed_negative_mask": training_args.mixed_negative_mask,
+        "mix_strategy": training_args.mix_strategy,
+        "lambda_schedule": training_args.lambda_schedule
+        + (f" to {training_args.mix_lambda_end}" if training_args.mix_lambda_end else ""),
+        "mix_sides": training_args.mix_sides,
         "pooler_type (training)": training_args.pooler_type,
         "mlp_only_train": training_args.mlp_only_train,
         "batch size (global)": training_args.per_device_train_batch_size * batches_per_step,
@@ -208,6 +212,7 @@ def model_card_info(
         "max_seq_length": data_args.max_seq_length,
         "train data": os.path.basename(data_args.train_file) if data_args.train_file else data_args.dataset_name,
         "seed": training_args.seed,
+        "precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "float32",
     }
     lora = None
     if model_args.use_lora:

@@ -17,14 +17,10 @@ from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-from transformers import BertConfig, BertModel, DataCollatorWithPadding, PreTrainedTokenizerFast
+from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-from harness import StepTimer
-
-from mixcse_hf.config import parse_run_args
-from mixcse_hf.train import build_model, build_train_dataset
-from mixcse_hf.trainer import MixCSETrainer
+from harness import timed_training
 
 VOCABULARY = (
     "the a of to and in is was for on with as by at from it that his her which were are an be this their has city "
@@ -80,21 +76,10 @@ def main() -> None:
             *(["--gradcache_mini_batch_size", str(args.gradcache_mini_batch_size)] if args.gradcache_mini_batch_size
               else []),
         ]  # fmt: skip
-        model_args, data_args, training_args = parse_run_args(flags)
-        model, tokenizer = build_model(model_args, training_args, resuming=False)
-        timer = StepTimer()
-        trainer = MixCSETrainer(
-            model=model,
-            args=training_args,
-            train_dataset=build_train_dataset(data_args, training_args, tokenizer),
-            processing_class=tokenizer,
-            data_collator=DataCollatorWithPadding(tokenizer),
-            callbacks=[timer],
-        )
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-        trainer.train()
-    seconds = statistics.median(timer.step_seconds()[args.warmup :])
+        step_seconds, model = timed_training(flags)
+    seconds = statistics.median(step_seconds[args.warmup :])
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     print(f"device: {device}; encoder: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters")
     gradcache = (
