@@ -182,6 +182,9 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Mix
         summary.train_metrics = result.metrics
         summary.peak_rss_mb = _peak_rss_mb()
     if training_args.do_eval:
+        if training_args.do_train:
+            # Report the saved float32 model: drop the mixed-precision autocast that training put on forward().
+            trainer.model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
         evaluate_sts(trainer, sts, summary, "trained" if training_args.do_train else "model", poolers)
     if training_args.do_train and trainer.is_world_process_zero():
         write_run_outputs(trainer, summary)

@@ -12,9 +12,10 @@ import torch
 import yaml
 from transformers import AutoModel
 
+from mixcse_hf import train as train_module
 from mixcse_hf.modeling import SentenceEncoder
 from run_mixcse import main
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, SENTENCES
 
 
 def _config(tmp_path: Path, tiny_model_dir: str, corpus: Path, senteval: Path, out: Path, **extra: object) -> str:
@@ -76,6 +77,31 @@ def test_tiny_run_writes_loadable_checkpoint(
     assert set(results["stsb_spearman"]["cls"]["trained"]) == {"dev", "test"}
     assert (out / "checkpoint-4" / "model.safetensors").is_file()
     assert (out / "training_curves.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_final_evaluation_uses_the_saved_float32_model(
+    tmp_path: Path,
+    tiny_model_dir: str,
+    tiny_corpus: Path,
+    tiny_senteval: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After bf16 training the reported numbers come from the model as saved (float32), not from the forward
+    that training wrapped in autocast."""
+    captured = {}
+    original = train_module.evaluate_sts
+
+    def capturing(trainer, sts, summary, label, poolers):
+        if label == "trained":
+            captured["embeddings"] = trainer.sentence_encoder().encode(SENTENCES)
+        return original(trainer, sts, summary, label, poolers)
+
+    monkeypatch.setattr(train_module, "evaluate_sts", capturing)
+    out = tmp_path / "out"
+    config = _config(tmp_path, tiny_model_dir, tiny_corpus, tiny_senteval, out, bf16=True, pooler_type="avg")
+    assert main([config]) == 0
+    saved = SentenceEncoder.from_pretrained(str(out)).encode(SENTENCES)
+    assert torch.allclose(captured["embeddings"], saved, atol=1e-6)
 
 
 def test_non_empty_output_dir_is_never_overwritten(
