@@ -76,7 +76,7 @@ class DataArguments:
         default=None,
         metadata={
             "help": "SentEval-layout data directory holding STS/STSBenchmark/sts-{dev,test}.csv for evaluation. "
-            "Unset: the public Hub copy sentence-transformers/stsb (needs network)."
+            "Unset: MTEB's public Hub copy mteb/stsbenchmark-sts (needs network)."
         },
     )
     preprocessing_num_workers: int | None = field(
