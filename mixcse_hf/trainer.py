@@ -30,8 +30,9 @@ from mixcse_hf.sts_data import StsPairs
 
 
 class MixCSETrainer(Trainer):
-    """Trains an ``AutoModel`` encoder with :class:`MixCSELoss`; only ``compute_loss``, ``evaluate`` and ``log``
-    are overridden.
+    """Trains an ``AutoModel`` encoder with :class:`MixCSELoss` through the Trainer's own loop; the hooks it
+    overrides are ``compute_loss``, ``training_step`` (GradCache only), ``evaluate``, ``log``, ``_save``,
+    ``_push_from_checkpoint`` and ``create_model_card``.
 
     ``args`` must be :class:`mixcse_hf.arguments.MixCSETrainingArguments`. ``train_dataset`` holds tokenised
     sentences (``input_ids``, ``attention_mask``…), each batch of N sentences becomes 2N rows in one forward
@@ -62,8 +63,8 @@ class MixCSETrainer(Trainer):
             mix_lambda_end=self.args.mix_lambda_end,
             mix_sides=self.args.mix_sides,
         )
-        self._similarity_sums: dict[str, torch.Tensor] = {}
-        self._similarity_batches = 0
+        self._stat_sums: dict[str, torch.Tensor] = {}
+        self._stat_batches = 0
 
     def compute_loss(
         self,
@@ -134,14 +135,14 @@ class MixCSETrainer(Trainer):
     def _accumulate_stats(self, stats: dict[str, torch.Tensor]) -> None:
         # Summed as tensors: no device sync until the next log.
         for name, value in stats.items():
-            self._similarity_sums[name] = self._similarity_sums.get(name, 0) + value
-        self._similarity_batches += 1
+            self._stat_sums[name] = self._stat_sums.get(name, 0) + value
+        self._stat_batches += 1
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs and self._similarity_batches:  # sums of similarity and gradient-signal statistics
-            for name, total in self._similarity_sums.items():
-                logs[name] = round(total.item() / self._similarity_batches, 4)
-            self._similarity_sums, self._similarity_batches = {}, 0
+        if "loss" in logs and self._stat_batches:  # averages of the similarity and gradient-signal sums
+            for name, total in self._stat_sums.items():
+                logs[name] = round(total.item() / self._stat_batches, 4)
+            self._stat_sums, self._stat_batches = {}, 0
         super().log(logs, start_time)
 
     def sentence_encoder(self) -> SentenceEncoder:
