@@ -23,8 +23,8 @@ from transformers import HfArgumentParser
 from mixcse_hf.errors import UsageError, run_cli
 from mixcse_hf.modeling import SentenceEncoder
 from mixcse_hf.pooling import POOLER_TYPES
-from mixcse_hf.sts import TaskScore, alignment_uniformity, encode_pairs, score_task
-from mixcse_hf.sts_data import STS_YEARS, TASKS, file_sha256, load_task
+from mixcse_hf.sts import TaskScore, alignment_uniformity, encode_pairs, score_embeddings
+from mixcse_hf.sts_data import STS_YEARS, TASKS, StsPairs, file_sha256, load_task
 
 logger = logging.getLogger(__name__)
 DEV_TASKS = ("stsb", "sickr")
@@ -118,12 +118,14 @@ def evaluate_model(encoder: SentenceEncoder, args: EvalArguments) -> EvalReport:
     tasks = check_tasks(list(dict.fromkeys(args.tasks)), args.mode)
     split = "dev" if args.mode == "dev" else "test"
     data = {task: load_task(task, split, args.senteval_dir) for task in tasks}
-    scores = {task: score_task(encoder, task, subsets, args.batch_size) for task, subsets in data.items()}
-    align_uniform = None
-    if "stsb" in data:
-        pairs = data["stsb"]["stsb"]
-        alignment, uniformity = alignment_uniformity(pairs, *encode_pairs(encoder, pairs, args.batch_size))
-        align_uniform = {"alignment": alignment, "uniformity": uniformity}
+    scores, align_uniform = {}, None
+    for task, subsets in data.items():
+        pairs = StsPairs.concat(subsets.values())
+        first, second = encode_pairs(encoder, pairs, args.batch_size)
+        scores[task] = score_embeddings(task, subsets, first, second)
+        if task == "stsb":  # the same embeddings: STS-B is encoded once
+            alignment, uniformity = alignment_uniformity(pairs, first, second)
+            align_uniform = {"alignment": alignment, "uniformity": uniformity}
     files = {
         path: file_sha256(path)
         for subsets in data.values()

@@ -63,12 +63,7 @@ def local_task(task: str, pairs: StsPairs) -> AbsTaskSTS:
 
 def mteb_sts_score(encoder: SentenceEncoder, task: str, senteval_dir: str, batch_size: int = 128) -> float:
     """MTEB's main score (cosine Spearman) x 100 of ``task`` on its SentEval test files."""
-    subsets = load_task(task, "test", senteval_dir)
-    merged = StsPairs(
-        [s for p in subsets.values() for s in p.sentences1],
-        [s for p in subsets.values() for s in p.sentences2],
-        [s for p in subsets.values() for s in p.scores],
-    )
+    merged = StsPairs.concat(load_task(task, "test", senteval_dir).values())
     result = evaluate(
         MTEBSentenceEncoder(encoder, batch_size=batch_size),
         local_task(task, merged),

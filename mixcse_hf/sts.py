@@ -71,26 +71,28 @@ class TaskScore:
 
 
 def score_task(encoder: SentenceEncoder, task: str, subsets: dict[str, StsPairs], batch_size: int = 128) -> TaskScore:
-    names = list(subsets)
-    merged = StsPairs(
-        [s for name in names for s in subsets[name].sentences1],
-        [s for name in names for s in subsets[name].sentences2],
-        [s for name in names for s in subsets[name].scores],
-    )
-    first, second = encode_pairs(encoder, merged, batch_size, show_progress_bar=None)
+    """Encode every subset of ``task`` in one call and score it (see :func:`score_embeddings`)."""
+    first, second = encode_pairs(encoder, StsPairs.concat(subsets.values()), batch_size)
+    return score_embeddings(task, subsets, first, second)
+
+
+def score_embeddings(task: str, subsets: dict[str, StsPairs], first: torch.Tensor, second: torch.Tensor) -> TaskScore:
+    """Scores of ``task`` from the embeddings of its subsets concatenated in order (``first``/``second``: the two
+    sides, one row per pair)."""
+    scores = [score for pairs in subsets.values() for score in pairs.scores]
     cosines = F.cosine_similarity(first, second, dim=-1).numpy()
     per_subset, start = {}, 0
-    for name in names:
-        size = len(subsets[name])
-        per_subset[name] = {"spearman": spearman100(subsets[name].scores, cosines[start : start + size]), "pairs": size}
+    for name, pairs in subsets.items():
+        size = len(pairs)
+        per_subset[name] = {"spearman": spearman100(pairs.scores, cosines[start : start + size]), "pairs": size}
         start += size
     values = np.array([entry["spearman"] for entry in per_subset.values()])
     sizes = np.array([entry["pairs"] for entry in per_subset.values()])
     return TaskScore(
         task=task,
         subsets=per_subset,
-        all=spearman100(merged.scores, cosines),
+        all=spearman100(scores, cosines),
         mean=float(values.mean()),
         wmean=float((values * sizes).sum() / sizes.sum()),
-        pairs=len(merged),
+        pairs=len(scores),
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import datasets
@@ -57,6 +58,17 @@ class StsPairs:
     @classmethod
     def from_dataset(cls, dataset: datasets.Dataset) -> StsPairs:
         return cls(list(dataset["sentence1"]), list(dataset["sentence2"]), list(dataset["score"]))
+
+    @classmethod
+    def concat(cls, parts: Iterable[StsPairs]) -> StsPairs:
+        """All ``parts`` one after another (the "all" setting of STS12-16), their files included."""
+        merged = cls([], [], [])
+        for part in parts:
+            merged.sentences1 += part.sentences1
+            merged.sentences2 += part.sentences2
+            merged.scores += part.scores
+            merged.files += part.files
+        return merged
 
 
 def _require_file(path: str, what: str) -> None:
