@@ -12,7 +12,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mixcse_hf.mixing import LAMBDA_SCHEDULES, MIX_STRATEGIES, adaptive_lambda, mix, partners, scheduled_lambda
+from mixcse_hf.mixing import (
+    LAMBDA_SCHEDULES,
+    MIX_STRATEGIES,
+    adaptive_lambda,
+    check_choice,
+    mix,
+    partners,
+    scheduled_lambda,
+)
 
 MIXED_NEGATIVES = ("reference", "paired")
 MIX_SIDES = ("both", "anchor")
@@ -82,14 +90,10 @@ class MixCSELoss(nn.Module):
                 )
         if not (mask_value == 0.0 or mask_value == -math.inf):
             raise ValueError(f"mask_value must be 0.0 (reference) or -inf, got {mask_value}")
-        for name, value, allowed in (
-            ("mixed_negatives", mixed_negatives, MIXED_NEGATIVES),
-            ("mix_strategy", mix_strategy, MIX_STRATEGIES),
-            ("lambda_schedule", lambda_schedule, LAMBDA_SCHEDULES),
-            ("mix_sides", mix_sides, MIX_SIDES),
-        ):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        check_choice("mixed_negatives", mixed_negatives, MIXED_NEGATIVES)
+        check_choice("mix_strategy", mix_strategy, MIX_STRATEGIES)
+        check_choice("lambda_schedule", lambda_schedule, LAMBDA_SCHEDULES)
+        check_choice("mix_sides", mix_sides, MIX_SIDES)
         if lambda_schedule in ("linear", "cosine") and not mix_lambda_end:
             raise ValueError(f"lambda_schedule {lambda_schedule!r} needs mix_lambda_end in (0, 1)")
         self.temp = temp

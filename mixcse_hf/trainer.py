@@ -23,6 +23,7 @@ from mixcse_hf.gradcache import backward_from_cache, embed_without_graph
 from mixcse_hf.lora import backbone_of
 from mixcse_hf.loss import MixCSELoss
 from mixcse_hf.modeling import SentenceEncoder, embed_two_views
+from mixcse_hf.plot import evaluation_points
 from mixcse_hf.pooling import inference_pooler
 from mixcse_hf.resume import last_complete_checkpoint
 from mixcse_hf.sts import alignment_uniformity, encode_pairs, spearman100
@@ -180,7 +181,7 @@ class MixCSETrainer(Trainer):
         """The card to write now: ``card_info``, with the latest dev Spearman when it has no results yet."""
         if self.card_info is None or self.card_info.stsb_spearman:
             return self.card_info
-        evaluations = [entry for entry in self.state.log_history if "eval_stsb_spearman" in entry]
+        evaluations = evaluation_points(self.state.log_history)
         if not evaluations:
             return self.card_info
         return replace(self.card_info, stsb_spearman={"dev": evaluations[-1]["eval_stsb_spearman"]})
