@@ -1,9 +1,11 @@
 """Ablation grid on the CPU proxy (the quick start: all-MiniLM-L6-v2, CLS pooling, one epoch of the wiki head),
 several seeds per cell, identical budgets. Resumable: finished runs (``sts_results.json`` present) are kept,
-so re-running the same command continues the grid. Writes a markdown table (mean ± std of STS-B dev/test per
-cell) and PNG plots into ``--output_dir``.
+so re-running the same command continues the grid. Writes into ``--output_dir`` a markdown table
+(``results.md``: mean ± std over seeds of STS-B dev/test and, with ``--seven_task``, the 7-task average, with
+differences against the reference λ = 0.2) and two plots (``ablation.png``, ``gradient_signal.png``).
 
-    MIXCSE_DATA_DIR=../shared/data nohup python benchmarks/ablation.py > ablation.log 2>&1 &
+    mkdir -p outputs && MIXCSE_DATA_DIR=../shared/data nohup python benchmarks/ablation.py > outputs/ablation.log 2>&1 &
+    MIXCSE_DATA_DIR=../shared/data python benchmarks/ablation.py --seven_task --cells SimCSE "MixCSE λ=0.2"
     python benchmarks/ablation.py --report_only          # table and plots from what has finished
 
 Cells: SimCSE; MixCSE (reference) at each ``--lambdas``; then, at the best lambda of that sweep (mean dev),
@@ -21,6 +23,9 @@ import statistics
 import subprocess
 import sys
 
+import yaml
+from matplotlib.figure import Figure
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
@@ -28,6 +33,8 @@ from mixcse_hf.plot import load_log_history, plot_gradient_signal  # noqa: E402
 
 BASE_CONFIG = os.path.join(REPO_ROOT, "configs", "quickstart.yaml")
 RESULT_FILE = "sts_results.json"
+SEVEN_TASK_FILE = "sts7_results.json"
+REFERENCE_LAMBDA = 0.2  # the released MixCSE recipe; the Δ columns compare against it
 
 
 def strategy_cells(best_lambda: float) -> dict[str, list[str]]:
@@ -50,57 +57,146 @@ def run_dir(output_dir: str, cell: str, seed: int) -> str:
     return os.path.join(output_dir, slug, f"seed{seed}")
 
 
-def run_cell(cell: str, flags: list[str], seed: int, args: argparse.Namespace) -> dict | None:
-    """Train one (cell, seed) unless already done; returns its results (None when it failed)."""
-    directory = run_dir(args.output_dir, cell, seed)
+def train_run(flags: list[str], seed: int, directory: str, args: argparse.Namespace) -> bool:
+    command = [sys.executable, os.path.join(REPO_ROOT, "run_mixcse.py"), args.config, "--output_dir", directory]
+    command += ["--overwrite_output_dir", "true", "--seed", str(seed), "--disable_tqdm", "true", *flags]
+    if args.max_steps:
+        command += ["--max_steps", str(args.max_steps)]
+    if not report_failure(subprocess.run(command, capture_output=True, text=True), directory):
+        return False
+    if not args.keep_checkpoints:  # the final model stays: the 7-task evaluation reads it
+        for name in os.listdir(directory):
+            if name.startswith("checkpoint-"):
+                shutil.rmtree(os.path.join(directory, name))
+    return True
+
+
+def evaluate_seven_tasks(directory: str) -> bool:
+    """The 7-task table of the finished run in ``directory`` (its recorded pooler), into ``SEVEN_TASK_FILE``."""
+    with open(os.path.join(directory, "run_config.yaml"), encoding="utf-8") as handle:
+        senteval_dir = yaml.safe_load(handle).get("senteval_dir")
+    command = [sys.executable, "-m", "mixcse_hf.evaluate", "--model_name_or_path", directory]
+    command += ["--output_json", os.path.join(directory, SEVEN_TASK_FILE)]
+    if senteval_dir:
+        command += ["--senteval_dir", senteval_dir]
+    return report_failure(subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT), directory)
+
+
+def report_failure(process: subprocess.CompletedProcess, directory: str) -> bool:
+    if process.returncode != 0:
+        print(f"[{directory}] failed: {process.stderr.strip().splitlines()[-1:]}", flush=True)
+    return process.returncode == 0
+
+
+def read_run(directory: str) -> dict[str, float] | None:
+    """STS-B dev/test of the trained model (the run's first evaluation pooler) and, once evaluated, the
+    7-task average ("avg7"); None while the run has not finished."""
     result_path = os.path.join(directory, RESULT_FILE)
     if not os.path.isfile(result_path):
-        if args.report_only:
-            return None
-        command = [sys.executable, os.path.join(REPO_ROOT, "run_mixcse.py"), args.config, "--output_dir", directory]
-        command += ["--overwrite_output_dir", "true", "--seed", str(seed), "--disable_tqdm", "true", *flags]
-        if args.max_steps:
-            command += ["--max_steps", str(args.max_steps)]
-        print(f"[{cell} seed {seed}] {' '.join(flags)}", flush=True)
-        process = subprocess.run(command, capture_output=True, text=True)
-        if process.returncode != 0:
-            print(f"[{cell} seed {seed}] failed: {process.stderr.strip().splitlines()[-1:]}", flush=True)
-            return None
-        if not args.keep_models:
-            for name in os.listdir(directory):
-                path = os.path.join(directory, name)
-                if name.startswith("checkpoint-") or name.endswith(".safetensors") or name in ("2_Dense",):
-                    shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        return None
     with open(result_path, encoding="utf-8") as handle:
         results = json.load(handle)["stsb_spearman"]
-    pooler = next(iter(results))
-    return results[pooler]["trained"]
+    values = dict(results[next(iter(results))]["trained"])
+    seven_task_path = os.path.join(directory, SEVEN_TASK_FILE)
+    if os.path.isfile(seven_task_path):
+        with open(seven_task_path, encoding="utf-8") as handle:
+            values["avg7"] = json.load(handle)["average"]
+    return values
 
 
-def summarise(values: list[dict]) -> dict[str, tuple[float, float, int]]:
+def run_cell(cell: str, flags: list[str], seed: int, args: argparse.Namespace) -> dict[str, float] | None:
+    """Train one (cell, seed) unless already done (and evaluate its 7 tasks with ``--seven_task``); returns
+    its results, None when it has not finished."""
+    directory = run_dir(args.output_dir, cell, seed)
+    selected = not args.report_only and (not args.cells or any(cell.startswith(name) for name in args.cells))
+    finished = os.path.isfile(os.path.join(directory, RESULT_FILE))
+    if selected and not finished:
+        print(f"[{cell} seed {seed}] {' '.join(flags)}", flush=True)
+        finished = train_run(flags, seed, directory, args)
+    if selected and finished and args.seven_task and not os.path.isfile(os.path.join(directory, SEVEN_TASK_FILE)):
+        print(f"[{cell} seed {seed}] 7-task evaluation", flush=True)
+        evaluate_seven_tasks(directory)
+    return read_run(directory)
+
+
+def summarise(values: list[dict[str, float]]) -> dict[str, tuple[float, float, int]]:
+    """metric -> (mean, std, number of runs); a metric only some runs have is summarised over those."""
     summary = {}
-    for split in ("dev", "test"):
-        numbers = [v[split] for v in values]
-        spread = statistics.stdev(numbers) if len(numbers) > 1 else float("nan")
-        summary[split] = (statistics.mean(numbers), spread, len(numbers))
+    for metric in ("dev", "test", "avg7"):
+        numbers = [v[metric] for v in values if metric in v]
+        if numbers:
+            spread = statistics.stdev(numbers) if len(numbers) > 1 else float("nan")
+            summary[metric] = (statistics.mean(numbers), spread, len(numbers))
     return summary
 
 
-def write_report(rows: dict[str, dict], args: argparse.Namespace) -> str:
+def mean_std(summary: dict, metric: str) -> str:
+    if metric not in summary:
+        return "-"
+    mean, spread, _ = summary[metric]
+    return f"{mean:.2f} ± {spread:.2f}"
+
+
+def difference(summary: dict, reference: dict | None, metric: str) -> str:
+    if reference is None or metric not in summary or metric not in reference:
+        return "-"
+    return f"{summary[metric][0] - reference[metric][0]:+.2f}"
+
+
+def write_report(rows: dict[str, dict], args: argparse.Namespace, reference_cell: str) -> str:
+    reference = rows.get(reference_cell)
+    budget = f"max_steps {args.max_steps}" if args.max_steps else "one epoch (186 steps)"
     lines = [
-        f"Seeds {args.seeds}; {'max_steps ' + str(args.max_steps) if args.max_steps else 'one epoch (186 steps)'};"
-        " STS-B Spearman x100, mean ± std over seeds (n = finished runs).",
+        f"Seeds {args.seeds}; {budget}; Spearman x100, mean ± std over seeds. n: finished runs (n7: of them with"
+        f" the 7-task evaluation). Δ: difference of means against {reference_cell} (the reference recipe).",
         "",
-        "| cell | dev | test | n |",
-        "|---|---|---|---|",
+        "| cell | STS-B dev | STS-B test | 7-task avg | Δ dev | Δ test | Δ avg | n | n7 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for cell, summary in rows.items():
-        (dev, dev_sd, n), (test, test_sd, _) = summary["dev"], summary["test"]
-        lines.append(f"| {cell} | {dev:.2f} ± {dev_sd:.2f} | {test:.2f} ± {test_sd:.2f} | {n} |")
+        numbers = [mean_std(summary, metric) for metric in ("dev", "test", "avg7")]
+        deltas = [difference(summary, reference, metric) for metric in ("dev", "test", "avg7")]
+        counts = [str(summary[metric][2]) if metric in summary else "0" for metric in ("dev", "avg7")]
+        lines.append(f"| {cell} | {' | '.join(numbers)} | {' | '.join(deltas)} | {' | '.join(counts)} |")
     table = "\n".join(lines) + "\n"
     with open(os.path.join(args.output_dir, "results.md"), "w", encoding="utf-8") as handle:
         handle.write(table)
     return table
+
+
+def plot_grid(rows: dict[str, dict], sweep_lambdas: dict[str, float], output_png: str) -> None:
+    """Left: STS-B dev/test against λ (SimCSE is λ = 0); right: every other cell, mean ± std."""
+    figure = Figure(figsize=(12, 4.8))
+    sweep_axis, cells_axis = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.3]})
+    swept = [cell for cell in sweep_lambdas if cell in rows]
+    others = [cell for cell in rows if cell not in sweep_lambdas]
+    for metric, label in (("dev", "STS-B dev"), ("test", "STS-B test")):
+        sweep_axis.errorbar(
+            [sweep_lambdas[cell] for cell in swept],
+            [rows[cell][metric][0] for cell in swept],
+            yerr=[rows[cell][metric][1] for cell in swept],
+            marker="o",
+            capsize=3,
+            label=label,
+        )
+        offset = -0.2 if metric == "dev" else 0.2
+        cells_axis.errorbar(
+            [rows[cell][metric][0] for cell in others],
+            [index + offset for index in range(len(others))],
+            xerr=[rows[cell][metric][1] for cell in others],
+            fmt="o",
+            capsize=3,
+            label=label,
+        )
+    sweep_axis.set(xlabel="λ (0 = SimCSE)", ylabel="Spearman x100", title="λ sweep (mean ± std over seeds)")
+    cells_axis.set_yticks(range(len(others)), others, fontsize=8)
+    cells_axis.invert_yaxis()
+    cells_axis.set(xlabel="Spearman x100", title="Options at the best λ (mean ± std over seeds)")
+    for axis in (sweep_axis, cells_axis):
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(output_png, dpi=120)
 
 
 def plot_signal(args: argparse.Namespace, best_cell: str) -> None:
@@ -122,10 +218,17 @@ def main() -> None:
     parser.add_argument("--lambdas", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.3, 0.5])
     parser.add_argument("--max_steps", type=int, help="shorten every run to this many steps (uniformly)")
     parser.add_argument("--report_only", action="store_true", help="no training: table and plots from finished runs")
-    parser.add_argument("--keep_models", action="store_true", help="keep weights and checkpoints of every run")
+    parser.add_argument("--keep_checkpoints", action="store_true", help="keep the intermediate checkpoints too")
+    parser.add_argument(
+        "--seven_task", action="store_true", help="also evaluate every finished run on the 7 STS tasks (~1 min each)"
+    )
+    parser.add_argument(
+        "--cells", nargs="+", help="train/evaluate only the cells whose names start with these (others: read only)"
+    )
     args = parser.parse_args()
     os.makedirs(args.output_dir, exist_ok=True)
     sweep = {"SimCSE": ["--mix_lambda", "0"], **{f"MixCSE λ={lam}": ["--mix_lambda", str(lam)] for lam in args.lambdas}}
+    sweep_lambdas = {"SimCSE": 0.0, **{f"MixCSE λ={lam}": lam for lam in args.lambdas}}
     rows: dict[str, dict] = {}
     for cell, flags in sweep.items():
         values = [v for seed in args.seeds if (v := run_cell(cell, flags, seed, args)) is not None]
@@ -142,7 +245,10 @@ def main() -> None:
             if values:
                 rows[label] = summarise(values)
         plot_signal(args, best_cell)
-    print(write_report(rows, args), flush=True)
+    reference_cell = f"MixCSE λ={REFERENCE_LAMBDA}"
+    print(write_report(rows, args, reference_cell), flush=True)
+    if rows:
+        plot_grid(rows, sweep_lambdas, os.path.join(args.output_dir, "ablation.png"))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""benchmarks/ablation.py: a miniature grid (tiny model, 2 steps, one seed) runs, resumes and reports."""
+"""benchmarks/ablation.py: a miniature grid (tiny model, 2 steps, one seed) runs, resumes, adds the 7-task
+average of selected cells and reports."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +12,17 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    """cell -> its markdown row split on " | " (the last item keeps the closing bar); no header."""
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in text.splitlines() if line.startswith("| ")}
+    rows.pop("cell")
+    return rows
+
+
+def seven_task_average(run_dir: Path) -> float:
+    return json.loads((run_dir / "sts7_results.json").read_text())["average"]
 
 
 @pytest.mark.slow
@@ -30,15 +43,25 @@ def test_ablation_grid_runs_resumes_and_reports(
     config.write_text(yaml.safe_dump(values), encoding="utf-8")
     command = [
         sys.executable, str(REPO_ROOT / "benchmarks" / "ablation.py"), "--config", str(config),
-        "--output_dir", str(tmp_path / "grid"), "--seeds", "1", "--lambdas", "0.1", "0.3", "--max_steps", "2",
+        "--output_dir", str(tmp_path / "grid"), "--seeds", "1", "--lambdas", "0.1", "0.2", "--max_steps", "2",
     ]  # fmt: skip
     first = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-2000:]
     table = (tmp_path / "grid" / "results.md").read_text()
-    for cell in ("SimCSE", "MixCSE λ=0.1", "MixCSE λ=0.3", "hardest partner", "adaptive lambda", "paired"):
+    for cell in ("SimCSE", "MixCSE λ=0.1", "MixCSE λ=0.2", "hardest partner", "adaptive lambda", "paired"):
         assert cell in table
     assert table.count("\n| ") == 12  # header + SimCSE + 2 lambdas + 8 options at the best lambda
     assert (tmp_path / "grid" / "gradient_signal.png").is_file()
-    again = subprocess.run(command, capture_output=True, text=True, timeout=900)
-    assert again.returncode == 0
-    assert "seed 1]" not in again.stdout  # every run was already finished: nothing retrained
+    assert (tmp_path / "grid" / "ablation.png").is_file()
+    rows = table_rows(table)
+    assert all(row[-1] == "0 |" for row in rows.values())  # n7: no 7-task evaluation asked for yet
+    assert rows["MixCSE λ=0.2"][4:6] == ["+0.00", "+0.00"]  # Δ dev / test against the reference λ
+
+    again = subprocess.run([*command, "--seven_task", "--cells", "SimCSE"], capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "] 7-task evaluation" in again.stdout
+    assert "--mix_lambda" not in again.stdout  # every run was already finished: nothing retrained
+    rows = table_rows(again.stdout)
+    simcse_avg7 = rows["SimCSE"][3].split(" ± ")[0]
+    assert float(simcse_avg7) == pytest.approx(seven_task_average(tmp_path / "grid" / "SimCSE" / "seed1"), abs=0.01)
+    assert rows["SimCSE"][-1] == "1 |" and rows["MixCSE λ=0.1"][-1] == "0 |"  # n7: only the selected cell
