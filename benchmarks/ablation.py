@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
@@ -34,6 +35,8 @@ from mixcse_hf.plot import load_log_history, plot_gradient_signal  # noqa: E402
 BASE_CONFIG = os.path.join(REPO_ROOT, "configs", "quickstart.yaml")
 RESULT_FILE = "sts_results.json"
 SEVEN_TASK_FILE = "sts7_results.json"
+SIGNAL_KEYS = ("grad_mixed_share", "sim_positive", "sim_negative", "sim_mixed_negative")
+SIGNAL_METRICS = ("grad_first", "grad_last", *(f"{key}_last" for key in SIGNAL_KEYS))
 REFERENCE_LAMBDA = 0.2  # the released MixCSE recipe; the Δ columns compare against it
 
 
@@ -101,7 +104,20 @@ def read_run(directory: str) -> dict[str, float] | None:
     if os.path.isfile(seven_task_path):
         with open(seven_task_path, encoding="utf-8") as handle:
             values["avg7"] = json.load(handle)["average"]
+    if os.path.isfile(os.path.join(directory, "trainer_state.json")):
+        values.update(training_signal(load_log_history(directory)))
     return values
+
+
+def training_signal(log_history: list[dict]) -> dict[str, float]:
+    """The gradient signal and similarities the trainer logged (10-step means): the first and the last entry."""
+    logged = [entry for entry in log_history if "grad_anchor_norm" in entry]
+    if not logged:
+        return {}
+    first, last = logged[0], logged[-1]
+    signal = {"grad_first": first["grad_anchor_norm"], "grad_last": last["grad_anchor_norm"]}
+    signal.update({f"{key}_last": last[key] for key in SIGNAL_KEYS if key in last})
+    return signal
 
 
 def run_cell(cell: str, flags: list[str], seed: int, args: argparse.Namespace) -> dict[str, float] | None:
@@ -119,10 +135,18 @@ def run_cell(cell: str, flags: list[str], seed: int, args: argparse.Namespace) -
     return read_run(directory)
 
 
+def run_cells(cells: dict[str, list[str]], args: argparse.Namespace, runs: dict[str, dict[int, dict]]) -> None:
+    """Every seed of every cell; ``runs[cell][seed]`` collects the finished ones."""
+    for cell, flags in cells.items():
+        finished = {seed: values for seed in args.seeds if (values := run_cell(cell, flags, seed, args)) is not None}
+        if finished:
+            runs[cell] = finished
+
+
 def summarise(values: list[dict[str, float]]) -> dict[str, tuple[float, float, int]]:
     """metric -> (mean, std, number of runs); a metric only some runs have is summarised over those."""
     summary = {}
-    for metric in ("dev", "test", "avg7"):
+    for metric in ("dev", "test", "avg7", *SIGNAL_METRICS):
         numbers = [v[metric] for v in values if metric in v]
         if numbers:
             spread = statistics.stdev(numbers) if len(numbers) > 1 else float("nan")
@@ -140,7 +164,10 @@ def mean_std(summary: dict, metric: str) -> str:
 def difference(summary: dict, reference: dict | None, metric: str) -> str:
     if reference is None or metric not in summary or metric not in reference:
         return "-"
-    return f"{summary[metric][0] - reference[metric][0]:+.2f}"
+    (mean, spread, _), (reference_mean, reference_spread, _) = summary[metric], reference[metric]
+    pooled = math.sqrt((spread**2 + reference_spread**2) / 2)
+    noise = f" ({(mean - reference_mean) / pooled:+.1f} sd)" if pooled > 0 else ""  # False for nan (one seed)
+    return f"{mean - reference_mean:+.2f}{noise}"
 
 
 def write_report(rows: dict[str, dict], args: argparse.Namespace, reference_cell: str) -> str:
@@ -148,7 +175,8 @@ def write_report(rows: dict[str, dict], args: argparse.Namespace, reference_cell
     budget = f"max_steps {args.max_steps}" if args.max_steps else "one epoch (186 steps)"
     lines = [
         f"Seeds {args.seeds}; {budget}; Spearman x100, mean ± std over seeds. n: finished runs (n7: of them with"
-        f" the 7-task evaluation). Δ: difference of means against {reference_cell} (the reference recipe).",
+        f" the 7-task evaluation). Δ: difference of means against {reference_cell} (the reference recipe), in"
+        " brackets in units of the two cells' pooled standard deviation, sqrt((sd² + sd_ref²) / 2).",
         "",
         "| cell | STS-B dev | STS-B test | 7-task avg | Δ dev | Δ test | Δ avg | n | n7 |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -158,10 +186,33 @@ def write_report(rows: dict[str, dict], args: argparse.Namespace, reference_cell
         deltas = [difference(summary, reference, metric) for metric in ("dev", "test", "avg7")]
         counts = [str(summary[metric][2]) if metric in summary else "0" for metric in ("dev", "avg7")]
         lines.append(f"| {cell} | {' | '.join(numbers)} | {' | '.join(deltas)} | {' | '.join(counts)} |")
+    lines += ["", *signal_table(rows)]
     table = "\n".join(lines) + "\n"
     with open(os.path.join(args.output_dir, "results.md"), "w", encoding="utf-8") as handle:
         handle.write(table)
     return table
+
+
+def signal_table(rows: dict[str, dict]) -> list[str]:
+    """What the trainer logged (mean over seeds): the anchor-gradient norm at the first and last logging step,
+    the mixed-negative share of it and the cosines at the last; the paper's bound needs mixed < positive."""
+    lines = [
+        "Training signal, mean over seeds. The trainer logs 10-step means: *first* = steps 1-10, *last* = the last"
+        " logged 10 steps (grad: norm of dLoss/d anchor embeddings; cos: mean cosine of anchor and positive /"
+        " in-batch negatives / own mixed negative).",
+        "",
+        "| cell | grad first | grad last | last/first | mixed share last | cos pos. last | cos neg. last |"
+        " cos mixed neg. last |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for cell, summary in rows.items():
+        if "grad_first" not in summary:
+            continue
+        means = {metric: summary[metric][0] for metric in SIGNAL_METRICS if metric in summary}
+        ratio = f"{means['grad_last'] / means['grad_first']:.3f}" if means["grad_first"] else "-"
+        cells = [f"{means[metric]:.4f}" if metric in means else "-" for metric in SIGNAL_METRICS]
+        lines.append(f"| {cell} | {cells[0]} | {cells[1]} | {ratio} | {' | '.join(cells[2:])} |")
+    return lines
 
 
 def plot_grid(rows: dict[str, dict], sweep_lambdas: dict[str, float], output_png: str) -> None:
@@ -229,22 +280,19 @@ def main() -> None:
     os.makedirs(args.output_dir, exist_ok=True)
     sweep = {"SimCSE": ["--mix_lambda", "0"], **{f"MixCSE λ={lam}": ["--mix_lambda", str(lam)] for lam in args.lambdas}}
     sweep_lambdas = {"SimCSE": 0.0, **{f"MixCSE λ={lam}": lam for lam in args.lambdas}}
-    rows: dict[str, dict] = {}
-    for cell, flags in sweep.items():
-        values = [v for seed in args.seeds if (v := run_cell(cell, flags, seed, args)) is not None]
-        if values:
-            rows[cell] = summarise(values)
-    mixcse_rows = {cell: row for cell, row in rows.items() if cell.startswith("MixCSE")}
-    if mixcse_rows:
-        best_cell = max(mixcse_rows, key=lambda cell: mixcse_rows[cell]["dev"][0])
+    runs: dict[str, dict[int, dict]] = {}
+    run_cells(sweep, args, runs)
+    mixcse_runs = {cell: seeds for cell, seeds in runs.items() if cell.startswith("MixCSE")}
+    if mixcse_runs:
+        best_cell = max(mixcse_runs, key=lambda cell: statistics.mean(v["dev"] for v in mixcse_runs[cell].values()))
         best_lambda = float(best_cell.split("=")[1])
         print(f"best lambda by mean dev: {best_lambda}", flush=True)
-        for cell, flags in strategy_cells(best_lambda).items():
-            label = f"{cell} (λ={best_lambda})"
-            values = [v for seed in args.seeds if (v := run_cell(label, flags, seed, args)) is not None]
-            if values:
-                rows[label] = summarise(values)
+        cells = {f"{cell} (λ={best_lambda})": flags for cell, flags in strategy_cells(best_lambda).items()}
+        run_cells(cells, args, runs)
         plot_signal(args, best_cell)
+    with open(os.path.join(args.output_dir, "runs.json"), "w", encoding="utf-8") as handle:
+        json.dump(runs, handle, indent=1)
+    rows = {cell: summarise(list(seeds.values())) for cell, seeds in runs.items()}
     reference_cell = f"MixCSE λ={REFERENCE_LAMBDA}"
     print(write_report(rows, args, reference_cell), flush=True)
     if rows:

@@ -14,9 +14,12 @@ import yaml
 from tests.conftest import REPO_ROOT
 
 
-def table_rows(text: str) -> dict[str, list[str]]:
-    """cell -> its markdown row split on " | " (the last item keeps the closing bar); no header."""
-    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in text.splitlines() if line.startswith("| ")}
+def table_rows(text: str, signal: bool = False) -> dict[str, list[str]]:
+    """cell -> its markdown row split on " | " (the last item keeps the closing bar), for the results table
+    (``signal=False``) or the training-signal table after it; no header."""
+    results, _, signal_part = text.partition("Training signal")
+    lines = (signal_part if signal else results).splitlines()
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in lines if line.startswith("| ")}
     rows.pop("cell")
     return rows
 
@@ -50,12 +53,17 @@ def test_ablation_grid_runs_resumes_and_reports(
     table = (tmp_path / "grid" / "results.md").read_text()
     for cell in ("SimCSE", "MixCSE λ=0.1", "MixCSE λ=0.2", "hardest partner", "adaptive lambda", "paired"):
         assert cell in table
-    assert table.count("\n| ") == 12  # header + SimCSE + 2 lambdas + 8 options at the best lambda
+    rows = table_rows(table)
+    assert len(rows) == 11  # SimCSE + 2 lambdas + 8 options at the best lambda
     assert (tmp_path / "grid" / "gradient_signal.png").is_file()
     assert (tmp_path / "grid" / "ablation.png").is_file()
-    rows = table_rows(table)
+    runs = json.loads((tmp_path / "grid" / "runs.json").read_text())
+    assert len(runs) == 11 and runs["SimCSE"]["1"]["dev"] == float(rows["SimCSE"][1].split(" ± ")[0])
     assert all(row[-1] == "0 |" for row in rows.values())  # n7: no 7-task evaluation asked for yet
     assert rows["MixCSE λ=0.2"][4:6] == ["+0.00", "+0.00"]  # Δ dev / test against the reference λ
+    signal = table_rows(table, signal=True)
+    assert signal.keys() == rows.keys()
+    assert float(signal["SimCSE"][4]) == 0.0 < float(signal["MixCSE λ=0.2"][4])  # mixed-negative gradient share
 
     again = subprocess.run([*command, "--seven_task", "--cells", "SimCSE"], capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-2000:]
