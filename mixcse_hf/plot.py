@@ -93,6 +93,13 @@ def plot_run(run_dir: str, output_png: str | None = None) -> str:
     return output_png
 
 
+def run_labels(run_dirs: list[str]) -> list[str]:
+    """Legend labels: each run's path relative to the runs' common parent (``a/seed42``, ``b/seed42``)."""
+    paths = [os.path.abspath(d) for d in run_dirs]
+    parent = os.path.dirname(os.path.commonpath(paths)) if len(set(paths)) == 1 else os.path.commonpath(paths)
+    return [os.path.relpath(path, parent) for path in paths]
+
+
 def plot_command(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dirs", nargs="+", help="a run's output_dir (or a checkpoint directory)")
@@ -104,7 +111,7 @@ def plot_command(argv: list[str]) -> None:
     if args.gradient_signal:
         if not args.output:
             raise UsageError("--gradient_signal needs --output FILE.png")
-        runs = {os.path.basename(os.path.normpath(d)): load_log_history(d) for d in args.run_dirs}
+        runs = {label: load_log_history(d) for label, d in zip(run_labels(args.run_dirs), args.run_dirs, strict=True)}
         plot_gradient_signal(runs, args.output)
         print(args.output)
     else:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mixcse_hf.errors import UsageError
-from mixcse_hf.plot import main, plot_run
+from mixcse_hf.plot import main, plot_run, run_labels
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -50,3 +50,8 @@ def test_gradient_signal_comparison(tmp_path: Path) -> None:
     assert output.read_bytes().startswith(PNG_MAGIC)
     _write_state(tmp_path / "old", [{"step": 1, "loss": 1.0}])
     assert main([str(tmp_path / "old"), "--gradient_signal", "--output", str(output)]) == 2
+
+
+def test_run_labels_tell_same_named_runs_apart() -> None:
+    assert run_labels(["out/simcse/seed42", "out/mixcse/seed42/"]) == ["simcse/seed42", "mixcse/seed42"]
+    assert run_labels(["out/simcse"]) == ["simcse"]
