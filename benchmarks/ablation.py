@@ -74,10 +74,25 @@ def train_run(flags: list[str], seed: int, directory: str, args: argparse.Namesp
     return True
 
 
+def run_config(directory: str) -> dict:
+    """The resolved configuration the run in ``directory`` recorded."""
+    with open(os.path.join(directory, "run_config.yaml"), encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def check_budget(directory: str, args: argparse.Namespace) -> None:
+    """Resuming reads finished runs as they are: refuse runs trained for another number of steps."""
+    trained_steps, wanted_steps = run_config(directory).get("max_steps"), args.max_steps or -1
+    if trained_steps != wanted_steps:
+        sys.exit(
+            f"error: {directory} was trained with max_steps {trained_steps}, this grid asks for {wanted_steps}; "
+            "pass another --output_dir or the same --max_steps"
+        )
+
+
 def evaluate_seven_tasks(directory: str) -> bool:
     """The 7-task table of the finished run in ``directory`` (its recorded pooler), into ``SEVEN_TASK_FILE``."""
-    with open(os.path.join(directory, "run_config.yaml"), encoding="utf-8") as handle:
-        senteval_dir = yaml.safe_load(handle).get("senteval_dir")
+    senteval_dir = run_config(directory).get("senteval_dir")
     command = [sys.executable, "-m", "mixcse_hf.evaluate", "--model_name_or_path", directory]
     command += ["--output_json", os.path.join(directory, SEVEN_TASK_FILE)]
     if senteval_dir:
@@ -126,6 +141,8 @@ def run_cell(cell: str, flags: list[str], seed: int, args: argparse.Namespace) -
     directory = run_dir(args.output_dir, cell, seed)
     selected = not args.report_only and (not args.cells or any(cell.startswith(name) for name in args.cells))
     finished = os.path.isfile(os.path.join(directory, RESULT_FILE))
+    if finished:
+        check_budget(directory, args)
     if selected and not finished:
         print(f"[{cell} seed {seed}] {' '.join(flags)}", flush=True)
         finished = train_run(flags, seed, directory, args)

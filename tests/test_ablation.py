@@ -73,3 +73,7 @@ def test_ablation_grid_runs_resumes_and_reports(
     simcse_avg7 = rows["SimCSE"][3].split(" ± ")[0]
     assert float(simcse_avg7) == pytest.approx(seven_task_average(tmp_path / "grid" / "SimCSE" / "seed1"), abs=0.01)
     assert rows["SimCSE"][-1] == "1 |" and rows["MixCSE λ=0.1"][-1] == "0 |"  # n7: only the selected cell
+
+    other_budget = subprocess.run(command[:-2], capture_output=True, text=True, timeout=900)  # no --max_steps
+    assert other_budget.returncode != 0
+    assert "trained with max_steps 2, this grid asks for -1" in other_budget.stderr
