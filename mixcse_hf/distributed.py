@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_fn
+from torch.distributed._functional_collectives import all_gather_single
 
 
 def world_size() -> int:
@@ -14,11 +14,12 @@ def world_size() -> int:
 def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate ``tensor`` (N, d) from all processes in rank order -> (world * N, d), differentiably.
 
-    The backward of the autograd-aware all-gather sums, onto each process's own rows, the gradients that every
-    process computed for them. With the same global loss computed on every process and DDP averaging
-    parameter gradients over the processes, the update equals that of one process holding the whole batch.
+    The backward of the all-gather (``all_gather_single``, which torch names as the replacement of the deprecated
+    ``torch.distributed.nn`` one) sums, onto each process's own rows, the gradients that every process computed
+    for them. With the same global loss computed on every process and DDP averaging parameter gradients over the
+    processes, the update equals that of one process holding the whole batch.
     Batch sizes must match across processes (``dataloader_drop_last``).
     """
     if world_size() == 1:
         return tensor
-    return torch.cat(dist_fn.all_gather(tensor.contiguous()), dim=0)
+    return all_gather_single(tensor.contiguous(), 0, dist.group.WORLD)
