@@ -63,7 +63,7 @@ def test_ablation_grid_runs_resumes_and_reports(
     assert rows["MixCSE λ=0.2"][4:6] == ["+0.00", "+0.00"]  # Δ dev / test against the reference λ
     signal = table_rows(table, signal=True)
     assert signal.keys() == rows.keys()
-    assert float(signal["SimCSE"][4]) == 0.0 < float(signal["MixCSE λ=0.2"][4])  # mixed-negative gradient share
+    assert float(signal["SimCSE"][5]) == 0.0 < float(signal["MixCSE λ=0.2"][5])  # mixed-negative gradient share
 
     again = subprocess.run([*command, "--seven_task", "--cells", "SimCSE"], capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-2000:]
