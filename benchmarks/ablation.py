@@ -234,8 +234,9 @@ def signal_table(rows: dict[str, dict]) -> list[str]:
     return lines
 
 
-def plot_grid(rows: dict[str, dict], sweep_lambdas: dict[str, float], output_png: str) -> None:
-    """Left: STS-B dev/test against λ (SimCSE is λ = 0); right: every other cell, mean ± std."""
+def plot_grid(rows: dict[str, dict], sweep_lambdas: dict[str, float], best_cell: str, output_png: str) -> None:
+    """Left: STS-B dev/test against λ (SimCSE is λ = 0); right: every other cell minus ``best_cell`` (the
+    reference options at the λ they use), mean ± the cell's std."""
     figure = Figure(figsize=(12, 4.8))
     sweep_axis, cells_axis = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.3]})
     swept = [cell for cell in sweep_lambdas if cell in rows]
@@ -251,7 +252,7 @@ def plot_grid(rows: dict[str, dict], sweep_lambdas: dict[str, float], output_png
         )
         offset = -0.2 if metric == "dev" else 0.2
         cells_axis.errorbar(
-            [rows[cell][metric][0] for cell in others],
+            [rows[cell][metric][0] - rows[best_cell][metric][0] for cell in others],
             [index + offset for index in range(len(others))],
             xerr=[rows[cell][metric][1] for cell in others],
             fmt="o",
@@ -261,7 +262,8 @@ def plot_grid(rows: dict[str, dict], sweep_lambdas: dict[str, float], output_png
     sweep_axis.set(xlabel="λ (0 = SimCSE)", ylabel="Spearman x100", title="λ sweep (mean ± std over seeds)")
     cells_axis.set_yticks(range(len(others)), others, fontsize=8)
     cells_axis.invert_yaxis()
-    cells_axis.set(xlabel="Spearman x100", title="Options at the best λ (mean ± std over seeds)")
+    cells_axis.axvline(0.0, color="grey", linewidth=1)
+    cells_axis.set(xlabel=f"Spearman x100 minus {best_cell}", title="Options at the best λ (mean ± std over seeds)")
     for axis in (sweep_axis, cells_axis):
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
@@ -302,6 +304,7 @@ def main() -> None:
     runs: dict[str, dict[int, dict]] = {}
     run_cells(sweep, args, runs)
     mixcse_runs = {cell: seeds for cell, seeds in runs.items() if cell.startswith("MixCSE")}
+    best_cell = None
     if mixcse_runs:
         best_cell = max(mixcse_runs, key=lambda cell: statistics.mean(v["dev"] for v in mixcse_runs[cell].values()))
         best_lambda = float(best_cell.split("=")[1])
@@ -314,8 +317,8 @@ def main() -> None:
     rows = {cell: summarise(list(seeds.values())) for cell, seeds in runs.items()}
     reference_cell = f"MixCSE λ={REFERENCE_LAMBDA}"
     print(write_report(rows, args, reference_cell), flush=True)
-    if rows:
-        plot_grid(rows, sweep_lambdas, os.path.join(args.output_dir, "ablation.png"))
+    if best_cell:
+        plot_grid(rows, sweep_lambdas, best_cell, os.path.join(args.output_dir, "ablation.png"))
 
 
 if __name__ == "__main__":
