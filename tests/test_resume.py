@@ -77,9 +77,9 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600  # a guard against a hung run, generous for a loaded machine
     while checkpoint_problem(str(crashed / "checkpoint-6")) is not None and process.poll() is None:
-        assert time.monotonic() < deadline, "no checkpoint-6 within 2 minutes"
+        assert time.monotonic() < deadline, "no checkpoint-6 within 10 minutes"
         time.sleep(0.002)
     os.kill(process.pid, signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL, "the run finished before it could be killed"
