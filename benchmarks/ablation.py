@@ -30,10 +30,11 @@ from matplotlib.figure import Figure
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from mixcse_hf.plot import load_log_history, plot_gradient_signal  # noqa: E402
+from mixcse_hf.config import RESOLVED_CONFIG_NAME  # noqa: E402
+from mixcse_hf.plot import STATE_FILE, load_log_history, plot_gradient_signal  # noqa: E402
+from mixcse_hf.train import RESULTS_NAME  # noqa: E402
 
 BASE_CONFIG = os.path.join(REPO_ROOT, "configs", "quickstart.yaml")
-RESULT_FILE = "sts_results.json"
 SEVEN_TASK_FILE = "sts7_results.json"
 COSINE_KEYS = ("sim_positive", "sim_negative", "sim_mixed_negative")
 SIGNAL_METRICS = ("grad_mean", "grad_first", "grad_last", "grad_mixed_share_mean", *(f"{k}_last" for k in COSINE_KEYS))
@@ -76,7 +77,7 @@ def train_run(flags: list[str], seed: int, directory: str, args: argparse.Namesp
 
 def run_config(directory: str) -> dict:
     """The resolved configuration the run in ``directory`` recorded."""
-    with open(os.path.join(directory, "run_config.yaml"), encoding="utf-8") as handle:
+    with open(os.path.join(directory, RESOLVED_CONFIG_NAME), encoding="utf-8") as handle:
         return yaml.safe_load(handle)
 
 
@@ -109,7 +110,7 @@ def report_failure(process: subprocess.CompletedProcess, directory: str) -> bool
 def read_run(directory: str) -> dict[str, float] | None:
     """STS-B dev/test of the trained model (the run's first evaluation pooler) and, once evaluated, the
     7-task average ("avg7"); None while the run has not finished."""
-    result_path = os.path.join(directory, RESULT_FILE)
+    result_path = os.path.join(directory, RESULTS_NAME)
     if not os.path.isfile(result_path):
         return None
     with open(result_path, encoding="utf-8") as handle:
@@ -119,7 +120,7 @@ def read_run(directory: str) -> dict[str, float] | None:
     if os.path.isfile(seven_task_path):
         with open(seven_task_path, encoding="utf-8") as handle:
             values["avg7"] = json.load(handle)["average"]
-    if os.path.isfile(os.path.join(directory, "trainer_state.json")):
+    if os.path.isfile(os.path.join(directory, STATE_FILE)):
         values.update(training_signal(load_log_history(directory)))
     return values
 
@@ -142,7 +143,7 @@ def run_cell(cell: str, flags: list[str], seed: int, args: argparse.Namespace) -
     its results, None when it has not finished."""
     directory = run_dir(args.output_dir, cell, seed)
     selected = not args.report_only and (not args.cells or any(cell.startswith(name) for name in args.cells))
-    finished = os.path.isfile(os.path.join(directory, RESULT_FILE))
+    finished = os.path.isfile(os.path.join(directory, RESULTS_NAME))
     if finished:
         check_budget(directory, args)
     if selected and not finished:
@@ -276,7 +277,7 @@ def plot_signal(args: argparse.Namespace, best_cell: str) -> None:
     runs = {}
     for label, cell in (("SimCSE", "SimCSE"), ("MixCSE", best_cell)):
         directory = run_dir(args.output_dir, cell, seed)
-        if os.path.isfile(os.path.join(directory, "trainer_state.json")):
+        if os.path.isfile(os.path.join(directory, STATE_FILE)):
             runs[label] = load_log_history(directory)
     if len(runs) == 2:
         plot_gradient_signal(runs, os.path.join(args.output_dir, "gradient_signal.png"))
