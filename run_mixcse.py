@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 import sys
 
-from mixcse_hf.config import parse_run_args
 from mixcse_hf.errors import run_cli
-from mixcse_hf.train import run
+from mixcse_hf.training.config import parse_run_args
+from mixcse_hf.training.job import run
 
 
 def train(argv: list[str]) -> None:

@@ -37,7 +37,8 @@ setup(
     entry_points={
         "console_scripts": [
             "mixcse-train=run_mixcse:main",
-            "mixcse-eval=mixcse_hf.evaluate:main",
+            "mixcse-eval=mixcse_hf.evaluation.cli:main",
+            "mixcse-push=mixcse_hf.hub.push:main",
             "mixcse-plot=mixcse_hf.plot:main",
         ]
     },

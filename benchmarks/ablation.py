@@ -30,9 +30,9 @@ from matplotlib.figure import Figure
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from mixcse_hf.config import RESOLVED_CONFIG_NAME  # noqa: E402
 from mixcse_hf.plot import STATE_FILE, load_log_history, plot_gradient_signal  # noqa: E402
-from mixcse_hf.train import RESULTS_NAME  # noqa: E402
+from mixcse_hf.training.config import RESOLVED_CONFIG_NAME  # noqa: E402
+from mixcse_hf.training.job import RESULTS_NAME  # noqa: E402
 
 BASE_CONFIG = os.path.join(REPO_ROOT, "configs", "quickstart.yaml")
 SEVEN_TASK_FILE = "sts7_results.json"
@@ -94,7 +94,7 @@ def check_budget(directory: str, args: argparse.Namespace) -> None:
 def evaluate_seven_tasks(directory: str) -> bool:
     """The 7-task table of the finished run in ``directory`` (its recorded pooler), into ``SEVEN_TASK_FILE``."""
     senteval_dir = run_config(directory).get("senteval_dir")
-    command = [sys.executable, "-m", "mixcse_hf.evaluate", "--model_name_or_path", directory]
+    command = [sys.executable, "-m", "mixcse_hf.evaluation.cli", "--model_name_or_path", directory]
     command += ["--output_json", os.path.join(directory, SEVEN_TASK_FILE)]
     if senteval_dir:
         command += ["--senteval_dir", senteval_dir]

@@ -17,8 +17,8 @@ import torch
 from harness import DEFAULT_MODEL, machine
 from sentence_transformers import SentenceTransformer
 
-from mixcse_hf.modeling import SentenceEncoder, resolve_model_path
-from mixcse_hf.sts_data import load_stsb
+from mixcse_hf.evaluation.sts_data import load_stsb
+from mixcse_hf.models.encoder import SentenceEncoder, resolve_model_path
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "encode_throughput.json")
 

@@ -50,7 +50,7 @@ class StepTimer(TrainerCallback):
 
 
 def measurement(step_seconds: list[float], warmup: int, model: torch.nn.Module) -> dict:
-    from mixcse_hf.lora import count_parameters
+    from mixcse_hf.models.lora import count_parameters
 
     trainable, total = count_parameters(model)
     return {"step_seconds": step_seconds[warmup:], "trainable_params": trainable, "total_params": total}
@@ -65,9 +65,9 @@ def timed_training(flags: list[str]) -> tuple[list[float], torch.nn.Module]:
     seconds of every step and the trained model."""
     from transformers import DataCollatorWithPadding
 
-    from mixcse_hf.config import parse_run_args
-    from mixcse_hf.train import build_model, build_train_dataset
-    from mixcse_hf.trainer import MixCSETrainer
+    from mixcse_hf.training.config import parse_run_args
+    from mixcse_hf.training.job import build_model, build_train_dataset
+    from mixcse_hf.training.trainer import MixCSETrainer
 
     model_args, data_args, training_args = parse_run_args(flags)
     model, tokenizer = build_model(model_args, training_args, resuming=False)
@@ -106,8 +106,8 @@ def sentence_transformers_child(options: argparse.Namespace, bf16: bool = False)
     from sentence_transformers import SentenceTransformerTrainingArguments as Arguments
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
-    from mixcse_hf.data import load_corpus
-    from mixcse_hf.modeling import resolve_model_path
+    from mixcse_hf.models.encoder import resolve_model_path
+    from mixcse_hf.training.data import load_corpus
 
     transformer = Transformer(resolve_model_path(options.model), max_seq_length=options.max_seq_length)
     pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="cls")
@@ -145,8 +145,8 @@ def floor_child(options: argparse.Namespace) -> dict:
     from torch.utils.data import DataLoader
     from transformers import DataCollatorWithPadding
 
-    from mixcse_hf.data import load_corpus, tokenize_corpus
-    from mixcse_hf.modeling import load_pretrained
+    from mixcse_hf.models.encoder import load_pretrained
+    from mixcse_hf.training.data import load_corpus, tokenize_corpus
 
     torch.manual_seed(42)
     model, tokenizer = load_pretrained(options.model)

@@ -101,7 +101,7 @@ def write_sick_split(path: Path, rows: list[tuple[float, str, str]]) -> None:
 def tiny_senteval(tmp_path: Path) -> Path:
     """A SentEval-layout directory with every task: STS12-16 (5 pairs per subset, one empty gold line each),
     STS-B and SICK-R (6-pair splits)."""
-    from mixcse_hf.sts_data import STS_YEARS
+    from mixcse_hf.evaluation.sts_data import STS_YEARS
 
     root = tmp_path / "senteval"
     for folder, subsets in STS_YEARS.values():

@@ -12,8 +12,8 @@ import torch
 import yaml
 from transformers import AutoModel
 
-from mixcse_hf import train as train_module
-from mixcse_hf.modeling import SentenceEncoder
+from mixcse_hf.models.encoder import SentenceEncoder
+from mixcse_hf.training import job as train_module
 from run_mixcse import main
 from tests.conftest import REPO_ROOT, SENTENCES
 

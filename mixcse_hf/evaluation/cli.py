@@ -1,0 +1,161 @@
+"""The 7-task STS table of the SimCSE/MixCSE papers, offline, in one command.
+
+    python -m mixcse_hf.evaluation.cli --model_name_or_path PATH [--pooler P] [--tasks sts12 ... sickr]
+        [--mode test|dev|fasttest] [--senteval_dir DIR] [--output_json FILE]
+
+(also installed as ``mixcse-eval``). SentEval protocol as SimCSE's ``evaluation.py``: cosine similarity,
+Spearman x 100; STS12-16 report "all" (subsets concatenated) plus "mean"/"wmean"; STS-B and SICK-R their test
+split (dev/trial with ``--mode dev``). ``fasttest`` equals ``test`` here: SimCSE's modes differ only in the
+k-fold of transfer tasks, which STS does not use.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+
+import torch
+from transformers import HfArgumentParser
+
+from mixcse_hf.errors import UsageError, run_cli
+from mixcse_hf.evaluation.sts import TaskScore, alignment_uniformity, encode_pairs, score_embeddings
+from mixcse_hf.evaluation.sts_data import STS_YEARS, TASKS, StsPairs, file_sha256, load_task
+from mixcse_hf.models.encoder import SentenceEncoder
+from mixcse_hf.models.pooling import POOLER_TYPES
+
+logger = logging.getLogger(__name__)
+DEV_TASKS = ("stsb", "sickr")
+TASK_NAMES = {"stsb": "STS-B", "sickr": "SICK-R", **{name: name.upper() for name in STS_YEARS}}
+
+
+@dataclass
+class EvalArguments:
+    model_name_or_path: str = field(
+        metadata={
+            "help": "mixcse_hf checkpoint, plain HF encoder directory, sentence-transformers directory or Hub id."
+        }
+    )
+    pooler: str | None = field(
+        default=None,
+        metadata={
+            "help": "Pooler; default: the one a mixcse_hf checkpoint recorded, a sentence-transformers model's own "
+            "pooling, else cls_before_pooler.",
+            "choices": list(POOLER_TYPES),
+        },
+    )
+    tasks: list[str] = field(
+        default_factory=lambda: list(TASKS),
+        metadata={"help": "Tasks to run (default: all 7; --mode dev: stsb sickr).", "choices": list(TASKS)},
+    )
+    mode: str = field(
+        default="test",
+        metadata={
+            "help": "test / fasttest: test splits; dev: STS-B dev and SICK-R trial.",
+            "choices": ["test", "dev", "fasttest"],
+        },
+    )
+    senteval_dir: str | None = field(
+        default=None,
+        metadata={"help": "SentEval-layout data directory (STS/, SICK/); unset: the MTEB copies on the Hub."},
+    )
+    output_json: str | None = field(default=None, metadata={"help": "Write every number to this JSON file."})
+    batch_size: int = field(default=128, metadata={"help": "Sentences per encoding batch."})
+    dtype: str = field(
+        default="float32",
+        metadata={
+            "help": "Encode in this dtype (float16/bfloat16 are for GPUs).",
+            "choices": ["float32", "float16", "bfloat16"],
+        },
+    )
+    device: str | None = field(default=None, metadata={"help": "Torch device; default cuda when available, else cpu."})
+
+
+@dataclass
+class EvalReport:
+    model: str
+    pooler: str
+    mode: str
+    tasks: dict[str, TaskScore]
+    alignment_uniformity: dict[str, float] | None
+    files: dict[str, str]
+
+    @property
+    def average(self) -> float:
+        return sum(score.all for score in self.tasks.values()) / len(self.tasks)
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "average": self.average}
+
+    def table(self) -> str:
+        lines = [f"{self.model} | pooler {self.pooler} | mode {self.mode} | Spearman x100 (cosine)"]
+        lines.append(f"{'task':<8} {'all':>7} {'mean':>7} {'wmean':>7} {'pairs':>6}")
+        for task, score in self.tasks.items():
+            lines.append(
+                f"{TASK_NAMES[task]:<8} {score.all:>7.2f} {score.mean:>7.2f} {score.wmean:>7.2f} {score.pairs:>6}"
+            )
+        lines.append(f"{'Avg.':<8} {self.average:>7.2f}")
+        if self.alignment_uniformity:
+            lines.append(
+                "STS-B alignment {alignment:.4f}, uniformity {uniformity:.4f}".format(**self.alignment_uniformity)
+            )
+        return "\n".join(lines)
+
+
+def check_tasks(tasks: list[str], mode: str) -> list[str]:
+    if mode != "dev":
+        return tasks
+    test_only = [task for task in tasks if task not in DEV_TASKS]
+    if test_only and tasks != list(TASKS):
+        raise UsageError(f"{', '.join(test_only)}: test split only; --mode dev evaluates stsb and sickr")
+    return [task for task in tasks if task in DEV_TASKS]
+
+
+def evaluate_model(encoder: SentenceEncoder, args: EvalArguments) -> EvalReport:
+    """Load every requested task first (so bad data fails before encoding), then score them."""
+    tasks = check_tasks(list(dict.fromkeys(args.tasks)), args.mode)
+    split = "dev" if args.mode == "dev" else "test"
+    data = {task: load_task(task, split, args.senteval_dir) for task in tasks}
+    scores, align_uniform = {}, None
+    for task, subsets in data.items():
+        pairs = StsPairs.concat(subsets.values())
+        first, second = encode_pairs(encoder, pairs, args.batch_size)
+        scores[task] = score_embeddings(task, subsets, first, second)
+        if task == "stsb":  # the same embeddings: STS-B is encoded once
+            alignment, uniformity = alignment_uniformity(pairs, first, second)
+            align_uniform = {"alignment": alignment, "uniformity": uniformity}
+    files = {
+        path: file_sha256(path)
+        for subsets in data.values()
+        for pairs in subsets.values()
+        for path in pairs.files
+        if os.path.isfile(path)
+    }
+    return EvalReport(args.model_name_or_path, encoder.pooler_type, args.mode, scores, align_uniform, files)
+
+
+def load_encoder(args: EvalArguments) -> SentenceEncoder:
+    encoder = SentenceEncoder.from_pretrained(args.model_name_or_path, args.pooler)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    encoder.model.to(device=device, dtype=getattr(torch, args.dtype))
+    return encoder
+
+
+def evaluate_command(argv: list[str]) -> None:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    (args,) = HfArgumentParser(EvalArguments).parse_args_into_dataclasses(args=argv)
+    report = evaluate_model(load_encoder(args), args)
+    print(report.table())
+    if args.output_json:
+        with open(args.output_json, "w", encoding="utf-8") as handle:
+            json.dump(report.to_json(), handle, indent=2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(evaluate_command, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

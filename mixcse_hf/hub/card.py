@@ -1,0 +1,179 @@
+"""The model card (``README.md``) of a checkpoint: Hub metadata, the training recipe, measured STS results,
+how to load it three ways, and the citations."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+
+import yaml
+
+WIKI1M_DATASET = "princeton-nlp/datasets-for-simcse"
+STS_DATASETS = {
+    # split label -> (model-index dataset name, Hub copy, split)
+    "dev": ("STS Benchmark (dev)", "mteb/stsbenchmark-sts", "validation"),
+    "test": ("STS Benchmark (test)", "mteb/stsbenchmark-sts", "test"),
+}
+CITATIONS = """```bibtex
+@inproceedings{zhang2022mixcse,
+  title     = {Unsupervised Sentence Representation via Contrastive Learning with Mixing Negatives},
+  author    = {Zhang, Yanzhao and Zhang, Richong and Mensah, Samuel and Liu, Xudong and Mao, Yongyi},
+  booktitle = {Proceedings of the AAAI Conference on Artificial Intelligence},
+  year      = {2022}
+}
+@inproceedings{gao2021simcse,
+  title     = {{SimCSE}: Simple Contrastive Learning of Sentence Embeddings},
+  author    = {Gao, Tianyu and Yao, Xingcheng and Chen, Danqi},
+  booktitle = {Empirical Methods in Natural Language Processing (EMNLP)},
+  year      = {2021}
+}
+```"""
+
+
+@dataclass
+class ModelCardInfo:
+    """What the card states. ``stsb_spearman`` maps a split (dev/test) to Spearman x 100 for ``pooler``."""
+
+    model_name: str
+    base_model: str
+    pooler: str
+    recipe: dict[str, object]
+    train_data: str | None = None
+    stsb_spearman: dict[str, float] = field(default_factory=dict)
+    sentence_transformers: bool = True
+    lora: dict[str, object] | None = None
+
+
+def card_metadata(info: ModelCardInfo) -> dict:
+    datasets = [WIKI1M_DATASET] if info.train_data and "wiki1m" in os.path.basename(info.train_data) else []
+    if info.train_data and "/" in info.train_data and not os.path.exists(info.train_data):
+        datasets = [info.train_data]  # a Hub dataset id
+    metadata = {
+        "library_name": "sentence-transformers" if info.sentence_transformers else "transformers",
+        "pipeline_tag": "sentence-similarity",
+        "tags": ["sentence-transformers", "sentence-similarity", "feature-extraction", "mixcse", "simcse", "mixcse_hf"],
+        "base_model": info.base_model,
+    }
+    if info.lora:
+        metadata["tags"].append("peft")
+        metadata["tags"].append("lora")
+    if datasets:
+        metadata["datasets"] = datasets
+    results = [
+        {
+            "task": {"type": "sentence-similarity", "name": "Semantic Textual Similarity"},
+            "dataset": {
+                "name": STS_DATASETS[split][0],
+                "type": STS_DATASETS[split][1],
+                "split": STS_DATASETS[split][2],
+            },
+            "metrics": [{"type": "cosine_spearman", "value": round(value, 2), "name": "Spearman (cosine) x100"}],
+        }
+        for split, value in info.stsb_spearman.items()
+    ]
+    if results:
+        metadata["model-index"] = [{"name": info.model_name, "results": results}]
+    return metadata
+
+
+def render_model_card(info: ModelCardInfo) -> str:
+    recipe_rows = "\n".join(f"| `{key}` | {value} |" for key, value in info.recipe.items())
+    results = ""
+    if info.stsb_spearman:
+        rows = "\n".join(f"| STS-B {split} | {value:.2f} |" for split, value in info.stsb_spearman.items())
+        results = (
+            f"\n## Results\n\nSpearman x100 of cosine similarities, pooler `{info.pooler}`, measured by the run:\n\n"
+            f"| data | Spearman |\n|---|---|\n{rows}\n"
+        )
+    lora = ""
+    if info.lora:
+        lora = (
+            "\nThis checkpoint is a LoRA adapter (PEFT) on the base model: "
+            + ", ".join(f"{key}={value}" for key, value in info.lora.items())
+            + ". Loading it needs `peft` and access to the base model.\n"
+        )
+    st_usage = (
+        f"""
+### sentence-transformers
+
+```python
+from sentence_transformers import SentenceTransformer
+model = SentenceTransformer("{info.model_name}")
+embeddings = model.encode(["A man is playing a guitar.", "Someone plays an instrument."])
+```
+"""
+        if info.sentence_transformers
+        else f"\nThe `{info.pooler}` pooler has no sentence-transformers equivalent; use one of the ways below.\n"
+    )
+    body = f"""# {info.model_name}
+
+A sentence-embedding model trained with **MixCSE** (contrastive learning with mixed hard negatives) by
+mixcse_hf, starting from `{info.base_model}`. Sentence embedding: pooler `{info.pooler}`
+(recorded in `config.json` as `mixcse_pooler_type` / `mixcse_mlp_only_train`). Compare embeddings with cosine
+similarity.
+{lora}
+## Usage
+{st_usage}
+### transformers, no remote code
+
+```python
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("{info.model_name}")
+model = AutoModel.from_pretrained("{info.model_name}")
+batch = tokenizer(["A man is playing a guitar."], padding=True, return_tensors="pt")
+with torch.no_grad():
+    outputs = model(**batch)
+{_plain_pooling_code(info.pooler)}
+```
+
+### transformers with the pooling head (`trust_remote_code=True`)
+
+```python
+model = AutoModel.from_pretrained("{info.model_name}", trust_remote_code=True)
+embedding = model(**batch).sentence_embedding
+```
+
+## Training
+
+| setting | value |
+|---|---|
+{recipe_rows}
+{results}
+## Citation
+
+{CITATIONS}
+"""
+    return "---\n" + yaml.safe_dump(card_metadata(info), sort_keys=False) + "---\n\n" + body
+
+
+def _plain_pooling_code(pooler: str) -> str:
+    return {
+        "cls": "embedding = outputs.pooler_output  # [CLS] through the trained MLP (dense + tanh)",
+        "cls_before_pooler": "embedding = outputs.last_hidden_state[:, 0]  # [CLS]",
+        "avg": (
+            "mask = batch['attention_mask'].unsqueeze(-1)\n"
+            "embedding = (outputs.last_hidden_state * mask).sum(1) / mask.sum(1)"
+        ),
+    }.get(pooler, f"# pooler {pooler}: see mixcse_hf.models.pooling.pool, or use trust_remote_code=True")
+
+
+CARD_INFO_FILE = "mixcse_card.json"
+
+
+def write_model_card(directory: str, info: ModelCardInfo) -> None:
+    """``README.md``, plus the card's inputs as JSON so that ``mixcse_hf.hub.push`` can re-render it for a repo id."""
+    with open(os.path.join(directory, "README.md"), "w", encoding="utf-8") as handle:
+        handle.write(render_model_card(info))
+    with open(os.path.join(directory, CARD_INFO_FILE), "w", encoding="utf-8") as handle:
+        json.dump(asdict(info), handle, indent=2)
+
+
+def read_card_info(directory: str) -> ModelCardInfo | None:
+    path = os.path.join(directory, CARD_INFO_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        return ModelCardInfo(**json.load(handle))

@@ -1,0 +1,139 @@
+"""What a checkpoint carries besides the backbone weights, so that all three ways of loading it give the same
+embeddings:
+
+- ``transformers.AutoModel.from_pretrained(path)``: the plain encoder (no remote code); the MLP is its pooler.
+- ``AutoModel.from_pretrained(path, trust_remote_code=True)``: ``modeling_mixcse.py`` (the source of
+  :mod:`mixcse_hf.models.pooling` plus one class line) via ``auto_map``; outputs gain ``sentence_embedding``.
+- ``SentenceTransformer(path)``: ``modules.json`` with Transformer + Pooling (+ a Tanh Dense holding the MLP
+  when the embedding includes it), in the format every sentence-transformers release reads.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import os
+from dataclasses import replace
+
+import torch
+from peft import PeftModel
+from safetensors.torch import save_file
+from transformers import PreTrainedModel
+
+from mixcse_hf.hub.card import ModelCardInfo, write_model_card
+from mixcse_hf.models import pooling
+from mixcse_hf.models.lora import backbone_of, pooler_dense
+from mixcse_hf.models.pooling import recorded_pooler
+
+logger = logging.getLogger(__name__)
+
+REMOTE_CODE_FILE = "modeling_mixcse.py"
+SENTENCE_TRANSFORMERS_FILES = (
+    "modules.json",
+    "sentence_bert_config.json",
+    "config_sentence_transformers.json",
+    "1_Pooling",
+    "2_Dense",
+)
+ST_POOLING_MODES = {"cls": "cls", "cls_before_pooler": "cls", "avg": "mean"}
+
+
+def remote_code_class_name(model: PreTrainedModel) -> str:
+    return f"MixCSE{type(model).__name__}"
+
+
+def remote_code_source(model: PreTrainedModel) -> str:
+    """:mod:`mixcse_hf.models.pooling` verbatim, plus the encoder class with a ``sentence_embedding`` output."""
+    base = type(model).__name__
+    return (
+        inspect.getsource(pooling)
+        + f"\n\nfrom transformers import {base}  # noqa: E402\n\n\n"
+        + f"class {remote_code_class_name(model)}(SentenceEmbeddingMixin, {base}):\n"
+        + f'    """{base} whose outputs also carry ``sentence_embedding`` (the pooler recorded in the config)."""\n'
+    )
+
+
+def add_auto_map(model: PreTrainedModel) -> None:
+    """Point ``AutoModel`` (with ``trust_remote_code=True``) at the class in :data:`REMOTE_CODE_FILE`."""
+    model.config.auto_map = {"AutoModel": f"{REMOTE_CODE_FILE[:-3]}.{remote_code_class_name(model)}"}
+
+
+def write_remote_code(directory: str, model: PreTrainedModel) -> None:
+    with open(os.path.join(directory, REMOTE_CODE_FILE), "w", encoding="utf-8") as handle:
+        handle.write(remote_code_source(model))
+
+
+def _write_json(path: str, values: dict | list) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(values, handle, indent=2)
+        handle.write("\n")
+
+
+def write_sentence_transformers_files(
+    directory: str, model: PreTrainedModel, pooler_dense: torch.nn.Linear | None, max_seq_length: int
+) -> bool:
+    """Write the sentence-transformers module files for the recorded pooler; ``False`` when that pooler has no
+    sentence-transformers equivalent (avg_first_last, avg_top2)."""
+    pooler_type = recorded_pooler(model.config)
+    if pooler_type not in ST_POOLING_MODES:
+        logger.warning("pooler %s has no sentence-transformers equivalent: no sentence-transformers files", pooler_type)
+        return False
+    hidden_size = model.config.hidden_size
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    mode = ST_POOLING_MODES[pooler_type]
+    os.makedirs(os.path.join(directory, "1_Pooling"), exist_ok=True)
+    _write_json(
+        os.path.join(directory, "1_Pooling", "config.json"),
+        {
+            "word_embedding_dimension": hidden_size,
+            "pooling_mode_cls_token": mode == "cls",
+            "pooling_mode_mean_tokens": mode == "mean",
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+        },
+    )
+    if pooler_type == "cls":
+        if pooler_dense is None:
+            raise ValueError("pooler 'cls' needs the encoder's pooler dense layer (the MLP) to export")
+        modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
+        os.makedirs(os.path.join(directory, "2_Dense"), exist_ok=True)
+        _write_json(
+            os.path.join(directory, "2_Dense", "config.json"),
+            {
+                "in_features": hidden_size,
+                "out_features": hidden_size,
+                "bias": True,
+                "activation_function": "torch.nn.modules.activation.Tanh",
+            },
+        )
+        save_file(
+            {
+                "linear.weight": pooler_dense.weight.detach().cpu().contiguous(),
+                "linear.bias": pooler_dense.bias.detach().cpu().contiguous(),
+            },
+            os.path.join(directory, "2_Dense", "model.safetensors"),
+        )
+    _write_json(os.path.join(directory, "modules.json"), modules)
+    _write_json(
+        os.path.join(directory, "sentence_bert_config.json"), {"max_seq_length": max_seq_length, "do_lower_case": False}
+    )
+    _write_json(os.path.join(directory, "config_sentence_transformers.json"), {"similarity_fn_name": "cosine"})
+    return True
+
+
+def export_checkpoint(directory: str, model: torch.nn.Module, card: ModelCardInfo | None = None) -> None:
+    """Write the remote-code file (full checkpoints), the sentence-transformers files and the model card into
+    ``directory``, which already holds the saved model (``config.json`` + safetensors, or a PEFT adapter).
+    A full model's config must carry :func:`add_auto_map` before it is saved."""
+    backbone = backbone_of(model)
+    is_adapter = isinstance(model, PeftModel)
+    if not is_adapter:
+        write_remote_code(directory, backbone)
+    max_seq_length = min(backbone.config.max_position_embeddings, 512)
+    has_st_files = write_sentence_transformers_files(directory, backbone, pooler_dense(model), max_seq_length)
+    if card is not None:
+        write_model_card(directory, replace(card, sentence_transformers=has_st_files))

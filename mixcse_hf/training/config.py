@@ -1,0 +1,120 @@
+"""YAML/JSON run configs: file values become argument defaults, command-line flags override them."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser
+
+from mixcse_hf.errors import UsageError
+from mixcse_hf.training.arguments import DataArguments, MixCSETrainingArguments, ModelArguments
+
+RunArguments = tuple[ModelArguments, DataArguments, MixCSETrainingArguments]
+RESOLVED_CONFIG_NAME = "run_config.yaml"
+_ENV_VAR = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+
+
+def _usage_error(message: str) -> None:
+    raise UsageError(message)
+
+
+def build_parser() -> HfArgumentParser:
+    """The parser of every argument; its errors (bad flag, bad value) are one-line :class:`UsageError` s."""
+    parser = HfArgumentParser((ModelArguments, DataArguments, MixCSETrainingArguments))
+    parser.error = _usage_error
+    return parser
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """A flat mapping of argument names to values from a ``.yaml``/``.yml``/``.json`` file."""
+    if not os.path.isfile(path):
+        raise UsageError(f"config file {path!r} does not exist")
+    with open(path, encoding="utf-8") as handle:
+        try:
+            values = json.load(handle) if path.endswith(".json") else yaml.safe_load(handle)
+        except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as err:
+            where = getattr(err, "problem_mark", None)
+            line = f" (line {where.line + 1})" if where else ""
+            raise UsageError(f"config file {path!r} is not valid YAML/JSON{line}; fix its syntax") from err
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise UsageError(f"config file {path!r} must be a mapping of argument names to values")
+    return values
+
+
+def _expand_env(value: Any, key: str) -> Any:
+    """Replace ``${VAR}`` / ``$VAR`` in string values; an unset variable is an error."""
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in os.environ:
+            raise UsageError(f"config key {key!r} uses ${{{name}}}, which is not set; export {name}=...")
+        return os.environ[name]
+
+    return _ENV_VAR.sub(substitute, value)
+
+
+def check_keys(values: dict[str, Any], parser: HfArgumentParser, source: str) -> None:
+    known = {action.dest for action in parser._actions}
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else "; see run_mixcse.py --help"
+            raise UsageError(f"unknown key {key!r} in {source}{hint}")
+
+
+def split_config_path(argv: Sequence[str]) -> tuple[str | None, list[str]]:
+    """``[CONFIG] [--flag value ...]`` -> (config path or None, flags)."""
+    if argv and not argv[0].startswith("-"):
+        return argv[0], list(argv[1:])
+    return None, list(argv)
+
+
+def parse_run_args(argv: Sequence[str]) -> RunArguments:
+    """Parse ``[CONFIG.yaml] [--flag value ...]`` into the three argument dataclasses."""
+    parser = build_parser()
+    config_path, flags = split_config_path(argv)
+    if config_path is not None:
+        values = read_config_file(config_path)
+        check_keys(values, parser, config_path)
+        parser.set_defaults(**{key: _expand_env(value, key) for key, value in values.items()})
+    try:
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=flags)
+    except UsageError:
+        raise
+    except ValueError as err:  # TrainingArguments' own consistency checks
+        raise UsageError(" ".join(str(err).split())) from err
+    return model_args, data_args, training_args
+
+
+def resolved_config(
+    model_args: ModelArguments, data_args: DataArguments, training_args: MixCSETrainingArguments
+) -> dict[str, Any]:
+    """Every argument's final value, as a config that :func:`parse_run_args` reads back to the same run."""
+    values = {**dataclasses.asdict(model_args), **dataclasses.asdict(data_args), **training_args.to_dict()}
+    # Tokens are never written (to_dict only masks them).
+    return {key: value for key, value in values.items() if key in _init_fields() and not key.endswith("token")}
+
+
+def _init_fields() -> set[str]:
+    return {
+        f.name
+        for cls in (ModelArguments, DataArguments, MixCSETrainingArguments)
+        for f in dataclasses.fields(cls)
+        if f.init
+    }
+
+
+def save_resolved_config(path: str, args: RunArguments) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(resolved_config(*args), handle, sort_keys=True)

@@ -1,0 +1,240 @@
+"""The training job behind ``run_mixcse.py``: check inputs, evaluate the start, train, evaluate, summarise."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import sys
+from dataclasses import dataclass, field
+
+import datasets
+from torch import nn
+from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase, set_seed
+
+from mixcse_hf.evaluation.sts import sts_spearman
+from mixcse_hf.evaluation.sts_data import StsPairs, load_stsb
+from mixcse_hf.hub.card import ModelCardInfo
+from mixcse_hf.hub.export import export_checkpoint
+from mixcse_hf.models.encoder import load_backbone, reinit_mlp
+from mixcse_hf.models.lora import apply_lora
+from mixcse_hf.models.pooling import inference_pooler
+from mixcse_hf.plot import PLOT_NAME, evaluation_points, plot_training
+from mixcse_hf.training.arguments import DataArguments, MixCSETrainingArguments, ModelArguments
+from mixcse_hf.training.config import RESOLVED_CONFIG_NAME, save_resolved_config
+from mixcse_hf.training.data import load_corpus, tokenize_corpus
+from mixcse_hf.training.resume import resolve_resume_checkpoint
+from mixcse_hf.training.trainer import MixCSETrainer
+
+logger = logging.getLogger(__name__)
+RESULTS_NAME = "sts_results.json"
+
+
+@dataclass
+class RunSummary:
+    """What a run measured: STS-B Spearman x100 per pooler, model ("start"/"trained") and split."""
+
+    output_dir: str
+    main_process: bool = True
+    spearman: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    train_metrics: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
+
+    def record(self, pooler: str, model: str, split: str, value: float) -> None:
+        self.spearman.setdefault(pooler, {}).setdefault(model, {})[split] = round(value, 2)
+
+    def table(self) -> str:
+        lines = []
+        for pooler, models in self.spearman.items():
+            lines.append(f"STS-B Spearman x100 (cosine), pooler {pooler}:")
+            lines.append(f"  {'model':<8} {'dev':>7} {'test':>7}")
+            for model, splits in models.items():
+                dev, test = splits.get("dev", float("nan")), splits.get("test", float("nan"))
+                lines.append(f"  {model:<8} {dev:>7.2f} {test:>7.2f}")
+        if self.train_metrics:
+            lines.append(
+                f"training: {self.train_metrics.get('train_samples_per_second', 0):.1f} sentences/s, "
+                f"{self.train_metrics.get('train_runtime', 0):.0f} s, peak RSS {self.peak_rss_mb:.0f} MB"
+            )
+        lines.append(f"checkpoint: {os.path.abspath(self.output_dir)}")
+        return "\n".join(lines)
+
+
+def evaluation_poolers(training_args: MixCSETrainingArguments) -> list[str]:
+    """The evaluation pooler, plus ``cls_before_pooler`` when that differs: SimCSE/MixCSE check dev with the
+    MLP during training but report test numbers without it."""
+    pooler = inference_pooler(training_args.pooler_type, training_args.mlp_only_train)
+    return [pooler] if pooler != "cls" else ["cls", "cls_before_pooler"]
+
+
+def evaluate_sts(
+    trainer: MixCSETrainer, sts: dict[str, StsPairs], summary: RunSummary, model_label: str, poolers: list[str]
+) -> None:
+    encoder = trainer.sentence_encoder()
+    for pooler in poolers:
+        encoder.pooler_type = pooler
+        for split, pairs in sts.items():
+            value = sts_spearman(encoder, pairs, batch_size=trainer.args.per_device_eval_batch_size)
+            summary.record(pooler, model_label, split, value)
+
+
+def move_hub_token_to_environment(training_args: MixCSETrainingArguments) -> None:
+    """The Trainer pickles its arguments into every checkpoint (``training_args.bin``): keep the token out of
+    them. ``huggingface_hub`` reads it from ``HF_TOKEN`` instead."""
+    if training_args.hub_token:
+        os.environ["HF_TOKEN"] = training_args.hub_token
+        training_args.hub_token = None
+
+
+def build_model(
+    model_args: ModelArguments, training_args: MixCSETrainingArguments, resuming: bool
+) -> tuple[nn.Module, PreTrainedTokenizerBase]:
+    """The encoder (fresh MLP unless resuming or told not to; LoRA-wrapped when asked) and its tokenizer."""
+    model, tokenizer = load_backbone(
+        model_args.model_name_or_path, training_args.pooler_type, training_args.mlp_only_train
+    )
+    if training_args.pooler_type == "cls" and model_args.reinit_mlp and not resuming:
+        reinit_mlp(model)
+    if training_args.pooler_type != "cls" and getattr(model, "pooler", None) is not None:
+        model.pooler.requires_grad_(False)  # unused: frozen, so DDP needs no unused-parameter search
+    if model_args.use_lora:
+        model = apply_lora(
+            model,
+            model_args.lora_r,
+            model_args.lora_alpha,
+            model_args.lora_dropout,
+            model_args.lora_target_modules,
+            train_mlp=training_args.pooler_type == "cls",
+        )
+    return model, tokenizer
+
+
+def build_train_dataset(
+    data_args: DataArguments, training_args: MixCSETrainingArguments, tokenizer: PreTrainedTokenizerBase
+) -> datasets.Dataset:
+    with training_args.main_process_first(desc="corpus loading and tokenisation"):
+        corpus = load_corpus(
+            data_args.train_file,
+            data_args.dataset_name,
+            data_args.dataset_config_name,
+            data_args.dataset_split,
+            data_args.text_column,
+            data_args.max_train_samples,
+        )
+        return tokenize_corpus(corpus, tokenizer, data_args.max_seq_length, data_args.preprocessing_num_workers)
+
+
+def write_run_outputs(trainer: MixCSETrainer, summary: RunSummary) -> None:
+    """After the final evaluation: the card with its numbers, the training-curve plot and the results JSON."""
+    output_dir = trainer.args.output_dir
+    trainer.card_info.recipe["training steps"] = trainer.state.global_step
+    card_pooler = evaluation_poolers(trainer.args)[0]
+    trainer.card_info.stsb_spearman = summary.spearman.get(card_pooler, {}).get("trained", {})
+    export_checkpoint(output_dir, trainer.model, trainer.card_info)
+    if evaluation_points(trainer.state.log_history):
+        plot_training(trainer.state.log_history, os.path.join(output_dir, PLOT_NAME))
+    results = {"stsb_spearman": summary.spearman, "train": summary.train_metrics, "peak_rss_mb": summary.peak_rss_mb}
+    with open(os.path.join(output_dir, RESULTS_NAME), "w", encoding="utf-8") as handle:
+        json.dump(results, handle, indent=2)
+
+
+def run(model_args: ModelArguments, data_args: DataArguments, training_args: MixCSETrainingArguments) -> RunSummary:
+    """Every input is checked before anything is written to ``output_dir``."""
+    resume_from = resolve_resume_checkpoint(
+        training_args.output_dir,
+        training_args.resume_from_checkpoint,
+        training_args.overwrite_output_dir,
+        training_args.do_train,
+    )
+    move_hub_token_to_environment(training_args)
+    # Reading .device sets up the process group: world_size and main_process_first are valid only after it.
+    logger.info("Device %s, %d process(es)", training_args.device, training_args.world_size)
+    set_seed(training_args.seed)
+    needs_sts = training_args.do_eval or training_args.eval_strategy != "no"
+    sts = {split: load_stsb(split, data_args.senteval_dir) for split in ("dev", "test")} if needs_sts else {}
+    model, tokenizer = build_model(model_args, training_args, resuming=resume_from is not None)
+    train_dataset = build_train_dataset(data_args, training_args, tokenizer) if training_args.do_train else None
+    trainer = MixCSETrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=sts["dev"].to_dataset() if "dev" in sts else None,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        card_info=model_card_info(model_args, data_args, training_args),
+    )
+    summary = RunSummary(training_args.output_dir, main_process=trainer.is_world_process_zero())
+    poolers = evaluation_poolers(training_args)
+    if training_args.do_eval:
+        evaluate_sts(trainer, sts, summary, "start", poolers)
+    if training_args.do_train:
+        os.makedirs(training_args.output_dir, exist_ok=True)
+        if trainer.is_world_process_zero():
+            save_resolved_config(
+                os.path.join(training_args.output_dir, RESOLVED_CONFIG_NAME), (model_args, data_args, training_args)
+            )
+        result = trainer.train(resume_from_checkpoint=resume_from)
+        if model_args.use_lora and model_args.merge_lora:
+            trainer.model = trainer.model_wrapped = trainer.model.merge_and_unload()
+        trainer.save_model()
+        trainer.save_state()
+        summary.train_metrics = result.metrics
+        summary.peak_rss_mb = _peak_rss_mb()
+    if training_args.do_eval:
+        if training_args.do_train:
+            # Report the saved float32 model: drop the mixed-precision autocast that training put on forward().
+            trainer.model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+        evaluate_sts(trainer, sts, summary, "trained" if training_args.do_train else "model", poolers)
+    if training_args.do_train and trainer.is_world_process_zero():
+        write_run_outputs(trainer, summary)
+    if training_args.push_to_hub and training_args.do_train:
+        trainer.push_to_hub()
+    return summary
+
+
+def model_card_info(
+    model_args: ModelArguments, data_args: DataArguments, training_args: MixCSETrainingArguments
+) -> ModelCardInfo:
+    batches_per_step = training_args.world_size * training_args.gradient_accumulation_steps
+    recipe: dict[str, object] = {
+        "objective": "MixCSE" if training_args.mix_lambda else "SimCSE (no mixed negatives)",
+        "mix_lambda": training_args.mix_lambda or 0,
+        "temp": training_args.temp,
+        "mixed_negatives": training_args.mixed_negatives,
+        "mixed_negative_mask": training_args.mixed_negative_mask,
+        "mix_strategy": training_args.mix_strategy,
+        "lambda_schedule": training_args.lambda_schedule
+        + (f" to {training_args.mix_lambda_end}" if training_args.mix_lambda_end else ""),
+        "mix_sides": training_args.mix_sides,
+        "pooler_type (training)": training_args.pooler_type,
+        "mlp_only_train": training_args.mlp_only_train,
+        "batch size (global)": training_args.per_device_train_batch_size * batches_per_step,
+        "learning_rate": training_args.learning_rate,
+        "epochs": training_args.num_train_epochs,
+        "max_seq_length": data_args.max_seq_length,
+        "train data": os.path.basename(data_args.train_file) if data_args.train_file else data_args.dataset_name,
+        "seed": training_args.seed,
+        "precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "float32",
+    }
+    lora = None
+    if model_args.use_lora:
+        lora = {
+            "r": model_args.lora_r,
+            "alpha": model_args.lora_alpha,
+            "dropout": model_args.lora_dropout,
+            "target_modules": model_args.lora_target_modules or "architecture default",
+        }
+    return ModelCardInfo(
+        model_name=training_args.hub_model_id or os.path.basename(os.path.normpath(training_args.output_dir)),
+        base_model=model_args.model_name_or_path,
+        pooler=inference_pooler(training_args.pooler_type, training_args.mlp_only_train),
+        recipe=recipe,
+        train_data=data_args.train_file or data_args.dataset_name,
+        lora=lora if not model_args.merge_lora else None,
+    )
+
+
+def _peak_rss_mb() -> float:
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20

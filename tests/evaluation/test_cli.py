@@ -1,0 +1,96 @@
+"""python -m mixcse_hf.evaluation.cli: the 7-task table, JSON report, modes, poolers and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mixcse_hf.evaluation.cli import main
+from mixcse_hf.evaluation.sts import score_task
+from mixcse_hf.evaluation.sts_data import STS_YEARS, TASKS, file_sha256, load_task
+from mixcse_hf.models.encoder import SentenceEncoder
+from tests.conftest import REPO_ROOT, minilm_path
+
+
+def test_seven_task_report(tiny_model_dir: str, tiny_senteval: Path, tmp_path: Path, capsys) -> None:
+    report_path = tmp_path / "report.json"
+    args = ["--model_name_or_path", tiny_model_dir, "--senteval_dir", str(tiny_senteval), "--pooler", "avg"]
+    assert main([*args, "--output_json", str(report_path)]) == 0
+    table = capsys.readouterr().out
+    for name in ("STS12", "STS13", "STS14", "STS15", "STS16", "STS-B", "SICK-R", "Avg.", "alignment"):
+        assert name in table
+
+    report = json.loads(report_path.read_text())
+    assert report["pooler"] == "avg"
+    assert report["model"] == tiny_model_dir
+    assert list(report["tasks"]) == list(TASKS)
+    encoder = SentenceEncoder.from_pretrained(tiny_model_dir, "avg")
+    for task in ("sts13", "sickr"):
+        expected = score_task(encoder, task, load_task(task, "test", str(tiny_senteval)))
+        assert report["tasks"][task]["all"] == pytest.approx(expected.all, abs=1e-6)
+        assert report["tasks"][task]["wmean"] == pytest.approx(expected.wmean, abs=1e-6)
+    assert report["tasks"]["sts13"]["pairs"] == 3 * 4
+    alls = [report["tasks"][task]["all"] for task in TASKS]
+    assert report["average"] == pytest.approx(sum(alls) / 7)
+    sick_test = tiny_senteval / "SICK" / "SICK_test_annotated.txt"
+    assert report["files"][str(sick_test)] == file_sha256(str(sick_test))
+    assert len(report["files"]) == 2 * sum(len(subsets) for _, subsets in STS_YEARS.values()) + 2
+
+
+def test_dev_mode_uses_dev_splits(tiny_model_dir: str, tiny_senteval: Path, tmp_path: Path) -> None:
+    report_path = tmp_path / "dev.json"
+    args = ["--model_name_or_path", tiny_model_dir, "--senteval_dir", str(tiny_senteval), "--mode", "dev"]
+    assert main([*args, "--output_json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert list(report["tasks"]) == ["stsb", "sickr"]
+    assert set(report["files"]) == {
+        str(tiny_senteval / "STS" / "STSBenchmark" / "sts-dev.csv"),
+        str(tiny_senteval / "SICK" / "SICK_trial.txt"),
+    }
+
+
+def test_dev_mode_refuses_test_only_tasks(tiny_model_dir: str, tiny_senteval: Path, capsys) -> None:
+    args = ["--model_name_or_path", tiny_model_dir, "--senteval_dir", str(tiny_senteval), "--mode", "dev"]
+    assert main([*args, "--tasks", "sts12", "stsb"]) == 2
+    assert "sts12: test split only" in capsys.readouterr().err
+
+
+def test_sentence_transformers_directory_uses_its_pooling() -> None:
+    assert SentenceEncoder.from_pretrained(minilm_path()).pooler_type == "avg"
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("missing_dir", "task directory"),
+        ("malformed", "STS.input.headlines.txt:4: malformed line"),
+        ("missing_model", "cannot load model_name_or_path"),
+    ],
+)
+def test_bad_input_is_one_line(
+    setup: str, message: str, tiny_model_dir: str, tiny_senteval: Path, tmp_path: Path
+) -> None:
+    """As a real process: exit status 2, one stderr line naming the file (and line)."""
+    model = tiny_model_dir
+    if setup == "missing_dir":
+        (tiny_senteval / "STS" / "STS16-en-test").rename(tmp_path / "moved")
+    elif setup == "malformed":
+        path = tiny_senteval / "STS" / "STS13-en-test" / "STS.input.headlines.txt"
+        lines = path.read_text(encoding="utf-8").splitlines()
+        lines[3] = lines[3].replace("\t", " ")
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    else:
+        model = str(tmp_path / "no-such-model")
+    command = [sys.executable, "-m", "mixcse_hf.evaluation.cli", "--model_name_or_path", model]
+    proc = subprocess.run(
+        [*command, "--senteval_dir", str(tiny_senteval)], capture_output=True, text=True, cwd=REPO_ROOT
+    )
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert message in errors[0]
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,137 @@
+"""Publishing up to the network boundary: the folders handed to huggingface_hub are complete and loadable,
+tokens appear nowhere. Nothing reaches the network: HfApi is replaced by a recorder."""
+
+from __future__ import annotations
+
+import fnmatch
+import shutil
+from concurrent.futures import Future
+from pathlib import Path
+
+import pytest
+import transformers.trainer
+import yaml
+from huggingface_hub import RepoUrl
+from sentence_transformers import SentenceTransformer
+from transformers import AutoModel
+
+from mixcse_hf.hub import push
+from mixcse_hf.models.encoder import SentenceEncoder
+from tests.conftest import SENTENCES, train_tiny
+
+SECRET = "hf_TESTtokenNEVERwritten0123456789"
+
+
+class RecordingHubApi:
+    """Stands in for huggingface_hub.HfApi: records repos and copies each uploaded folder (minus ignores)."""
+
+    def __init__(self, snapshots: Path) -> None:
+        self.snapshots = snapshots
+        self.repos: list[str] = []
+        self.uploads: list[Path] = []
+
+    def create_repo(self, repo_id: str, **kwargs: object) -> RepoUrl:
+        self.repos.append(repo_id)
+        return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def upload_folder(self, *, repo_id: str, folder_path: str, ignore_patterns: list[str], **kwargs: object):
+        target = self.snapshots / f"upload-{len(self.uploads)}"
+
+        def ignored(directory: str, names: list[str]) -> list[str]:
+            return [n for n in names if any(fnmatch.fnmatch(n, pattern) for pattern in ignore_patterns)]
+
+        shutil.copytree(folder_path, target, ignore=ignored)
+        self.uploads.append(target)
+        if kwargs.get("run_as_future"):
+            done: Future = Future()
+            done.set_result(None)
+            return done
+        return f"https://huggingface.co/{repo_id}/commit/0"
+
+
+def _assert_loadable(folder: Path) -> None:
+    reference = SentenceEncoder.from_pretrained(str(folder)).encode(SENTENCES[:4])
+    st = SentenceTransformer(str(folder), device="cpu").encode(SENTENCES[:4], convert_to_tensor=True)
+    assert (st.cpu() - reference).abs().max() <= 1e-5
+    remote = AutoModel.from_pretrained(folder, trust_remote_code=True)
+    assert type(remote).__name__ == "MixCSEBertModel"
+
+
+def _files_containing(root: Path, text: str) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and text.encode() in p.read_bytes()]
+
+
+def test_push_existing_checkpoint(
+    tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    out = train_tiny(tiny_model_dir, tiny_corpus, tmp_path / "out", "--pooler_type", "cls")
+    api = RecordingHubApi(tmp_path / "hub")
+    monkeypatch.setattr(push, "HfApi", lambda: api)
+    assert push.main([str(out), "someone/mixcse-tiny"]) == 0
+    assert api.repos == ["someone/mixcse-tiny"]
+    (uploaded,) = api.uploads
+    names = {p.name for p in uploaded.iterdir()}
+    assert {"config.json", "model.safetensors", "modeling_mixcse.py", "modules.json", "README.md"} <= names
+    assert not any(name.startswith("checkpoint-") or name == "training_args.bin" for name in names)
+    card = (uploaded / "README.md").read_text()
+    metadata = yaml.safe_load(card.split("---")[1])
+    assert metadata["base_model"] == tiny_model_dir
+    assert 'SentenceTransformer("someone/mixcse-tiny")' in card
+    _assert_loadable(uploaded)
+    assert "https://huggingface.co/someone/mixcse-tiny/commit/0" in capsys.readouterr().out
+
+
+def test_push_refuses_a_folder_without_a_model(tmp_path: Path, capsys) -> None:
+    assert push.main([str(tmp_path), "someone/x"]) == 2
+    assert "neither a model" in capsys.readouterr().err
+
+
+def test_push_to_hub_during_training_sends_complete_folders(
+    tiny_model_dir: str,
+    tiny_corpus: Path,
+    tiny_senteval: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """--push_to_hub with hub_strategy every_save: every upload (mid-training and final) carries our files and
+    card; the token is in no file, log line or printed output."""
+    api = RecordingHubApi(tmp_path / "hub")
+    monkeypatch.setattr(transformers.trainer, "hf_api", lambda: api)
+    caplog.set_level("DEBUG")
+    flags = ["--push_to_hub", "true", "--hub_model_id", "someone/tiny-mixcse", "--hub_token", SECRET]
+    flags += ["--hub_strategy", "every_save", "--senteval_dir", str(tiny_senteval), "--do_eval", "true"]
+    flags += ["--eval_strategy", "steps", "--eval_steps", "1"]
+    out = train_tiny(tiny_model_dir, tiny_corpus, tmp_path / "out", *flags)
+
+    assert api.repos == ["someone/tiny-mixcse"]
+    assert len(api.uploads) >= 2
+    for uploaded in api.uploads:
+        names = {p.name for p in uploaded.iterdir()}
+        assert {"modeling_mixcse.py", "modules.json", "README.md", "2_Dense", "model.safetensors"} <= names
+        assert "tiny-mixcse" in (uploaded / "README.md").read_text()
+    final_card = (api.uploads[-1] / "README.md").read_text()
+    assert "| STS-B test |" in final_card
+    _assert_loadable(api.uploads[-1])
+
+    printed = capfd.readouterr()
+    assert SECRET not in printed.out + printed.err + caplog.text
+    assert _files_containing(out, SECRET) == []
+    assert _files_containing(tmp_path / "hub", SECRET) == []
+
+
+def test_model_card_metadata(tiny_model_dir: str, tiny_corpus: Path, tiny_senteval: Path, tmp_path: Path) -> None:
+    flags = ["--senteval_dir", str(tiny_senteval), "--do_eval", "true", "--mix_lambda", "0.3", "--temp", "0.07"]
+    out = train_tiny(tiny_model_dir, tiny_corpus, tmp_path / "run-a", *flags)
+    card = (out / "README.md").read_text()
+    metadata = yaml.safe_load(card.split("---")[1])
+    results = {r["dataset"]["split"]: r["metrics"][0]["value"] for r in metadata["model-index"][0]["results"]}
+    measured = yaml.safe_load((out / "sts_results.json").read_text())["stsb_spearman"]["cls"]["trained"]
+    assert results == {"validation": measured["dev"], "test": measured["test"]}
+    assert metadata["library_name"] == "sentence-transformers"
+    assert metadata["pipeline_tag"] == "sentence-similarity"
+    assert "| `mix_lambda` | 0.3 |" in card
+    assert "| `temp` | 0.07 |" in card
+    assert "| `training steps` | 2 |" in card
+    assert "zhang2022mixcse" in card and "gao2021simcse" in card

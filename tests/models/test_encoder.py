@@ -1,0 +1,120 @@
+"""Poolers, the two-view forward pass, SentenceEncoder and backbone loading."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from mixcse_hf.errors import UsageError
+from mixcse_hf.models.encoder import (
+    SentenceEncoder,
+    embed,
+    embed_two_views,
+    load_backbone,
+    reinit_mlp,
+    resolve_model_path,
+)
+from mixcse_hf.models.pooling import CONFIG_MLP_ONLY_TRAIN_KEY, CONFIG_POOLER_KEY, POOLER_TYPES, inference_pooler
+from tests.conftest import SENTENCES, minilm_path
+
+
+@pytest.fixture
+def tiny(tiny_model_dir: str) -> tuple[torch.nn.Module, AutoTokenizer]:
+    return AutoModel.from_pretrained(tiny_model_dir).eval(), AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def _features(tokenizer: AutoTokenizer, sentences: list[str]) -> dict[str, torch.Tensor]:
+    return dict(tokenizer(sentences, padding=True, return_tensors="pt"))
+
+
+def test_poolers_match_manual_definitions(tiny: tuple) -> None:
+    """Each pooler equals its definition written out by hand; means ignore padding."""
+    model, tokenizer = tiny
+    features = _features(tokenizer, SENTENCES[:4])
+    with torch.no_grad():
+        out = model(**features, output_hidden_states=True)
+        pooled = {name: embed(model, features, name) for name in POOLER_TYPES}
+    hidden = out.hidden_states
+    for row in range(4):
+        length = int(features["attention_mask"][row].sum())
+        assert torch.allclose(pooled["cls_before_pooler"][row], hidden[-1][row, 0])
+        mlp = torch.tanh(model.pooler.dense(hidden[-1][row, 0]))
+        assert torch.allclose(pooled["cls"][row], mlp, atol=1e-6)
+        assert torch.allclose(pooled["avg"][row], hidden[-1][row, :length].mean(0), atol=1e-6)
+        first_last = ((hidden[0][row, :length] + hidden[-1][row, :length]) / 2).mean(0)
+        assert torch.allclose(pooled["avg_first_last"][row], first_last, atol=1e-6)
+        top2 = ((hidden[-1][row, :length] + hidden[-2][row, :length]) / 2).mean(0)
+        assert torch.allclose(pooled["avg_top2"][row], top2, atol=1e-6)
+
+
+def test_unknown_pooler_is_value_error(tiny: tuple) -> None:
+    model, tokenizer = tiny
+    with pytest.raises(ValueError, match="pooler_type"):
+        embed(model, _features(tokenizer, SENTENCES[:2]), "max")
+
+
+def test_two_views_differ_by_dropout_only(tiny: tuple) -> None:
+    """One 2N-row pass gives two different views in train mode and identical ones in eval mode."""
+    model, tokenizer = tiny
+    features = _features(tokenizer, SENTENCES[:5])
+    model.train()
+    z1, z2 = embed_two_views(model, features, "cls")
+    assert z1.shape == z2.shape == (5, model.config.hidden_size)
+    assert not torch.allclose(z1, z2)
+    model.eval()
+    with torch.no_grad():
+        z1, z2 = embed_two_views(model, features, "cls")
+        single = embed(model, features, "cls")
+    assert torch.allclose(z1, z2, atol=1e-6)
+    assert torch.allclose(z1, single, atol=1e-5)
+
+
+def test_encode_restores_input_order_and_mode(tiny: tuple) -> None:
+    """Length-sorted batching returns rows in input order, equal to one-by-one encoding; train mode kept."""
+    model, tokenizer = tiny
+    model.train()
+    encoder = SentenceEncoder(model, tokenizer, "avg")
+    batched = encoder.encode(SENTENCES, batch_size=5)
+    singles = torch.cat([encoder.encode([sentence]) for sentence in SENTENCES])
+    assert model.training
+    assert batched.shape == (len(SENTENCES), model.config.hidden_size)
+    assert torch.allclose(batched, singles, atol=1e-5)
+
+
+def test_inference_pooler_drops_mlp_only_when_trained_without_it() -> None:
+    assert inference_pooler("cls", mlp_only_train=True) == "cls_before_pooler"
+    assert inference_pooler("cls", mlp_only_train=False) == "cls"
+    assert inference_pooler("avg", mlp_only_train=True) == "avg"
+
+
+def test_load_backbone_records_pooler_and_encoder_uses_it(tiny_model_dir: str, tmp_path) -> None:
+    model, tokenizer = load_backbone(tiny_model_dir, "cls", mlp_only_train=True)
+    assert getattr(model.config, CONFIG_POOLER_KEY) == "cls"
+    assert getattr(model.config, CONFIG_MLP_ONLY_TRAIN_KEY) is True
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    assert SentenceEncoder.from_pretrained(str(tmp_path)).pooler_type == "cls_before_pooler"
+    assert SentenceEncoder.from_pretrained(tiny_model_dir).pooler_type == "cls_before_pooler"
+
+
+def test_reinit_mlp_changes_only_the_pooler(tiny_model_dir: str) -> None:
+    model, _ = load_backbone(tiny_model_dir, "cls", mlp_only_train=False)
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    torch.manual_seed(1)
+    reinit_mlp(model)
+    changed = {name for name, tensor in model.state_dict().items() if not torch.equal(tensor, before[name])}
+    assert "pooler.dense.weight" in changed
+    assert changed <= {"pooler.dense.weight", "pooler.dense.bias"}
+    assert torch.count_nonzero(model.pooler.dense.bias) == 0
+
+
+def test_missing_model_path_is_one_line_usage_error(tmp_path) -> None:
+    with pytest.raises(UsageError, match="model_name_or_path") as info:
+        load_backbone(str(tmp_path / "no-such-model"), "cls", mlp_only_train=False)
+    assert "\n" not in str(info.value)
+
+
+def test_hub_id_resolves_to_installed_offline_copy() -> None:
+    assert resolve_model_path("sentence-transformers/all-MiniLM-L6-v2") == minilm_path()
+    assert resolve_model_path("bert-base-uncased") == "bert-base-uncased"

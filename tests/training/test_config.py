@@ -1,0 +1,103 @@
+"""Config files: YAML/JSON values as defaults, CLI overrides, unknown keys, env vars, the resolved config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mixcse_hf.errors import UsageError
+from mixcse_hf.training.config import parse_run_args, read_config_file, save_resolved_config
+from tests.conftest import REPO_ROOT
+
+
+def _write(path: Path, text: str) -> str:
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+BASE = "model_name_or_path: some/model\ntrain_file: corpus.txt\noutput_dir: {out}\nreport_to: none\n"
+
+
+def test_yaml_values_with_cli_override(tmp_path: Path) -> None:
+    config = _write(tmp_path / "c.yaml", BASE.format(out=tmp_path / "o") + "temp: 0.1\nmix_lambda: 0.3\n")
+    model_args, data_args, training_args = parse_run_args([config, "--mix_lambda", "0.4", "--max_seq_length", "16"])
+    assert model_args.model_name_or_path == "some/model"
+    assert data_args.train_file == "corpus.txt"
+    assert data_args.max_seq_length == 16
+    assert training_args.temp == 0.1
+    assert training_args.mix_lambda == 0.4
+
+
+def test_json_config(tmp_path: Path) -> None:
+    values = {"model_name_or_path": "m", "train_file": "t.txt", "output_dir": str(tmp_path), "pooler_type": "avg"}
+    config = _write(tmp_path / "c.json", json.dumps(values))
+    assert parse_run_args([config])[2].pooler_type == "avg"
+
+
+def test_unknown_key_suggests_the_close_one(tmp_path: Path) -> None:
+    config = _write(tmp_path / "c.yaml", BASE.format(out=tmp_path) + "mix_lamda: 0.2\n")
+    with pytest.raises(UsageError, match=r"unknown key 'mix_lamda'.*did you mean 'mix_lambda'"):
+        parse_run_args([config])
+
+
+@pytest.mark.parametrize("text", ["temp: [0.1\n", "- just\n- a list\n"])
+def test_invalid_yaml_or_shape(tmp_path: Path, text: str) -> None:
+    with pytest.raises(UsageError, match="config file"):
+        read_config_file(_write(tmp_path / "bad.yaml", text))
+
+
+def test_env_vars_expand_and_unset_ones_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = _write(tmp_path / "c.yaml", BASE.format(out=tmp_path).replace("corpus.txt", "${DATA}/wiki.txt"))
+    monkeypatch.setenv("DATA", "/data/dir")
+    assert parse_run_args([config])[1].train_file == "/data/dir/wiki.txt"
+    monkeypatch.delenv("DATA")
+    with pytest.raises(UsageError, match=r"\$\{DATA\}, which is not set"):
+        parse_run_args([config])
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--mix_lambda", "1.5", "mix_lambda must be in \\(0, 1\\)"),
+        ("--mix_lambda", "-0.2", "mix_lambda must be in \\(0, 1\\)"),
+        ("--temp", "0", "temp must be > 0"),
+        ("--per_device_train_batch_size", "1", "per_device_train_batch_size must be >= 2"),
+        ("--max_seq_length", "1", "max_seq_length must be >= 2"),
+    ],
+)
+def test_invalid_values_are_usage_errors(tmp_path: Path, flag: str, value: str, message: str) -> None:
+    config = _write(tmp_path / "c.yaml", BASE.format(out=tmp_path))
+    with pytest.raises(UsageError, match=message):
+        parse_run_args([config, flag, value])
+
+
+def test_simcse_mode_with_zero_lambda(tmp_path: Path) -> None:
+    config = _write(tmp_path / "c.yaml", BASE.format(out=tmp_path) + "mix_lambda: 0\n")
+    assert not parse_run_args([config])[2].mix_lambda
+
+
+def test_missing_model_is_usage_error(tmp_path: Path) -> None:
+    config = _write(tmp_path / "c.yaml", f"train_file: t.txt\noutput_dir: {tmp_path}\n")
+    with pytest.raises(UsageError, match="model_name_or_path is required"):
+        parse_run_args([config])
+
+
+def test_resolved_config_reads_back_to_the_same_run(tmp_path: Path) -> None:
+    config = _write(tmp_path / "c.yaml", BASE.format(out=tmp_path / "o") + "eval_strategy: steps\neval_steps: 7\n")
+    args = parse_run_args([config, "--temp", "0.07", "--mixed_negatives", "paired"])
+    save_resolved_config(str(tmp_path / "resolved.yaml"), args)
+    again = parse_run_args([str(tmp_path / "resolved.yaml")])
+    assert again[0] == args[0]
+    assert again[1] == args[1]
+    assert again[2].to_dict() == args[2].to_dict()
+
+
+@pytest.mark.parametrize("config", sorted((REPO_ROOT / "configs").glob("*.yaml")), ids=lambda path: path.name)
+def test_shipped_configs_parse(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIXCSE_DATA_DIR", "/data")
+    model_args, data_args, training_args = parse_run_args([str(config)])
+    assert model_args.model_name_or_path
+    assert data_args.train_file.startswith("/data/wiki/")
+    assert training_args.metric_for_best_model == "stsb_spearman"

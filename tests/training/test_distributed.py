@@ -1,0 +1,129 @@
+"""Negatives across processes: 2 CPU processes (gloo) give the loss and gradients of 1 process holding the
+whole batch; and a real 2-process launch of run_mixcse.py completes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+from transformers import AutoModel, AutoTokenizer
+
+from mixcse_hf.losses.mixcse import MixCSELoss
+from mixcse_hf.models.encoder import embed_two_views
+from mixcse_hf.training.distributed import gather_with_grad
+from tests.conftest import REPO_ROOT, SENTENCES
+
+TOLERANCE = 1e-10  # float64
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _deterministic_model(model_dir: str, pooler: str) -> torch.nn.Module:
+    """The tiny BERT in float64 without dropout, so both process layouts see identical activations; an unused
+    pooler is frozen, as run_mixcse.py does (DDP needs every trainable parameter to get a gradient)."""
+    model = AutoModel.from_pretrained(model_dir, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    if pooler != "cls":
+        model.pooler.requires_grad_(False)
+    return model.double().train()
+
+
+def _features(model_dir: str) -> dict[str, torch.Tensor]:
+    return dict(AutoTokenizer.from_pretrained(model_dir)(SENTENCES[:8], padding=True, return_tensors="pt"))
+
+
+def _loss(model: torch.nn.Module, features: dict[str, torch.Tensor], pooler: str) -> torch.Tensor:
+    z1, z2 = embed_two_views(model, features, pooler)
+    return MixCSELoss(temp=0.05, mix_lambda=0.2)(gather_with_grad(z1), gather_with_grad(z2))
+
+
+def _worker(rank: int, world: int, port: int, model_dir: str, pooler: str, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    model = DistributedDataParallel(_deterministic_model(model_dir, pooler), broadcast_buffers=False)
+    features = {name: tensor.chunk(world)[rank] for name, tensor in _features(model_dir).items()}
+    loss = _loss(model, features, pooler)
+    loss.backward()
+    grads = {name: p.grad for name, p in model.module.named_parameters() if p.grad is not None}
+    torch.save({"loss": loss.detach(), "grads": grads}, os.path.join(out, f"rank{rank}.pt"))
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("pooler", ["cls", "avg"])
+def test_two_processes_equal_one_process(tiny_model_dir: str, tmp_path: Path, pooler: str) -> None:
+    model = _deterministic_model(tiny_model_dir, pooler)
+    loss = _loss(model, _features(tiny_model_dir), pooler)
+    loss.backward()
+    expected = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+
+    mp.spawn(_worker, args=(2, _free_port(), tiny_model_dir, pooler, str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        result = torch.load(tmp_path / f"rank{rank}.pt")
+        assert result["loss"].item() == pytest.approx(loss.item(), abs=TOLERANCE)
+        assert set(result["grads"]) >= set(expected)
+        for name, grad in expected.items():
+            difference = (result["grads"][name] - grad).abs().max().item()
+            assert difference <= TOLERANCE, f"rank {rank} {name}: {difference}"
+
+
+SHARDING = {
+    "ddp": {},
+    "fsdp": {
+        "fsdp": True,
+        "fsdp_config": {
+            "version": 2,
+            "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+            "transformer_layer_cls_to_wrap": ["BertLayer"],
+        },
+    },
+}
+
+
+@pytest.mark.parametrize("sharding", sorted(SHARDING))
+def test_torchrun_two_cpu_processes(
+    sharding: str, tiny_model_dir: str, tiny_corpus: Path, tiny_senteval: Path, tmp_path: Path
+) -> None:
+    """torchrun --nproc_per_node 2 run_mixcse.py --use_cpu true (gloo), with DDP or FSDP: trains, evaluates and
+    saves once. (accelerate launch starts several CPU processes only through MPI, which this machine lacks.)"""
+    config = tmp_path / "config.yaml"
+    values = {
+        "model_name_or_path": tiny_model_dir,
+        "train_file": str(tiny_corpus),
+        "senteval_dir": str(tiny_senteval),
+        "output_dir": str(tmp_path / "out"),
+        "per_device_train_batch_size": 4,
+        "max_steps": 3,
+        "eval_strategy": "steps",
+        "eval_steps": 3,
+        "save_steps": 3,
+        "do_train": True,
+        "report_to": "none",
+        "disable_tqdm": True,
+        **SHARDING[sharding],
+    }
+    config.write_text(yaml.safe_dump(values), encoding="utf-8")
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+        str(REPO_ROOT / "run_mixcse.py"), str(config), "--use_cpu", "true",
+    ]  # fmt: skip
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "out"
+    state = yaml.safe_load((out / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    assert any("eval_stsb_spearman" in entry for entry in state["log_history"])
+    assert (out / "model.safetensors").is_file()
+    assert "batch size (global)` | 8 |" in (out / "README.md").read_text()
+    assert proc.stdout.count("checkpoint: ") == 1  # the summary comes from the main process only
