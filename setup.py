@@ -15,6 +15,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["mixcse_hf", "mixcse_hf.*"]),
+    package_data={"mixcse_hf": ["evaluation/metrics/*/*.py"]},  # evaluate modules, loaded by path
     py_modules=["run_mixcse"],
     install_requires=[
         "torch==2.13.0",

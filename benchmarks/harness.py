@@ -4,8 +4,9 @@ within one invocation (so machine noise hits all of them), and the figures are s
     python benchmarks/harness.py child VARIANT [--steps N --warmup W --batch_size B --max_seq_length L ...]
 
 prints one JSON line: seconds of each measured step, peak RSS, parameter counts. ``run_variants`` drives it.
-Variants: ``mixcse``, ``simcse``, ``lora``, ``mixcse_bf16`` (MixCSETrainer; extra flags go to run_mixcse's
-parser), ``st`` and ``st_bf16`` (sentence-transformers' SimCSE recipe) and ``floor`` (the bare encoder).
+Variants: ``mixcse``, ``simcse``, ``lora``, ``mixcse_bf16``, ``gradcache_64``, ``gradcache_128`` (MixCSETrainer;
+extra flags go to run_mixcse's parser), ``st`` and ``st_bf16`` (sentence-transformers' SimCSE recipe) and
+``floor`` (the bare encoder).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ TRAINER_VARIANTS = {
     "simcse": ["--mix_lambda", "0"],
     "lora": ["--use_lora", "true"],
     "mixcse_bf16": ["--bf16", "true"],
+    "gradcache_64": ["--gradcache_mini_batch_size", "64"],
+    "gradcache_128": ["--gradcache_mini_batch_size", "128"],
 }
 
 

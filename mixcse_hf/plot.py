@@ -1,5 +1,5 @@
-"""Training curves from a run's ``trainer_state.json``: STS-B dev Spearman over steps, and alignment vs
-uniformity per evaluation (the SimCSE paper's Figure 2 view).
+"""Training curves from a run's ``trainer_state.json``: every evaluation metric over steps (STS-B dev Spearman by
+default), and alignment vs uniformity per evaluation when measured (the SimCSE paper's Figure 2 view).
 
     python -m mixcse_hf.plot OUTPUT_DIR [--output FILE.png]
     python -m mixcse_hf.plot RUN_A RUN_B ... --gradient_signal --output FILE.png
@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from transformers.trainer_utils import get_last_checkpoint
 
 from mixcse_hf.errors import UsageError, run_cli
+from mixcse_hf.training.history import evaluation_metrics, evaluation_points
 
 STATE_FILE = "trainer_state.json"
 PLOT_NAME = "training_curves.png"
@@ -32,19 +33,22 @@ def find_trainer_state(run_dir: str) -> str:
     raise UsageError(f"no {STATE_FILE} in {run_dir!r} or its checkpoints; pass a run's output_dir")
 
 
-def evaluation_points(log_history: list[dict]) -> list[dict]:
-    return [entry for entry in log_history if "eval_stsb_spearman" in entry]
+GEOMETRY_METRICS = ("alignment", "uniformity")
 
 
 def plot_training(log_history: list[dict], output_png: str) -> None:
     points = evaluation_points(log_history)
     if not points:
-        raise UsageError("the log has no eval_stsb_spearman entries; train with eval_strategy steps or epoch")
-    steps = [p["step"] for p in points]
+        raise UsageError("the log has no evaluation entries; train with eval_strategy steps or epoch")
+    names = list(dict.fromkeys(name for p in points for name in evaluation_metrics(p) if name not in GEOMETRY_METRICS))
     figure = Figure(figsize=(11, 4.2))  # no pyplot: headless, and no global backend change
     curve, geometry = figure.subplots(1, 2)
-    curve.plot(steps, [p["eval_stsb_spearman"] for p in points], marker="o")
-    curve.set(xlabel="training step", ylabel="STS-B dev Spearman x100", title="STS-B dev during training")
+    for name in names:
+        measured = [p for p in points if f"eval_{name}" in p]
+        curve.plot([p["step"] for p in measured], [p[f"eval_{name}"] for p in measured], marker="o", label=name)
+    curve.set(xlabel="training step", ylabel="metric", title="Evaluation during training")
+    if names:
+        curve.legend()
     curve.grid(alpha=0.3)
     with_geometry = [p for p in points if "eval_alignment" in p and "eval_uniformity" in p]
     if with_geometry:

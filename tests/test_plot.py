@@ -31,9 +31,16 @@ def test_plot_from_last_checkpoint(tmp_path: Path) -> None:
 
 
 def test_plot_needs_evaluations(tmp_path: Path) -> None:
-    _write_state(tmp_path / "run", [{"step": 1, "loss": 0.1}])
-    with pytest.raises(UsageError, match="no eval_stsb_spearman"):
+    _write_state(tmp_path / "run", [{"step": 1, "loss": 0.1}, {"step": 1, "eval_runtime": 0.5}])
+    with pytest.raises(UsageError, match="no evaluation entries"):
         plot_run(str(tmp_path / "run"))
+
+
+def test_plot_draws_whatever_metrics_were_evaluated(tmp_path: Path) -> None:
+    """A custom evaluator's metrics, without alignment/uniformity, are plotted over steps."""
+    history = [{"step": 5, "eval_toy_cosine": 0.4, "eval_runtime": 1.0}, {"step": 10, "eval_toy_cosine": 0.5}]
+    _write_state(tmp_path / "run", history)
+    assert Path(plot_run(str(tmp_path / "run"))).read_bytes().startswith(PNG_MAGIC)
 
 
 def test_cli_missing_state_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -3,17 +3,20 @@ plus alignment and uniformity (Wang & Isola, 2020) of the embeddings."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from pathlib import Path
 
+import evaluate
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.stats import spearmanr
 
 from mixcse_hf.evaluation.sts_data import StsPairs
 from mixcse_hf.models.encoder import SentenceEncoder
 
 ALIGNMENT_MIN_SCORE = 4.0
+STS_SPEARMAN_METRIC = Path(__file__).with_name("metrics") / "sts_spearman"
 
 
 def encode_pairs(
@@ -26,8 +29,18 @@ def encode_pairs(
     return embeddings[: len(pairs)], embeddings[len(pairs) :]
 
 
+@functools.cache
+def sts_spearman_metric() -> evaluate.EvaluationModule:
+    """The STS Spearman metric, an ``evaluate`` module shipped in this package (loaded by path: no network)."""
+    return evaluate.load(str(STS_SPEARMAN_METRIC), keep_in_memory=True)
+
+
 def spearman100(gold: np.ndarray | list[float], predicted: np.ndarray | torch.Tensor) -> float:
-    return float(spearmanr(np.asarray(gold), np.asarray(predicted)).statistic * 100)
+    """Spearman x 100 of ``predicted`` similarities against ``gold`` scores (:func:`sts_spearman_metric`)."""
+    result = sts_spearman_metric().compute(
+        predictions=np.asarray(predicted, dtype=np.float64), references=np.asarray(gold, dtype=np.float64)
+    )
+    return result["spearman"]
 
 
 def sts_spearman(

@@ -7,7 +7,9 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
-import yaml
+from huggingface_hub import EvalResult, ModelCardData
+
+from mixcse_hf.models.pooling import POOLERS
 
 WIKI1M_DATASET = "princeton-nlp/datasets-for-simcse"
 STS_DATASETS = {
@@ -33,7 +35,10 @@ CITATIONS = """```bibtex
 
 @dataclass
 class ModelCardInfo:
-    """What the card states. ``stsb_spearman`` maps a split (dev/test) to Spearman x 100 for ``pooler``."""
+    """What the card states. ``stsb_spearman`` maps a split (dev/test) to Spearman x 100 for ``pooler``, as the
+    run's final evaluation measured it; ``metrics`` are the evaluators' metrics at the latest evaluation during
+    training (step ``metrics_step``), whatever they are; ``best_metric`` is ``{"metric": name, "value": v}`` when
+    a best model was tracked (``metric_for_best_model``)."""
 
     model_name: str
     base_model: str
@@ -43,49 +48,75 @@ class ModelCardInfo:
     stsb_spearman: dict[str, float] = field(default_factory=dict)
     sentence_transformers: bool = True
     lora: dict[str, object] | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    metrics_step: int | None = None
+    best_metric: dict[str, object] | None = None
 
 
-def card_metadata(info: ModelCardInfo) -> dict:
+def sts_results(info: ModelCardInfo) -> dict[str, float]:
+    """STS-B Spearman by split for the model-index: the final evaluation's, else the dev score of the latest
+    evaluation during training."""
+    if info.stsb_spearman:
+        return info.stsb_spearman
+    return {"dev": info.metrics["stsb_spearman"]} if "stsb_spearman" in info.metrics else {}
+
+
+def card_metadata(info: ModelCardInfo) -> ModelCardData:
+    """The card's Hub metadata (``huggingface_hub``'s ``ModelCardData``), with the STS-B results as model-index."""
     datasets = [WIKI1M_DATASET] if info.train_data and "wiki1m" in os.path.basename(info.train_data) else []
     if info.train_data and "/" in info.train_data and not os.path.exists(info.train_data):
         datasets = [info.train_data]  # a Hub dataset id
-    metadata = {
-        "library_name": "sentence-transformers" if info.sentence_transformers else "transformers",
-        "pipeline_tag": "sentence-similarity",
-        "tags": ["sentence-transformers", "sentence-similarity", "feature-extraction", "mixcse", "simcse", "mixcse_hf"],
-        "base_model": info.base_model,
-    }
+    tags = ["sentence-transformers", "sentence-similarity", "feature-extraction", "mixcse", "simcse", "mixcse_hf"]
     if info.lora:
-        metadata["tags"].append("peft")
-        metadata["tags"].append("lora")
-    if datasets:
-        metadata["datasets"] = datasets
-    results = [
-        {
-            "task": {"type": "sentence-similarity", "name": "Semantic Textual Similarity"},
-            "dataset": {
-                "name": STS_DATASETS[split][0],
-                "type": STS_DATASETS[split][1],
-                "split": STS_DATASETS[split][2],
-            },
-            "metrics": [{"type": "cosine_spearman", "value": round(value, 2), "name": "Spearman (cosine) x100"}],
-        }
-        for split, value in info.stsb_spearman.items()
+        tags += ["peft", "lora"]
+    eval_results = [
+        EvalResult(
+            task_type="sentence-similarity",
+            task_name="Semantic Textual Similarity",
+            dataset_type=STS_DATASETS[split][1],
+            dataset_name=STS_DATASETS[split][0],
+            dataset_split=STS_DATASETS[split][2],
+            metric_type="cosine_spearman",
+            metric_value=round(value, 2),
+            metric_name="Spearman (cosine) x100",
+        )
+        for split, value in sts_results(info).items()
     ]
-    if results:
-        metadata["model-index"] = [{"name": info.model_name, "results": results}]
-    return metadata
+    return ModelCardData(
+        library_name="sentence-transformers" if info.sentence_transformers else "transformers",
+        pipeline_tag="sentence-similarity",
+        tags=tags,
+        base_model=info.base_model,
+        datasets=datasets or None,
+        model_name=info.model_name,
+        eval_results=eval_results or None,
+    )
+
+
+def _evaluation_section(info: ModelCardInfo) -> str:
+    """What the run measured: the final STS-B numbers and the evaluators' metrics during training."""
+    sections = []
+    if info.stsb_spearman:
+        rows = "\n".join(f"| STS-B {split} | {value:.2f} |" for split, value in info.stsb_spearman.items())
+        sections.append(
+            f"Spearman x100 of cosine similarities, pooler `{info.pooler}`, measured by the run:\n\n"
+            f"| data | Spearman |\n|---|---|\n{rows}\n"
+        )
+    if info.metrics:
+        rows = "\n".join(f"| `{name}` | {value:.4g} |" for name, value in info.metrics.items())
+        sections.append(
+            f"Evaluation during training, at step {info.metrics_step}:\n\n| metric | value |\n|---|---|\n{rows}\n"
+        )
+    if info.best_metric:
+        sections.append(
+            f"Best model chosen by `{info.best_metric['metric']}` (best value {info.best_metric['value']:.4g}).\n"
+        )
+    return "\n## Results\n\n" + "\n".join(sections) if sections else ""
 
 
 def render_model_card(info: ModelCardInfo) -> str:
     recipe_rows = "\n".join(f"| `{key}` | {value} |" for key, value in info.recipe.items())
-    results = ""
-    if info.stsb_spearman:
-        rows = "\n".join(f"| STS-B {split} | {value:.2f} |" for split, value in info.stsb_spearman.items())
-        results = (
-            f"\n## Results\n\nSpearman x100 of cosine similarities, pooler `{info.pooler}`, measured by the run:\n\n"
-            f"| data | Spearman |\n|---|---|\n{rows}\n"
-        )
+    results = _evaluation_section(info)
     lora = ""
     if info.lora:
         lora = (
@@ -146,18 +177,12 @@ embedding = model(**batch).sentence_embedding
 
 {CITATIONS}
 """
-    return "---\n" + yaml.safe_dump(card_metadata(info), sort_keys=False) + "---\n\n" + body
+    return f"---\n{card_metadata(info).to_yaml()}\n---\n\n{body}"
 
 
 def _plain_pooling_code(pooler: str) -> str:
-    return {
-        "cls": "embedding = outputs.pooler_output  # [CLS] through the trained MLP (dense + tanh)",
-        "cls_before_pooler": "embedding = outputs.last_hidden_state[:, 0]  # [CLS]",
-        "avg": (
-            "mask = batch['attention_mask'].unsqueeze(-1)\n"
-            "embedding = (outputs.last_hidden_state * mask).sum(1) / mask.sum(1)"
-        ),
-    }.get(pooler, f"# pooler {pooler}: see mixcse_hf.models.pooling.pool, or use trust_remote_code=True")
+    code = POOLERS[pooler].card_code if pooler in POOLERS else None
+    return code or f"# pooler {pooler}: see mixcse_hf.models.pooling.POOLERS, or use trust_remote_code=True"
 
 
 CARD_INFO_FILE = "mixcse_card.json"

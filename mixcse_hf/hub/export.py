@@ -23,8 +23,9 @@ from transformers import PreTrainedModel
 
 from mixcse_hf.hub.card import ModelCardInfo, write_model_card
 from mixcse_hf.models import pooling
+from mixcse_hf.models.encoder import ST_MODE_KEYS
 from mixcse_hf.models.lora import backbone_of, pooler_dense
-from mixcse_hf.models.pooling import recorded_pooler
+from mixcse_hf.models.pooling import get_pooler, recorded_pooler
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,6 @@ SENTENCE_TRANSFORMERS_FILES = (
     "1_Pooling",
     "2_Dense",
 )
-ST_POOLING_MODES = {"cls": "cls", "cls_before_pooler": "cls", "avg": "mean"}
 
 
 def remote_code_class_name(model: PreTrainedModel) -> str:
@@ -74,9 +74,11 @@ def write_sentence_transformers_files(
     directory: str, model: PreTrainedModel, pooler_dense: torch.nn.Linear | None, max_seq_length: int
 ) -> bool:
     """Write the sentence-transformers module files for the recorded pooler; ``False`` when that pooler has no
-    sentence-transformers equivalent (avg_first_last, avg_top2)."""
+    sentence-transformers equivalent (its registry entry has no ``sentence_transformers_mode``)."""
     pooler_type = recorded_pooler(model.config)
-    if pooler_type not in ST_POOLING_MODES:
+    pooler = get_pooler(pooler_type)
+    mode = pooler.sentence_transformers_mode
+    if mode is None:
         logger.warning("pooler %s has no sentence-transformers equivalent: no sentence-transformers files", pooler_type)
         return False
     hidden_size = model.config.hidden_size
@@ -84,21 +86,19 @@ def write_sentence_transformers_files(
         {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
         {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
     ]
-    mode = ST_POOLING_MODES[pooler_type]
     os.makedirs(os.path.join(directory, "1_Pooling"), exist_ok=True)
     _write_json(
         os.path.join(directory, "1_Pooling", "config.json"),
         {
             "word_embedding_dimension": hidden_size,
-            "pooling_mode_cls_token": mode == "cls",
-            "pooling_mode_mean_tokens": mode == "mean",
+            **{f"pooling_mode_{key}": mode == name for name, key in ST_MODE_KEYS.items()},
             "pooling_mode_max_tokens": False,
             "pooling_mode_mean_sqrt_len_tokens": False,
         },
     )
-    if pooler_type == "cls":
+    if pooler.uses_mlp:
         if pooler_dense is None:
-            raise ValueError("pooler 'cls' needs the encoder's pooler dense layer (the MLP) to export")
+            raise ValueError(f"pooler {pooler_type!r} needs the encoder's pooler dense layer (the MLP) to export")
         modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
         os.makedirs(os.path.join(directory, "2_Dense"), exist_ok=True)
         _write_json(

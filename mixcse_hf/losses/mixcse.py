@@ -1,7 +1,8 @@
 """The MixCSE contrastive loss (Zhang et al., AAAI 2022) over two dropout views of a batch.
 
-The embed step (two views in one forward pass, then pooling) lives in :mod:`mixcse_hf.models.encoder`; this module
-only turns embeddings into a loss. How mixed negatives are formed is in :mod:`mixcse_hf.losses.mixing`.
+The embed step (two views in one forward pass, then pooling) lives in :mod:`mixcse_hf.models.batch`; this module
+only turns embeddings into a loss, following the contract of :mod:`mixcse_hf.losses.base`. How mixed negatives
+are formed is in :mod:`mixcse_hf.losses.mixing`.
 """
 
 from __future__ import annotations
@@ -66,6 +67,11 @@ class MixCSELoss(nn.Module):
             goes from 0 to 1 (the trainer sets it every step).
         mix_lambda_end: the schedules' final lambda, in (0, 1).
         mix_sides: ``"both"`` (reference: blocks B and C) or ``"anchor"`` (block B only).
+        log_gradient_signal: in training mode, also measure the gradient of the loss w.r.t. the anchors
+            (:meth:`gradient_signal`) for :meth:`training_metrics`; two small backward passes through the loss.
+
+    In training mode (``loss.train()``, the default of an ``nn.Module``) each forward with gradients records
+    :meth:`similarity_stats` (and the gradient signal), which :meth:`training_metrics` hands to the trainer.
     """
 
     def __init__(
@@ -78,6 +84,7 @@ class MixCSELoss(nn.Module):
         lambda_schedule: str = "constant",
         mix_lambda_end: float | None = None,
         mix_sides: str = "both",
+        log_gradient_signal: bool = False,
     ) -> None:
         super().__init__()
         if not temp > 0:
@@ -104,8 +111,18 @@ class MixCSELoss(nn.Module):
         self.lambda_schedule = lambda_schedule
         self.mix_lambda_end = mix_lambda_end
         self.mix_sides = mix_sides
+        self.log_gradient_signal = log_gradient_signal
         self.progress = 0.0
         """Fraction of training done, in [0, 1]: drives the linear and cosine lambda schedules."""
+        self._metrics: dict[str, torch.Tensor] = {}
+
+    def set_training_progress(self, progress: float) -> None:
+        self.progress = progress
+
+    def training_metrics(self) -> dict[str, torch.Tensor]:
+        """The statistics recorded by the last training forward (then cleared)."""
+        metrics, self._metrics = self._metrics, {}
+        return metrics
 
     def current_lambda(self) -> float:
         """The (base) lambda at :attr:`progress`."""
@@ -149,7 +166,13 @@ class MixCSELoss(nn.Module):
         return F.cross_entropy(logits, targets)
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        return self.loss_from_logits(self.logits(z1, z2))
+        logits = self.logits(z1, z2)
+        loss = self.loss_from_logits(logits)
+        if self.training and torch.is_grad_enabled():
+            self._metrics = self.similarity_stats(logits)
+            if self.log_gradient_signal and z1.requires_grad:
+                self._metrics.update(self.gradient_signal(logits, z1))
+        return loss
 
     def similarity_stats(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
         """Mean cosines read off ``logits`` (no extra forward): positive pairs, in-batch negatives and, when
@@ -190,7 +213,7 @@ class MixCSELoss(nn.Module):
             f"temp={self.temp}, mix_lambda={self.mix_lambda}, mask_value={self.mask_value}, "
             f"mixed_negatives={self.mixed_negatives!r}, mix_strategy={self.mix_strategy!r}, "
             f"lambda_schedule={self.lambda_schedule!r}, mix_lambda_end={self.mix_lambda_end}, "
-            f"mix_sides={self.mix_sides!r}"
+            f"mix_sides={self.mix_sides!r}, log_gradient_signal={self.log_gradient_signal}"
         )
 
 

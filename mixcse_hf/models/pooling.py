@@ -7,25 +7,112 @@ the encoder with a ``sentence_embedding`` output for the pooler recorded in its 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPoolingAndCrossAttentions
 
-POOLER_TYPES = ("cls", "cls_before_pooler", "avg", "avg_first_last", "avg_top2")
-"""``cls``: [CLS] through the MLP (the encoder's pooler dense + tanh), as SimCSE/MixCSE train;
-``cls_before_pooler``: raw [CLS]; ``avg``: mean of the last layer; ``avg_first_last``: mean of the embedding
-layer and the last layer; ``avg_top2``: mean of the last two layers. Means skip padding."""
-
 CONFIG_POOLER_KEY = "mixcse_pooler_type"
 CONFIG_MLP_ONLY_TRAIN_KEY = "mixcse_mlp_only_train"
 
 
+def _masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1)
+
+
+@dataclass(frozen=True)
+class Pooler:
+    """One way of turning an encoder's outputs into a sentence embedding: everything the package knows about it.
+
+    Attributes:
+        name: the ``pooler_type`` value.
+        pool: ``(outputs, attention_mask) -> (B, d)``; ``outputs`` has ``last_hidden_state``, ``pooler_output``
+            and, when ``needs_hidden_states``, ``hidden_states``.
+        description: one line for ``--help`` and the docs.
+        uses_mlp: reads the encoder's pooler layer (dense + tanh over [CLS], the SimCSE/MixCSE MLP), which is then
+            trained, re-initialised by ``reinit_mlp`` and exported; otherwise that layer is frozen.
+        needs_hidden_states: the encoder must return every layer's hidden states.
+        without_mlp: the pooler used outside training with ``mlp_only_train`` (the MLP dropped), if different.
+        sentence_transformers_mode: the sentence-transformers ``Pooling`` mode giving the same embedding (plus a
+            Tanh ``Dense`` holding the MLP when ``uses_mlp``), or ``None`` when there is none.
+        card_code: how the model card tells a plain ``transformers`` user to pool ``outputs`` of ``batch``.
+    """
+
+    name: str
+    pool: Callable[[Mapping[str, Any], torch.Tensor], torch.Tensor]
+    description: str
+    uses_mlp: bool = False
+    needs_hidden_states: bool = False
+    without_mlp: str | None = None
+    sentence_transformers_mode: str | None = None
+    card_code: str | None = None
+
+
+_MEAN_CODE = (
+    "mask = batch['attention_mask'].unsqueeze(-1)\nembedding = (outputs.last_hidden_state * mask).sum(1) / mask.sum(1)"
+)
+POOLERS: dict[str, Pooler] = {
+    pooler.name: pooler
+    for pooler in (
+        Pooler(
+            "cls",
+            lambda outputs, mask: outputs["pooler_output"],
+            "[CLS] through the MLP (the encoder's pooler dense + tanh), as SimCSE/MixCSE train",
+            uses_mlp=True,
+            without_mlp="cls_before_pooler",
+            sentence_transformers_mode="cls",
+            card_code="embedding = outputs.pooler_output  # [CLS] through the trained MLP (dense + tanh)",
+        ),
+        Pooler(
+            "cls_before_pooler",
+            lambda outputs, mask: outputs["last_hidden_state"][:, 0],
+            "raw [CLS] of the last layer",
+            sentence_transformers_mode="cls",
+            card_code="embedding = outputs.last_hidden_state[:, 0]  # [CLS]",
+        ),
+        Pooler(
+            "avg",
+            lambda outputs, mask: _masked_mean(outputs["last_hidden_state"], mask),
+            "mean of the last layer over real tokens",
+            sentence_transformers_mode="mean",
+            card_code=_MEAN_CODE,
+        ),
+        Pooler(
+            "avg_first_last",
+            lambda outputs, mask: _masked_mean(
+                (outputs["hidden_states"][0] + outputs["hidden_states"][-1]) / 2.0, mask
+            ),
+            "mean of the embedding layer and the last layer",
+            needs_hidden_states=True,
+        ),
+        Pooler(
+            "avg_top2",
+            lambda outputs, mask: _masked_mean(
+                (outputs["hidden_states"][-1] + outputs["hidden_states"][-2]) / 2.0, mask
+            ),
+            "mean of the last two layers",
+            needs_hidden_states=True,
+        ),
+    )
+}
+"""The pooler registry: ``pooler_type`` -> :class:`Pooler`. Means skip padding."""
+
+POOLER_TYPES = tuple(POOLERS)
+
+
+def get_pooler(pooler_type: str) -> Pooler:
+    if pooler_type not in POOLERS:
+        raise ValueError(f"pooler_type must be one of {', '.join(POOLER_TYPES)}; got {pooler_type!r}")
+    return POOLERS[pooler_type]
+
+
 def inference_pooler(pooler_type: str, mlp_only_train: bool) -> str:
     """The pooler used outside training: the MLP is dropped when it was trained with ``mlp_only_train``."""
-    return "cls_before_pooler" if pooler_type == "cls" and mlp_only_train else pooler_type
+    without_mlp = get_pooler(pooler_type).without_mlp
+    return without_mlp if mlp_only_train and without_mlp else pooler_type
 
 
 def recorded_pooler(config: Any, default: str = "cls_before_pooler") -> str:
@@ -37,27 +124,12 @@ def recorded_pooler(config: Any, default: str = "cls_before_pooler") -> str:
 
 
 def needs_hidden_states(pooler_type: str) -> bool:
-    return pooler_type in ("avg_first_last", "avg_top2")
-
-
-def _masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(1) / mask.sum(1)
+    return get_pooler(pooler_type).needs_hidden_states
 
 
 def pool(outputs: Mapping[str, torch.Tensor], attention_mask: torch.Tensor, pooler_type: str) -> torch.Tensor:
-    """Sentence embeddings (B, d) from an encoder's outputs for ``pooler_type`` (see :data:`POOLER_TYPES`)."""
-    if pooler_type == "cls":
-        return outputs["pooler_output"]
-    if pooler_type == "cls_before_pooler":
-        return outputs["last_hidden_state"][:, 0]
-    if pooler_type == "avg":
-        return _masked_mean(outputs["last_hidden_state"], attention_mask)
-    if pooler_type == "avg_first_last":
-        return _masked_mean((outputs["hidden_states"][0] + outputs["hidden_states"][-1]) / 2.0, attention_mask)
-    if pooler_type == "avg_top2":
-        return _masked_mean((outputs["hidden_states"][-1] + outputs["hidden_states"][-2]) / 2.0, attention_mask)
-    raise ValueError(f"pooler_type must be one of {', '.join(POOLER_TYPES)}; got {pooler_type!r}")
+    """Sentence embeddings (B, d) from an encoder's outputs for ``pooler_type`` (see :data:`POOLERS`)."""
+    return get_pooler(pooler_type).pool(outputs, attention_mask)
 
 
 @dataclass

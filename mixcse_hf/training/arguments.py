@@ -12,7 +12,7 @@ from mixcse_hf.errors import UsageError
 from mixcse_hf.losses.mixcse import MIX_SIDES, MIXED_NEGATIVES
 from mixcse_hf.losses.mixing import LAMBDA_SCHEDULES, MIX_STRATEGIES, check_choice
 from mixcse_hf.models.encoder import check_pooler_type
-from mixcse_hf.models.pooling import POOLER_TYPES
+from mixcse_hf.models.pooling import POOLERS
 
 MASK_VALUES = {"zero": 0.0, "neg_inf": -math.inf}
 
@@ -145,7 +145,11 @@ class MixCSETrainingArguments(TrainingArguments):
     )
     pooler_type: str = field(
         default="cls",
-        metadata={"help": "Sentence embedding: " + ", ".join(POOLER_TYPES) + "."},
+        metadata={
+            "help": "Sentence embedding: "
+            + "; ".join(f"{pooler.name}: {pooler.description}" for pooler in POOLERS.values())
+            + "."
+        },
     )
     mlp_only_train: bool = field(
         default=False,
@@ -174,6 +178,13 @@ class MixCSETrainingArguments(TrainingArguments):
     )
     ddp_broadcast_buffers: bool | None = field(
         default=False, metadata={"help": "DDP: do not broadcast buffers (position ids) every forward."}
+    )
+    remove_unused_columns: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep every dataset column: the loss gets each named text column (anchor, positive…), which "
+            "the encoder's forward signature does not name."
+        },
     )
     overwrite_output_dir: bool = field(
         default=False,

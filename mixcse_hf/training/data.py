@@ -5,8 +5,11 @@ from __future__ import annotations
 import codecs
 import logging
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import datasets
+import torch
 from transformers import PreTrainedTokenizerBase
 
 from mixcse_hf.errors import UsageError
@@ -102,3 +105,48 @@ def tokenize_corpus(
         num_proc=num_proc,
         desc="Tokenizing",
     )
+
+
+def tokenize_columns(
+    dataset: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    columns: Sequence[str],
+    max_seq_length: int,
+    num_proc: int | None = None,
+) -> datasets.Dataset:
+    """Rows of named text columns (e.g. ``anchor``, ``positive``, ``negative``) -> one tokenised mapping per
+    column, in ``columns`` order, for :class:`TextColumnsCollator`."""
+    missing = [column for column in columns if column not in dataset.column_names]
+    if missing:
+        raise UsageError(f"columns {missing} not in the dataset (columns: {dataset.column_names})")
+
+    def tokenize(batch: dict[str, list[str]]) -> dict[str, list[dict]]:
+        encoded = {column: tokenizer(batch[column], truncation=True, max_length=max_seq_length) for column in columns}
+        return {
+            column: [dict(zip(enc, row, strict=True)) for row in zip(*enc.values(), strict=True)]
+            for column, enc in encoded.items()
+        }
+
+    return dataset.map(
+        tokenize, batched=True, remove_columns=dataset.column_names, num_proc=num_proc, desc="Tokenizing"
+    )
+
+
+@dataclass
+class TextColumnsCollator:
+    """Rows of tokenised named columns -> ``{column: padded features}``, every column padded to the batch's
+    longest sentence so that all rows of a step go through the encoder in one forward pass."""
+
+    tokenizer: PreTrainedTokenizerBase
+
+    def __call__(self, rows: list[dict[str, dict[str, list[int]]]]) -> dict[str, dict[str, torch.Tensor]]:
+        columns = list(rows[0])
+        longest = max(len(row[column]["input_ids"]) for row in rows for column in columns)
+        return {
+            column: dict(
+                self.tokenizer.pad(
+                    [row[column] for row in rows], padding="max_length", max_length=longest, return_tensors="pt"
+                )
+            )
+            for column in columns
+        }

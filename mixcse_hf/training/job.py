@@ -19,11 +19,11 @@ from mixcse_hf.hub.card import ModelCardInfo
 from mixcse_hf.hub.export import export_checkpoint
 from mixcse_hf.models.encoder import load_backbone, reinit_mlp
 from mixcse_hf.models.lora import apply_lora
-from mixcse_hf.models.pooling import inference_pooler
-from mixcse_hf.plot import PLOT_NAME, evaluation_points, plot_training
+from mixcse_hf.models.pooling import get_pooler, inference_pooler
 from mixcse_hf.training.arguments import DataArguments, MixCSETrainingArguments, ModelArguments
 from mixcse_hf.training.config import RESOLVED_CONFIG_NAME, save_resolved_config
 from mixcse_hf.training.data import load_corpus, tokenize_corpus
+from mixcse_hf.training.history import evaluation_points
 from mixcse_hf.training.resume import resolve_resume_checkpoint
 from mixcse_hf.training.trainer import MixCSETrainer
 
@@ -65,7 +65,8 @@ def evaluation_poolers(training_args: MixCSETrainingArguments) -> list[str]:
     """The evaluation pooler, plus ``cls_before_pooler`` when that differs: SimCSE/MixCSE check dev with the
     MLP during training but report test numbers without it."""
     pooler = inference_pooler(training_args.pooler_type, training_args.mlp_only_train)
-    return [pooler] if pooler != "cls" else ["cls", "cls_before_pooler"]
+    without_mlp = get_pooler(pooler).without_mlp
+    return [pooler, without_mlp] if without_mlp else [pooler]
 
 
 def evaluate_sts(
@@ -94,9 +95,10 @@ def build_model(
     model, tokenizer = load_backbone(
         model_args.model_name_or_path, training_args.pooler_type, training_args.mlp_only_train
     )
-    if training_args.pooler_type == "cls" and model_args.reinit_mlp and not resuming:
+    uses_mlp = get_pooler(training_args.pooler_type).uses_mlp
+    if uses_mlp and model_args.reinit_mlp and not resuming:
         reinit_mlp(model)
-    if training_args.pooler_type != "cls" and getattr(model, "pooler", None) is not None:
+    if not uses_mlp and getattr(model, "pooler", None) is not None:
         model.pooler.requires_grad_(False)  # unused: frozen, so DDP needs no unused-parameter search
     if model_args.use_lora:
         model = apply_lora(
@@ -105,7 +107,7 @@ def build_model(
             model_args.lora_alpha,
             model_args.lora_dropout,
             model_args.lora_target_modules,
-            train_mlp=training_args.pooler_type == "cls",
+            train_mlp=uses_mlp,
         )
     return model, tokenizer
 
@@ -133,6 +135,8 @@ def write_run_outputs(trainer: MixCSETrainer, summary: RunSummary) -> None:
     trainer.card_info.stsb_spearman = summary.spearman.get(card_pooler, {}).get("trained", {})
     export_checkpoint(output_dir, trainer.model, trainer.card_info)
     if evaluation_points(trainer.state.log_history):
+        from mixcse_hf.plot import PLOT_NAME, plot_training  # matplotlib only where a plot is drawn
+
         plot_training(trainer.state.log_history, os.path.join(output_dir, PLOT_NAME))
     results = {"stsb_spearman": summary.spearman, "train": summary.train_metrics, "peak_rss_mb": summary.peak_rss_mb}
     with open(os.path.join(output_dir, RESULTS_NAME), "w", encoding="utf-8") as handle:

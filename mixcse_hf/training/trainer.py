@@ -1,129 +1,140 @@
-"""``MixCSETrainer``: a ``transformers.Trainer`` whose loss is MixCSE and whose evaluation is STS-B dev Spearman."""
+"""``MixCSETrainer``: a ``transformers.Trainer`` that trains a sentence encoder with a pluggable loss (MixCSE by
+default) and evaluates it with pluggable evaluators (STS-B dev Spearman by default)."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 import datasets
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 
-from mixcse_hf.errors import TrainingDiverged
-from mixcse_hf.evaluation.sts import alignment_uniformity, encode_pairs, spearman100
+from mixcse_hf.errors import TrainingDiverged, UsageError
+from mixcse_hf.evaluation.evaluators import STSEvaluator
 from mixcse_hf.evaluation.sts_data import StsPairs
 from mixcse_hf.hub.card import ModelCardInfo, write_model_card
 from mixcse_hf.hub.export import add_auto_map, export_checkpoint
-from mixcse_hf.losses.cached import backward_from_cache, embed_without_graph
+from mixcse_hf.losses.base import BatchLoss, batch_loss, set_training_progress, total_loss, training_metrics
+from mixcse_hf.losses.cached import CachedLoss
 from mixcse_hf.losses.mixcse import MixCSELoss
-from mixcse_hf.models.encoder import SentenceEncoder, embed_two_views
+from mixcse_hf.models.batch import BatchEmbedder, as_text_batch
+from mixcse_hf.models.encoder import SentenceEncoder
 from mixcse_hf.models.lora import backbone_of
 from mixcse_hf.models.pooling import inference_pooler
-from mixcse_hf.plot import evaluation_points
 from mixcse_hf.training.distributed import gather_with_grad
+from mixcse_hf.training.history import evaluation_metrics, evaluation_points
 from mixcse_hf.training.resume import last_complete_checkpoint
+
+Evaluator = Callable[[SentenceEncoder], dict[str, float]]
+
+
+def mixcse_loss_from_arguments(args: Any) -> MixCSELoss:
+    """The default loss: :class:`MixCSELoss` with the MixCSE options of ``args``."""
+    return MixCSELoss(
+        temp=args.temp,
+        mix_lambda=args.mix_lambda,
+        mask_value=args.mask_value,
+        mixed_negatives=args.mixed_negatives,
+        mix_strategy=args.mix_strategy,
+        lambda_schedule=args.lambda_schedule,
+        mix_lambda_end=args.mix_lambda_end,
+        mix_sides=args.mix_sides,
+        log_gradient_signal=args.log_gradient_signal,
+    )
 
 
 class MixCSETrainer(Trainer):
-    """Trains an ``AutoModel`` encoder with :class:`MixCSELoss` through the Trainer's own loop; the hooks it
-    overrides are ``compute_loss``, ``training_step`` (GradCache only), ``evaluate``, ``log``, ``_save``,
-    ``_push_from_checkpoint`` and ``create_model_card``.
+    """Trains an ``AutoModel`` encoder through the Trainer's own loop (``training_step`` is not overridden); the
+    hooks it overrides are ``compute_loss``, ``evaluate``, ``log``, ``_save``, ``_push_from_checkpoint`` and
+    ``create_model_card``.
 
-    ``args`` must be :class:`mixcse_hf.training.arguments.MixCSETrainingArguments`. ``train_dataset`` holds tokenised
-    sentences (``input_ids``, ``attention_mask``…), each batch of N sentences becomes 2N rows in one forward
-    pass. ``eval_dataset`` holds STS pairs (``sentence1``, ``sentence2``, ``score``); evaluation logs
-    ``eval_stsb_spearman`` (x100, cosine), so ``metric_for_best_model: stsb_spearman`` works, plus the
-    ``eval_alignment`` and ``eval_uniformity`` of the dev embeddings. Each logging step
-    also reports the mean positive, in-batch negative and mixed-negative cosines since the previous log and,
-    with ``log_gradient_signal``, the norm of the loss gradient w.r.t. the anchor embeddings and the share of it
-    that comes from the mixed negatives (``grad_anchor_norm``, ``grad_mixed_share``).
+    Args:
+        args: :class:`mixcse_hf.training.arguments.MixCSETrainingArguments`.
+        train_dataset: tokenised rows, either flat (``input_ids``, ``attention_mask``…: one text column, encoded
+            twice with dropout) or one tokenised mapping per named column (``anchor``, ``positive``…, with
+            :class:`mixcse_hf.training.data.TextColumnsCollator`); see :mod:`mixcse_hf.models.batch`.
+        loss: any loss of the contract in :mod:`mixcse_hf.losses.base`; default :class:`MixCSELoss` built from
+            ``args``. With ``args.gradcache_mini_batch_size`` it is wrapped in :class:`CachedLoss`.
+        evaluator: one evaluator or several (the contract of :mod:`mixcse_hf.evaluation.evaluators`); default an
+            :class:`STSEvaluator` on ``eval_dataset`` (STS pairs: ``sentence1``, ``sentence2``, ``score``), which
+            logs ``eval_stsb_spearman``, ``eval_alignment`` and ``eval_uniformity``.
+        card_info: the model card to write with every save.
+
+    Each logging step also reports the loss's ``training_metrics`` averaged since the previous log (for MixCSE
+    the positive, in-batch negative and mixed-negative cosines and, with ``log_gradient_signal``, the gradient
+    signal ``grad_anchor_norm`` / ``grad_mixed_share``) and, for a loss with named components, each component.
+    In multi-process training the loss sees every process's embeddings (gathered differentiably).
 
     Every save (checkpoints and the final model) also writes the files of :mod:`mixcse_hf.hub.export` and, given
     ``card_info``, the model card, so each checkpoint loads three ways and pushes to the Hub complete.
     """
 
-    # MixCSELoss is a per-batch mean; the Trainer divides it by the gradient-accumulation steps.
+    # Losses here are per-batch means; the Trainer divides them by the gradient-accumulation steps.
     loss_is_scaled_for_ga = False
 
-    def __init__(self, *args: Any, card_info: ModelCardInfo | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.card_info = card_info
-        self.loss_fn = MixCSELoss(
-            temp=self.args.temp,
-            mix_lambda=self.args.mix_lambda,
-            mask_value=self.args.mask_value,
-            mixed_negatives=self.args.mixed_negatives,
-            mix_strategy=self.args.mix_strategy,
-            lambda_schedule=self.args.lambda_schedule,
-            mix_lambda_end=self.args.mix_lambda_end,
-            mix_sides=self.args.mix_sides,
+    def __init__(
+        self,
+        *args: Any,
+        loss: nn.Module | None = None,
+        evaluator: Evaluator | Sequence[Evaluator] | None = None,
+        eval_dataset: datasets.Dataset | None = None,
+        card_info: ModelCardInfo | None = None,
+        **kwargs: Any,
+    ) -> None:
+        evaluators = [evaluator] if callable(evaluator) else list(evaluator or [])
+        # The Trainer refuses eval_strategy without an eval_dataset; evaluators bring their own data.
+        super().__init__(
+            *args, eval_dataset=eval_dataset if eval_dataset is not None or not evaluators else {}, **kwargs
         )
+        if not evaluators and eval_dataset is not None:
+            evaluators = [self._sts_evaluator(eval_dataset)]
+        self.evaluators: list[Evaluator] = evaluators
+        self.card_info = card_info
+        self.loss = loss if loss is not None else mixcse_loss_from_arguments(self.args)
+        mini_batch_size = self.args.gradcache_mini_batch_size
+        if mini_batch_size and not isinstance(self.loss, BatchLoss):
+            self.loss = CachedLoss(self.loss, mini_batch_size)
         self._stat_sums: dict[str, torch.Tensor] = {}
         self._stat_batches = 0
+
+    def _sts_evaluator(self, eval_dataset: datasets.Dataset) -> STSEvaluator:
+        return STSEvaluator(StsPairs.from_dataset(eval_dataset), batch_size=self.args.per_device_eval_batch_size)
+
+    def batch_embedder(self, model: nn.Module) -> BatchEmbedder:
+        """How the loss embeds a batch with ``model``: negatives gathered from every process."""
+        return BatchEmbedder(
+            model,
+            self.args.pooler_type,
+            gather=gather_with_grad,
+            no_sync=functools.partial(self.accelerator.no_sync, model),
+        )
 
     def compute_loss(
         self,
         model: nn.Module,
-        inputs: dict[str, torch.Tensor],
+        inputs: dict[str, Any],
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        z1, z2 = embed_two_views(model, inputs, self.args.pooler_type)
-        loss, logits = self.loss_from_embeddings(z1, z2, training=model.training)
-        return (loss, {"logits": logits}) if return_outputs else loss
-
-    def loss_from_embeddings(
-        self, z1: torch.Tensor, z2: torch.Tensor, training: bool
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """MixCSE loss over the global batch: in multi-process training the views of every process are gathered
-        (differentiably) first, and the mixed negatives are formed after the gather, as in the reference."""
-        anchors = gather_with_grad(z1)
+        """The loss of one batch; in training, stops on a non-finite loss and collects the loss's metrics."""
+        training = model.training
+        self.loss.train(training)
         if training:
-            self.loss_fn.progress = self.state.global_step / max(self.state.max_steps, 1)
-        logits = self.loss_fn.logits(anchors, gather_with_grad(z2))
-        loss = self.loss_fn.loss_from_logits(logits)
+            set_training_progress(self.loss, self.state.global_step / max(self.state.max_steps, 1))
+        loss, components = total_loss(batch_loss(self.loss, self.batch_embedder(model), as_text_batch(inputs)))
         if training:
             if not torch.isfinite(loss):
                 self._stop_diverged(loss)
-            stats = self.loss_fn.similarity_stats(logits)
-            if self.args.log_gradient_signal:
-                stats.update(self.loss_fn.gradient_signal(logits, anchors))
-            self._accumulate_stats(stats)
-        return loss, logits
-
-    def training_step(
-        self, model: nn.Module, inputs: dict[str, torch.Tensor], num_items_in_batch: torch.Tensor | int | None = None
-    ) -> torch.Tensor:
-        """The Trainer's step, or with ``gradcache_mini_batch_size`` the three GradCache passes of
-        :mod:`mixcse_hf.losses.cached` (context parallelism and SageMaker MP are not supported there)."""
-        mini_batch_size = self.args.gradcache_mini_batch_size
-        if not mini_batch_size:
-            return super().training_step(model, inputs, num_items_in_batch)
-        model.train()
-        inputs = self._prepare_inputs(inputs)
-        with self.compute_loss_context_manager():
-            cached = embed_without_graph(model, inputs, self.args.pooler_type, mini_batch_size)
-        z1, z2 = cached.z1.detach().requires_grad_(), cached.z2.detach().requires_grad_()
-        loss, _ = self.loss_from_embeddings(z1, z2, training=True)
-        loss = loss / self.current_gradient_accumulation_steps
-        grad_z1, grad_z2 = torch.autograd.grad(loss, [z1, z2])
-        backward_from_cache(
-            model,
-            cached,
-            grad_z1,
-            grad_z2,
-            self.args.pooler_type,
-            backward=self.accelerator.backward,
-            no_sync=lambda: self.accelerator.no_sync(model),
-            autocast=self.compute_loss_context_manager,
-        )
-        return loss.detach()
+            self._accumulate_stats({**training_metrics(self.loss), **components})
+        return (loss, components) if return_outputs else loss
 
     def _stop_diverged(self, loss: torch.Tensor) -> None:
         last = last_complete_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
@@ -140,7 +151,7 @@ class MixCSETrainer(Trainer):
         self._stat_batches += 1
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs and self._stat_batches:  # averages of the similarity and gradient-signal sums
+        if "loss" in logs and self._stat_batches:  # averages of the loss's metrics since the last log
             for name, total in self._stat_sums.items():
                 logs[name] = round(total.item() / self._stat_batches, 4)
             self._stat_sums, self._stat_batches = {}, 0
@@ -157,36 +168,42 @@ class MixCSETrainer(Trainer):
         ignore_keys: list[str] | None = None,
         metric_key_prefix: str = "eval",
     ) -> dict[str, float]:
-        """STS-B dev Spearman (x100, cosine) of the current model, and the alignment and uniformity of its
-        embeddings -> ``{"eval_stsb_spearman", "eval_alignment", "eval_uniformity", "eval_runtime"}``."""
-        pairs = StsPairs.from_dataset(eval_dataset if eval_dataset is not None else self.eval_dataset)
+        """Every evaluator's metrics on the current model, as ``{prefix}_{name}``, plus ``{prefix}_runtime``.
+        ``eval_dataset`` (STS pairs) evaluates an :class:`STSEvaluator` on it instead."""
+        evaluators = [self._sts_evaluator(eval_dataset)] if eval_dataset is not None else self.evaluators
+        if not evaluators:
+            raise UsageError("nothing to evaluate: pass evaluator= (or STS pairs as eval_dataset) to MixCSETrainer")
         start = time.perf_counter()
-        first, second = encode_pairs(
-            self.sentence_encoder(), pairs, self.args.per_device_eval_batch_size, show_progress_bar=False
-        )
-        alignment, uniformity = alignment_uniformity(pairs, first, second)
-        metrics = {
-            f"{metric_key_prefix}_stsb_spearman": round(
-                spearman100(pairs.scores, F.cosine_similarity(first, second, dim=-1)), 4
-            ),
-            f"{metric_key_prefix}_alignment": round(alignment, 4),
-            f"{metric_key_prefix}_uniformity": round(uniformity, 4),
-            f"{metric_key_prefix}_runtime": round(time.perf_counter() - start, 3),
-        }
+        encoder = self.sentence_encoder()
+        metrics: dict[str, float] = {}
+        for evaluator in evaluators:
+            for name, value in evaluator(encoder).items():
+                key = f"{metric_key_prefix}_{name}"
+                if key in metrics:
+                    raise UsageError(f"two evaluators return the metric {name!r}; give them distinct names")
+                metrics[key] = value
+        metrics[f"{metric_key_prefix}_runtime"] = round(time.perf_counter() - start, 3)
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
 
     def current_card(self) -> ModelCardInfo | None:
-        """The card to write now: ``card_info``, with the latest dev Spearman when it has no results yet."""
-        if self.card_info is None or self.card_info.stsb_spearman:
-            return self.card_info
+        """The card to write now: ``card_info`` with the latest evaluation's metrics and the best-model choice."""
         evaluations = evaluation_points(self.state.log_history)
-        if not evaluations:
+        if self.card_info is None or not evaluations:
             return self.card_info
-        return replace(self.card_info, stsb_spearman={"dev": evaluations[-1]["eval_stsb_spearman"]})
+        best = None
+        if self.args.metric_for_best_model and self.state.best_metric is not None:
+            best = {"metric": self.args.metric_for_best_model.removeprefix("eval_"), "value": self.state.best_metric}
+        return replace(
+            self.card_info,
+            metrics=evaluation_metrics(evaluations[-1]),
+            metrics_step=evaluations[-1]["step"],
+            best_metric=best,
+        )
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        # A private Trainer hook, but the one every save (checkpoints, save_model, best-model) goes through.
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if backbone_of(self.model) is self.model:
             add_auto_map(self.model)
@@ -198,8 +215,8 @@ class MixCSETrainer(Trainer):
             export_checkpoint(output_dir, self.model, self.current_card())
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
-        # The Trainer copies only weights, config and tokenizer from the checkpoint into output_dir before
-        # uploading output_dir: write our files there too.
+        # Private Trainer hook (hub_strategy every_save/checkpoint): it copies only weights, config and tokenizer
+        # from the checkpoint into output_dir before uploading output_dir, so write our files there too.
         if self.args.should_save:
             export_checkpoint(self.args.output_dir, self.model, self.current_card())
         super()._push_from_checkpoint(checkpoint_folder)

@@ -1,8 +1,8 @@
-"""GradCache: the same gradients as one pass with the same dropout masks; and bf16 autocast training."""
+"""GradCache as a loss wrapper (CachedLoss): the same gradients as one pass with the same dropout masks, for every
+pooler, with LoRA, through the trainer; and bf16 autocast training."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 
@@ -10,22 +10,30 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from mixcse_hf.losses.cached import backward_from_cache, embed_without_graph, mini_batches
+from mixcse_hf.losses.cached import CachedLoss
 from mixcse_hf.losses.mixcse import MixCSELoss
-from mixcse_hf.models.encoder import embed_two_views
-from mixcse_hf.training import trainer as trainer_module
+from mixcse_hf.models import batch as batch_module
+from mixcse_hf.models.batch import BatchEmbedder, embed_batch, slice_rows
+from mixcse_hf.models.lora import apply_lora
+from mixcse_hf.models.pooling import POOLER_TYPES
 from tests.conftest import SENTENCES, train_tiny
 
 LOSS = MixCSELoss(temp=0.05, mix_lambda=0.2)
 
 
-def _model(model_dir: str, dropout: float) -> torch.nn.Module:
+def _model(model_dir: str, dropout: float, lora: bool = False) -> torch.nn.Module:
     model = AutoModel.from_pretrained(model_dir, hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
+    if lora:
+        model = apply_lora(model, r=4, alpha=8, dropout=0.0)
+        torch.manual_seed(1)
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:  # zero at init: give the adapters a gradient path through lora_A too
+                torch.nn.init.normal_(parameter, std=0.02)
     return model.double().train()
 
 
-def _features(model_dir: str) -> dict[str, torch.Tensor]:
-    return dict(AutoTokenizer.from_pretrained(model_dir)(SENTENCES, padding=True, return_tensors="pt"))
+def _batch(model_dir: str) -> dict[str, dict[str, torch.Tensor]]:
+    return {"text": dict(AutoTokenizer.from_pretrained(model_dir)(SENTENCES, padding=True, return_tensors="pt"))}
 
 
 def _grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -34,12 +42,9 @@ def _grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return grads
 
 
-def _gradcache_grads(model: torch.nn.Module, features: dict, pooler: str, size: int) -> tuple[float, dict]:
-    cached = embed_without_graph(model, features, pooler, size)
-    z1, z2 = cached.z1.requires_grad_(), cached.z2.requires_grad_()
-    loss = LOSS(z1, z2)
-    grad_z1, grad_z2 = torch.autograd.grad(loss, [z1, z2])
-    backward_from_cache(model, cached, grad_z1, grad_z2, pooler, torch.Tensor.backward, contextlib.nullcontext)
+def _cached_grads(model: torch.nn.Module, batch: dict, pooler: str, size: int, scale: float = 1.0) -> tuple:
+    loss = CachedLoss(LOSS, size)(BatchEmbedder(model, pooler), batch)
+    (loss * scale).backward()  # the Trainer divides by the accumulation steps (and fp16 scales) before backward
     return loss.item(), _grads(model)
 
 
@@ -50,32 +55,66 @@ def _assert_same(expected: dict[str, torch.Tensor], actual: dict[str, torch.Tens
         assert difference <= 1e-10, f"{name}: {difference}"
 
 
-@pytest.mark.parametrize(("pooler", "size"), [("cls", 4), ("avg", 5), ("cls", 12)])
-def test_gradcache_equals_one_pass_without_dropout(tiny_model_dir: str, pooler: str, size: int) -> None:
-    model, features = _model(tiny_model_dir, 0.0), _features(tiny_model_dir)
-    loss = LOSS(*embed_two_views(model, features, pooler))
+@pytest.mark.parametrize("pooler", POOLER_TYPES)
+@pytest.mark.parametrize("size", [5, 12])
+def test_cached_loss_equals_one_pass_without_dropout(tiny_model_dir: str, pooler: str, size: int) -> None:
+    """Every pooler, several mini-batches (5, 5, 2) or one (12): the loss and parameter gradients of the plain
+    loss over one forward pass, to 1e-10 in float64."""
+    model, batch = _model(tiny_model_dir, 0.0), _batch(tiny_model_dir)
+    loss = LOSS(*embed_batch(model, batch, pooler))
     loss.backward()
     expected = _grads(model)
-    cached_loss, actual = _gradcache_grads(model, features, pooler, size)
+    cached_loss, actual = _cached_grads(model, batch, pooler, size)
     assert cached_loss == pytest.approx(loss.item(), abs=1e-12)
     _assert_same(expected, actual)
 
 
-def test_gradcache_replays_the_dropout_masks(tiny_model_dir: str) -> None:
-    """With dropout on, GradCache equals a full-graph pass over the same mini-batches with the same masks."""
-    model, features = _model(tiny_model_dir, 0.1), _features(tiny_model_dir)
+def test_cached_loss_with_lora_and_a_scaled_backward(tiny_model_dir: str) -> None:
+    """LoRA adapters and the MLP (modules_to_save) get the plain gradients; a scaled backward (gradient
+    accumulation) scales them."""
+    model, batch = _model(tiny_model_dir, 0.0, lora=True), _batch(tiny_model_dir)
+    (LOSS(*embed_batch(model, batch, "cls")) * 0.5).backward()
+    expected = _grads(model)
+    assert any("lora_A" in name for name in expected) and any("modules_to_save" in name for name in expected)
+    _, actual = _cached_grads(model, batch, "cls", 5, scale=0.5)
+    _assert_same(expected, actual)
+
+
+def test_cached_loss_replays_the_dropout_masks(tiny_model_dir: str) -> None:
+    """With dropout on, GradCache equals a full-graph pass over the same mini-batches with the same masks, and
+    leaves the RNG where that pass leaves it."""
+    model, batch = _model(tiny_model_dir, 0.1), _batch(tiny_model_dir)
     torch.manual_seed(123)
-    views = [embed_two_views(model, chunk, "cls") for chunk in mini_batches(features, 5)]
+    views = [embed_batch(model, slice_rows(batch, start, start + 5), "cls") for start in (0, 5, 10)]
     loss = LOSS(torch.cat([v[0] for v in views]), torch.cat([v[1] for v in views]))
     loss.backward()
     expected = _grads(model)
     after_reference = torch.get_rng_state()
 
     torch.manual_seed(123)
-    cached_loss, actual = _gradcache_grads(model, features, "cls", 5)
+    cached_loss, actual = _cached_grads(model, batch, "cls", 5)
     assert cached_loss == pytest.approx(loss.item(), abs=1e-12)
     _assert_same(expected, actual)
     assert torch.equal(torch.get_rng_state(), after_reference)
+
+
+def test_cached_loss_wraps_a_loss_with_named_components(tiny_model_dir: str) -> None:
+    """A dict-returning loss: the components' values come back and their sum backpropagates once."""
+
+    class TwoParts(torch.nn.Module):
+        def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"mixcse": LOSS(z1, z2), "norm": 0.01 * z1.pow(2).sum(dim=1).mean()}
+
+    model, batch = _model(tiny_model_dir, 0.0), _batch(tiny_model_dir)
+    plain = TwoParts()(*embed_batch(model, batch, "avg"))
+    sum(plain.values()).backward()
+    expected = _grads(model)
+    cached = CachedLoss(TwoParts(), 5)(BatchEmbedder(model, "avg"), batch)
+    assert {name: value.item() for name, value in cached.items()} == pytest.approx(
+        {name: value.item() for name, value in plain.items()}, abs=1e-12
+    )
+    sum(cached.values()).backward()
+    _assert_same(expected, _grads(model))
 
 
 def test_trainer_gradcache_matches_plain_training(tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path) -> None:
@@ -106,20 +145,20 @@ def test_bf16_autocast_trains_with_float32_logits(
     logits and the loss are float32; the loss stays finite."""
     inner_dtypes: list[torch.dtype] = []
     logit_dtypes: list[torch.dtype] = []
-    original_embed, original_logits = trainer_module.embed_two_views, MixCSELoss.logits
+    original_embed, original_logits = batch_module.embed_batch, MixCSELoss.logits
 
-    def recording_embed(model: torch.nn.Module, features: dict, pooler: str) -> tuple:
+    def recording_embed(model: torch.nn.Module, batch: dict, pooler: str) -> list:
         if not inner_dtypes:
             query = model.get_submodule("encoder.layer.0.attention.self.query")
             query.register_forward_hook(lambda module, args, output: inner_dtypes.append(output.dtype))
-        return original_embed(model, features, pooler)
+        return original_embed(model, batch, pooler)
 
     def recording_logits(self: MixCSELoss, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         logits = original_logits(self, z1, z2)
         logit_dtypes.append(logits.dtype)
         return logits
 
-    monkeypatch.setattr(trainer_module, "embed_two_views", recording_embed)
+    monkeypatch.setattr(batch_module, "embed_batch", recording_embed)
     monkeypatch.setattr(MixCSELoss, "logits", recording_logits)
     flags = ["--bf16", "true", "--use_cpu", "true", "--max_steps", "3", "--logging_steps", "1"]
     out = train_tiny(tiny_model_dir, tiny_corpus, tmp_path / "out", *flags)

@@ -10,7 +10,6 @@ from mixcse_hf.errors import UsageError
 from mixcse_hf.models.encoder import (
     SentenceEncoder,
     embed,
-    embed_two_views,
     load_backbone,
     reinit_mlp,
     resolve_model_path,
@@ -52,22 +51,6 @@ def test_unknown_pooler_is_value_error(tiny: tuple) -> None:
     model, tokenizer = tiny
     with pytest.raises(ValueError, match="pooler_type"):
         embed(model, _features(tokenizer, SENTENCES[:2]), "max")
-
-
-def test_two_views_differ_by_dropout_only(tiny: tuple) -> None:
-    """One 2N-row pass gives two different views in train mode and identical ones in eval mode."""
-    model, tokenizer = tiny
-    features = _features(tokenizer, SENTENCES[:5])
-    model.train()
-    z1, z2 = embed_two_views(model, features, "cls")
-    assert z1.shape == z2.shape == (5, model.config.hidden_size)
-    assert not torch.allclose(z1, z2)
-    model.eval()
-    with torch.no_grad():
-        z1, z2 = embed_two_views(model, features, "cls")
-        single = embed(model, features, "cls")
-    assert torch.allclose(z1, z2, atol=1e-6)
-    assert torch.allclose(z1, single, atol=1e-5)
 
 
 def test_encode_restores_input_order_and_mode(tiny: tuple) -> None:

@@ -11,7 +11,8 @@ from transformers import AutoModel, AutoTokenizer, DataCollatorWithPadding
 from mixcse_hf.evaluation.sts import sts_spearman
 from mixcse_hf.evaluation.sts_data import load_stsb
 from mixcse_hf.losses.mixcse import MixCSELoss
-from mixcse_hf.models.encoder import SentenceEncoder, embed_two_views
+from mixcse_hf.models.batch import embed_batch
+from mixcse_hf.models.encoder import SentenceEncoder
 from mixcse_hf.training.arguments import MixCSETrainingArguments
 from mixcse_hf.training.data import load_corpus, tokenize_corpus
 from mixcse_hf.training.trainer import MixCSETrainer
@@ -53,7 +54,7 @@ def test_compute_loss_is_mixcse_loss_on_two_views(
     torch.manual_seed(11)
     loss = trainer.compute_loss(model, batch)
     torch.manual_seed(11)
-    z1, z2 = embed_two_views(model, batch, pooler)
+    z1, z2 = embed_batch(model, {"text": batch}, pooler)
     expected = MixCSELoss(temp=0.05, mix_lambda=mix_lambda)(z1, z2)
     assert torch.allclose(loss, expected, atol=1e-6)
     assert loss.requires_grad
@@ -87,8 +88,8 @@ def test_lambda_schedule_follows_training_progress(
         tiny_model_dir, tiny_corpus, tiny_senteval, tmp_path, lambda_schedule="linear", mix_lambda_end=0.4
     )
     trainer.train()
-    assert trainer.loss_fn.progress == pytest.approx(3 / 4)  # set before the 4th (last) step
-    assert trainer.loss_fn.current_lambda() == pytest.approx(0.2 + 0.2 * 3 / 4)
+    assert trainer.loss.progress == pytest.approx(3 / 4)  # set before the 4th (last) step
+    assert trainer.loss.current_lambda() == pytest.approx(0.2 + 0.2 * 3 / 4)
 
 
 def test_simcse_gradient_signal_has_no_mixed_share(

@@ -1,0 +1,72 @@
+"""Batches as named text columns, and embedding all of a step's rows in one forward pass.
+
+A training batch maps column names to tokenised features (``input_ids``, ``attention_mask``…, each (N, L)):
+
+- one column (``{"text": features}``, unsupervised): each sentence is encoded twice, and the two dropout views
+  are two embeddings ``(z1, z2)``;
+- several columns (``{"anchor": …, "positive": …[, "negative": …]}``): each column is encoded once, in order.
+
+Every column of a batch has the same N rows and the same padded length L, so all 2N (or N x columns) rows go
+through the encoder in a single forward pass, as SimCSE does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from mixcse_hf.models.encoder import embed
+
+TextBatch = Mapping[str, Mapping[str, torch.Tensor]]
+UNSUPERVISED_COLUMN = "text"
+
+
+def as_text_batch(inputs: Mapping) -> TextBatch:
+    """The Trainer's batch as named columns: flat tokenised features (one text column, as the unsupervised
+    corpus is stored) become ``{"text": features}``; a mapping of columns is returned as it is."""
+    return {UNSUPERVISED_COLUMN: inputs} if "input_ids" in inputs else inputs
+
+
+def batch_rows(batch: TextBatch) -> int:
+    return next(iter(next(iter(batch.values())).values())).size(0)
+
+
+def slice_rows(batch: TextBatch, start: int, stop: int) -> dict[str, dict[str, torch.Tensor]]:
+    """Rows ``start:stop`` of every column."""
+    return {column: {name: t[start:stop] for name, t in features.items()} for column, features in batch.items()}
+
+
+def embed_batch(model: nn.Module, batch: TextBatch, pooler_type: str) -> list[torch.Tensor]:
+    """One forward pass over every row of ``batch`` -> one (N, d) embedding per view: ``[z1, z2]`` for a single
+    column (dropout draws an independent mask per row, so rows i and N+i are two views of sentence i), else
+    one per column in order."""
+    views = list(batch.values())
+    if len(views) == 1:
+        views = views * 2
+    joined = {name: torch.cat([view[name] for view in views]) for name in views[0]}
+    return list(embed(model, joined, pooler_type).chunk(len(views)))
+
+
+@dataclass
+class BatchEmbedder:
+    """What a loss that embeds the batch itself (:class:`mixcse_hf.losses.base.BatchLoss`) gets from the trainer.
+
+    Attributes:
+        model: the model being trained (wrapped by DDP/FSDP where used).
+        pooler_type: the training pooler.
+        gather: concatenates a (N, d) tensor from every process, differentiably (identity on one process).
+        no_sync: a context in which backward passes do not synchronise gradients across processes.
+    """
+
+    model: nn.Module
+    pooler_type: str
+    gather: Callable[[torch.Tensor], torch.Tensor] = lambda tensor: tensor
+    no_sync: Callable[[], contextlib.AbstractContextManager] = field(default=contextlib.nullcontext)
+
+    def __call__(self, batch: TextBatch) -> list[torch.Tensor]:
+        """The local embeddings of ``batch`` (see :func:`embed_batch`), not gathered."""
+        return embed_batch(self.model, batch, self.pooler_type)
