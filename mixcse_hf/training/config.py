@@ -65,6 +65,7 @@ def _expand_env(value: Any, key: str) -> Any:
 
 
 def check_keys(values: dict[str, Any], parser: HfArgumentParser, source: str) -> None:
+    # argparse has no public list of its options; _actions is the documented-in-practice way every tool reads it.
     known = {action.dest for action in parser._actions}
     for key in values:
         if key not in known:

@@ -14,8 +14,9 @@ def world_size() -> int:
 def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     """Concatenate ``tensor`` (N, d) from all processes in rank order -> (world * N, d), differentiably.
 
-    The backward of the all-gather (``all_gather_single``, which torch names as the replacement of the deprecated
-    ``torch.distributed.nn`` one) sums, onto each process's own rows, the gradients that every process computed
+    The backward of the all-gather (``all_gather_single``: from a private module, but the one torch's deprecation
+    of the public ``torch.distributed.nn.all_gather`` names as its replacement; no public differentiable all-gather
+    exists) sums, onto each process's own rows, the gradients that every process computed
     for them. With the same global loss computed on every process and DDP averaging parameter gradients over the
     processes, the update equals that of one process holding the whole batch.
     Batch sizes must match across processes (``dataloader_drop_last``).

@@ -44,6 +44,15 @@ class RunSummary:
     def record(self, pooler: str, model: str, split: str, value: float) -> None:
         self.spearman.setdefault(pooler, {}).setdefault(model, {})[split] = round(value, 2)
 
+    def flat_metrics(self) -> dict[str, float]:
+        """``{model}_{pooler}_stsb_{split}_spearman`` -> value, for ``Trainer.save_metrics``."""
+        return {
+            f"{model}_{pooler}_stsb_{split}_spearman": value
+            for pooler, models in self.spearman.items()
+            for model, splits in models.items()
+            for split, value in splits.items()
+        }
+
     def table(self) -> str:
         lines = []
         for pooler, models in self.spearman.items():
@@ -133,7 +142,11 @@ def write_run_outputs(trainer: MixCSETrainer, summary: RunSummary) -> None:
     trainer.card_info.recipe["training steps"] = trainer.state.global_step
     card_pooler = evaluation_poolers(trainer.args)[0]
     trainer.card_info.stsb_spearman = summary.spearman.get(card_pooler, {}).get("trained", {})
-    export_checkpoint(output_dir, trainer.model, trainer.card_info)
+    export_checkpoint(output_dir, trainer.model, trainer.current_card())
+    if summary.train_metrics:
+        trainer.save_metrics("train", summary.train_metrics)  # train_results.json + all_results.json
+    if summary.spearman:
+        trainer.save_metrics("eval", summary.flat_metrics())  # eval_results.json
     if evaluation_points(trainer.state.log_history):
         from mixcse_hf.plot import PLOT_NAME, plot_training  # matplotlib only where a plot is drawn
 

@@ -4,28 +4,17 @@ in one forward pass; the collator pads every column of a batch to one length."""
 from __future__ import annotations
 
 import datasets
-import pytest
 import torch
-from transformers import AutoModel, AutoTokenizer
 
 from mixcse_hf.models.batch import as_text_batch, embed_batch, slice_rows
 from mixcse_hf.models.encoder import embed
 from mixcse_hf.training.data import TextColumnsCollator, tokenize_columns
-from tests.conftest import SENTENCES
-
-
-@pytest.fixture
-def tiny(tiny_model_dir: str) -> tuple[torch.nn.Module, AutoTokenizer]:
-    return AutoModel.from_pretrained(tiny_model_dir).eval(), AutoTokenizer.from_pretrained(tiny_model_dir)
-
-
-def _features(tokenizer: AutoTokenizer, sentences: list[str]) -> dict[str, torch.Tensor]:
-    return dict(tokenizer(sentences, padding=True, return_tensors="pt"))
+from tests.conftest import SENTENCES, tokenized
 
 
 def test_one_column_gives_two_views_that_differ_by_dropout_only(tiny: tuple) -> None:
     model, tokenizer = tiny
-    batch = as_text_batch(_features(tokenizer, SENTENCES[:5]))
+    batch = as_text_batch(tokenized(tokenizer, SENTENCES[:5]))
     assert list(batch) == ["text"]
     model.train()
     z1, z2 = embed_batch(model, batch, "cls")
@@ -48,7 +37,7 @@ def test_named_columns_are_embedded_once_each_in_order(tiny: tuple) -> None:
     assert len({features["input_ids"].shape for features in batch.values()}) == 1  # one common length
     with torch.no_grad():
         embeddings = embed_batch(model, batch, "avg")
-        alone = [embed(model, _features(tokenizer, sentences), "avg") for sentences in rows.values()]
+        alone = [embed(model, tokenized(tokenizer, sentences), "avg") for sentences in rows.values()]
     assert len(embeddings) == 3
     for joint, single in zip(embeddings, alone, strict=True):
         assert torch.allclose(joint, single, atol=1e-5)

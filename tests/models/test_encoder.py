@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoModel, AutoTokenizer
 
 from mixcse_hf.errors import UsageError
 from mixcse_hf.models.encoder import (
@@ -15,22 +14,13 @@ from mixcse_hf.models.encoder import (
     resolve_model_path,
 )
 from mixcse_hf.models.pooling import CONFIG_MLP_ONLY_TRAIN_KEY, CONFIG_POOLER_KEY, POOLER_TYPES, inference_pooler
-from tests.conftest import SENTENCES, minilm_path
-
-
-@pytest.fixture
-def tiny(tiny_model_dir: str) -> tuple[torch.nn.Module, AutoTokenizer]:
-    return AutoModel.from_pretrained(tiny_model_dir).eval(), AutoTokenizer.from_pretrained(tiny_model_dir)
-
-
-def _features(tokenizer: AutoTokenizer, sentences: list[str]) -> dict[str, torch.Tensor]:
-    return dict(tokenizer(sentences, padding=True, return_tensors="pt"))
+from tests.conftest import SENTENCES, minilm_path, tokenized
 
 
 def test_poolers_match_manual_definitions(tiny: tuple) -> None:
     """Each pooler equals its definition written out by hand; means ignore padding."""
     model, tokenizer = tiny
-    features = _features(tokenizer, SENTENCES[:4])
+    features = tokenized(tokenizer, SENTENCES[:4])
     with torch.no_grad():
         out = model(**features, output_hidden_states=True)
         pooled = {name: embed(model, features, name) for name in POOLER_TYPES}
@@ -50,7 +40,7 @@ def test_poolers_match_manual_definitions(tiny: tuple) -> None:
 def test_unknown_pooler_is_value_error(tiny: tuple) -> None:
     model, tokenizer = tiny
     with pytest.raises(ValueError, match="pooler_type"):
-        embed(model, _features(tokenizer, SENTENCES[:2]), "max")
+        embed(model, tokenized(tokenizer, SENTENCES[:2]), "max")
 
 
 def test_encode_restores_input_order_and_mode(tiny: tuple) -> None:

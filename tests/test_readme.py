@@ -1,0 +1,41 @@
+"""The README's code examples run: the custom loss and evaluator of its Architecture section (on the tiny model,
+the tiny corpus and a temporary output directory instead of the real ones)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+
+def readme_block(heading: str) -> str:
+    """The first python code block after ``heading`` in README.md."""
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(re.escape(heading) + r".*?```python\n(.*?)```", text, flags=re.S)
+    assert match, f"no python block after {heading!r} in README.md"
+    return match.group(1)
+
+
+def test_custom_loss_and_evaluator_example(
+    tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = readme_block("### A custom loss and evaluator")
+    replacements = {
+        '"sentence-transformers/all-MiniLM-L6-v2"': repr(tiny_model_dir),
+        '"../shared/data/wiki/wiki1m_head.txt"': repr(str(tiny_corpus)),
+        "max_steps=20": "max_steps=4",
+        "per_device_train_batch_size=32": "per_device_train_batch_size=4",
+        "eval_steps=10": "eval_steps=2",
+    }
+    for old, new in replacements.items():
+        assert old in code, old
+        code = code.replace(old, new)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    history = namespace["trainer"].state.log_history
+    assert [entry["step"] for entry in history if "eval_pair_cosine" in entry] == [2, 4]
+    assert all("loss_simcse" in entry and "loss_spread" in entry for entry in history if "loss" in entry)
