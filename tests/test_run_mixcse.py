@@ -135,6 +135,18 @@ BAD_INPUTS = {
     "incomplete resume checkpoint": (["--resume_from_checkpoint", "{tmp}/out"], "is incomplete"),
     "inconsistent Trainer arguments": (["--save_strategy", "no"], "load_best_model_at_end"),
     "train file is a directory": (["--train_file", "{tmp}/out"], "is not a file"),
+    "corpus smaller than one batch": (["--train_file", "{tmp}/three.txt"], "fewer than one batch of 4"),
+    "only control characters": (["--train_file", "{tmp}/nul.txt"], "only blank lines"),
+    "NaN gold score": (["--senteval_dir", "{tmp}/nan_senteval"], "sts-dev.csv:2: malformed line"),
+    "empty STS file": (["--senteval_dir", "{tmp}/empty_senteval"], "holds no sentence pairs"),
+    "fp16 on a CPU": (["--fp16", "true"], "fp16 mixed precision needs a GPU"),
+    "learning rate nan": (["--learning_rate", "nan"], "learning_rate must be a positive number"),
+    "nothing asked for": (
+        ["--do_train", "false", "--do_eval", "false", "--eval_strategy", "no", "--load_best_model_at_end", "false"],
+        "nothing to do",
+    ),
+    "output_dir not writable": (["--output_dir", "/proc/mixcse-test/out"], "is not writable"),
+    "unknown changeable setting": (["--resume_changed_settings", "seed"], "'seed' cannot change on resume"),
 }
 BAD_CONFIG_FILES = {
     "invalid YAML": (b"temp: [0.1\n", "is not valid YAML/JSON (line 2)"),
@@ -162,6 +174,13 @@ def test_bad_input_is_one_line_error_and_touches_nothing(
     bad_stsb.mkdir(parents=True)
     (bad_stsb / "sts-dev.csv").write_text("g\tf\ty\t1\tfour\ta\tb\n", encoding="utf-8")
     (bad_stsb / "sts-test.csv").write_text("g\tf\ty\t1\t4.0\ta\tb\n", encoding="utf-8")
+    (tmp_path / "three.txt").write_text("\n".join(SENTENCES[:3]) + "\n", encoding="utf-8")
+    (tmp_path / "nul.txt").write_text("\x00\x00\n\x01\u200b\n\x00\n", encoding="utf-8")
+    for name, dev in (("nan_senteval", "g\tf\ty\t1\t4.0\ta\tb\ng\tf\ty\t2\tnan\tc\td\n"), ("empty_senteval", "")):
+        stsb = tmp_path / name / "STS" / "STSBenchmark"
+        stsb.mkdir(parents=True)
+        (stsb / "sts-dev.csv").write_text(dev, encoding="utf-8")
+        (stsb / "sts-test.csv").write_text("g\tf\ty\t1\t4.0\ta\tb\n", encoding="utf-8")
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("precious", encoding="utf-8")

@@ -25,6 +25,7 @@ from mixcse_hf.evaluation.sts import TaskScore, alignment_uniformity, encode_pai
 from mixcse_hf.evaluation.sts_data import STS_YEARS, TASKS, StsPairs, file_sha256, load_task
 from mixcse_hf.models.encoder import SentenceEncoder
 from mixcse_hf.models.pooling import POOLER_TYPES
+from mixcse_hf.paths import check_output_file
 
 logger = logging.getLogger(__name__)
 DEV_TASKS = ("stsb", "sickr")
@@ -146,6 +147,8 @@ def load_encoder(args: EvalArguments) -> SentenceEncoder:
 def evaluate_command(argv: list[str]) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     (args,) = HfArgumentParser(EvalArguments).parse_args_into_dataclasses(args=argv)
+    if args.output_json:
+        check_output_file(args.output_json, "output_json")
     report = evaluate_model(load_encoder(args), args)
     print(report.table())
     if args.output_json:

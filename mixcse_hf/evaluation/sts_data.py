@@ -11,6 +11,7 @@ Layout under ``senteval_dir`` (see ``../shared/data/README.md``):
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -80,6 +81,23 @@ def _malformed(path: str, line_number: int, expected: str) -> UsageError:
     return UsageError(f"{path}:{line_number}: malformed line (expected {expected}); fix or remove that line")
 
 
+def _score(text: str, path: str, line_number: int, expected: str) -> float:
+    """A finite gold score, else a file:line error (``float`` also parses ``nan`` and ``inf``)."""
+    try:
+        score = float(text)
+    except ValueError:
+        raise _malformed(path, line_number, expected) from None
+    if not math.isfinite(score):
+        raise _malformed(path, line_number, f"{expected}; got {text.strip()!r}, not a finite number")
+    return score
+
+
+def _non_empty(pairs: StsPairs, path: str) -> StsPairs:
+    if not len(pairs):
+        raise UsageError(f"{path} holds no sentence pairs; pass a complete SentEval-layout file")
+    return pairs
+
+
 def read_sts_year_subset(directory: str, subset: str) -> StsPairs:
     """One SemEval STS subset: pairs from ``STS.input``, scores from ``STS.gs``, empty-gold pairs dropped."""
     input_path = os.path.join(directory, f"STS.input.{subset}.txt")
@@ -101,14 +119,11 @@ def read_sts_year_subset(directory: str, subset: str) -> StsPairs:
         fields = line.split("\t")
         if len(fields) < 2:
             raise _malformed(input_path, line_number, "sentence1<TAB>sentence2")
-        try:
-            score = float(gold)
-        except ValueError:
-            raise _malformed(gold_path, line_number, "a number or an empty line") from None
+        score = _score(gold, gold_path, line_number, "a number or an empty line")
         pairs.sentences1.append(fields[0])
         pairs.sentences2.append(fields[1])
         pairs.scores.append(score)
-    return pairs
+    return _non_empty(pairs, input_path)
 
 
 def read_stsb_file(path: str) -> StsPairs:
@@ -118,14 +133,13 @@ def read_stsb_file(path: str) -> StsPairs:
     with open(path, encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, start=1):
             fields = line.rstrip("\n").split("\t")
-            try:
-                score, sentence1, sentence2 = float(fields[4]), fields[5], fields[6]
-            except (IndexError, ValueError):
-                raise _malformed(path, line_number, ">= 7 tab-separated fields, a numeric score in field 5") from None
-            pairs.sentences1.append(sentence1)
-            pairs.sentences2.append(sentence2)
-            pairs.scores.append(score)
-    return pairs
+            expected = ">= 7 tab-separated fields, a numeric score in field 5"
+            if len(fields) < 7:
+                raise _malformed(path, line_number, expected)
+            pairs.scores.append(_score(fields[4], path, line_number, expected))
+            pairs.sentences1.append(fields[5])
+            pairs.sentences2.append(fields[6])
+    return _non_empty(pairs, path)
 
 
 def read_sick_file(path: str) -> StsPairs:
@@ -140,14 +154,14 @@ def read_sick_file(path: str) -> StsPairs:
         pairs = StsPairs([], [], [], (path,))
         for line_number, line in enumerate(handle, start=2):
             fields = line.rstrip("\n").split("\t")
-            try:
-                sentence1, sentence2, score = (fields[i] for i in columns)
-                pairs.scores.append(float(score))
-            except (IndexError, ValueError):
-                raise _malformed(path, line_number, "tab-separated fields under the header") from None
+            expected = "tab-separated fields under the header"
+            if len(fields) <= max(columns):
+                raise _malformed(path, line_number, expected)
+            sentence1, sentence2, score = (fields[i] for i in columns)
+            pairs.scores.append(_score(score, path, line_number, expected))
             pairs.sentences1.append(sentence1)
             pairs.sentences2.append(sentence2)
-    return pairs
+    return _non_empty(pairs, path)
 
 
 def load_task(task: str, split: str = "test", senteval_dir: str | None = None) -> dict[str, StsPairs]:

@@ -125,6 +125,18 @@ def write_sentence_transformers_files(
     return True
 
 
+def apply_umask_to_weights(directory: str) -> None:
+    """safetensors writes its files with mode 600 whatever the umask; give them the mode every other file
+    gets (``0o666 & ~umask``)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for root, folders, files in os.walk(directory):
+        folders[:] = [name for name in folders if not name.startswith("checkpoint-")]  # fixed when saved
+        for name in files:
+            if name.endswith(".safetensors"):
+                os.chmod(os.path.join(root, name), 0o666 & ~umask)
+
+
 def export_checkpoint(directory: str, model: torch.nn.Module, card: ModelCardInfo | None = None) -> None:
     """Write the remote-code file (full checkpoints), the sentence-transformers files and the model card into
     ``directory``, which already holds the saved model (``config.json`` + safetensors, or a PEFT adapter).
@@ -137,3 +149,4 @@ def export_checkpoint(directory: str, model: torch.nn.Module, card: ModelCardInf
     has_st_files = write_sentence_transformers_files(directory, backbone, pooler_dense(model), max_seq_length)
     if card is not None:
         write_model_card(directory, replace(card, sentence_transformers=has_st_files))
+    apply_umask_to_weights(directory)

@@ -13,6 +13,7 @@ from mixcse_hf.losses.mixcse import MIX_SIDES, MIXED_NEGATIVES
 from mixcse_hf.losses.mixing import LAMBDA_SCHEDULES, MIX_STRATEGIES, check_choice
 from mixcse_hf.models.encoder import check_pooler_type
 from mixcse_hf.models.pooling import POOLERS
+from mixcse_hf.training.identity import CHANGEABLE
 
 MASK_VALUES = {"zero": 0.0, "neg_inf": -math.inf}
 
@@ -179,11 +180,23 @@ class MixCSETrainingArguments(TrainingArguments):
     ddp_broadcast_buffers: bool | None = field(
         default=False, metadata={"help": "DDP: do not broadcast buffers (position ids) every forward."}
     )
+    do_train: bool = field(
+        default=True,
+        metadata={"help": "Train (run_mixcse.py's job; set false with do_eval true to only evaluate a model)."},
+    )
     remove_unused_columns: bool = field(
         default=False,
         metadata={
             "help": "Keep every dataset column: the loss gets each named text column (anchor, positive…), which "
             "the encoder's forward signature does not name."
+        },
+    )
+    resume_changed_settings: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Settings allowed to differ from the run being resumed, by name (learning_rate, max_steps, "
+            "num_train_epochs, warmup, max_grad_norm, the MixCSE loss options, bf16); each takes effect from the "
+            "resumed step on. Any other difference is refused: start a new run for it."
         },
     )
     overwrite_output_dir: bool = field(
@@ -192,6 +205,15 @@ class MixCSETrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
+        if not math.isfinite(self.learning_rate) or self.learning_rate <= 0:
+            raise UsageError(
+                f"learning_rate must be a positive number (the recipe uses 3e-5), got {self.learning_rate}"
+            )
+        if self.fp16 and (self.use_cpu or not torch.accelerator.is_available()):
+            raise UsageError(
+                "fp16 mixed precision needs a GPU and none is in use; on a CPU pass --bf16 true (CPU bf16 autocast) "
+                "or --fp16 false"
+            )
         if self.bf16 and not self.use_cpu and not torch.accelerator.is_available():
             # The same config trains in bf16 on a GPU and with CPU bf16 autocast (AMX/AVX512-BF16) elsewhere.
             self.use_cpu = True
@@ -214,6 +236,12 @@ class MixCSETrainingArguments(TrainingArguments):
         check_choice("mixed_negative_mask", self.mixed_negative_mask, tuple(MASK_VALUES))
         if self.gradcache_mini_batch_size is not None and self.gradcache_mini_batch_size < 1:
             raise UsageError(f"gradcache_mini_batch_size must be >= 1, got {self.gradcache_mini_batch_size}")
+        for name in self.resume_changed_settings or []:
+            if name not in CHANGEABLE:
+                raise UsageError(
+                    f"resume_changed_settings: {name!r} cannot change on resume (only {', '.join(CHANGEABLE)}); "
+                    "start a new run in a new output_dir or pass --overwrite_output_dir true"
+                )
         if self.per_device_train_batch_size < 2:
             raise UsageError(
                 "per_device_train_batch_size must be >= 2: the other sentences of the batch are the negatives "

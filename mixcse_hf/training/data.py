@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,13 @@ from mixcse_hf.errors import UsageError
 logger = logging.getLogger(__name__)
 
 TEXT_COLUMN = "text"
+_BLANK = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]*")
+"""Whitespace, control characters (NUL included) and invisible format characters: nothing to encode."""
+
+
+def is_blank(text: str | None) -> bool:
+    """True for ``None`` and for text made only of whitespace, control or zero-width characters."""
+    return text is None or _BLANK.fullmatch(text) is not None
 
 
 def check_text_file(path: str, what: str = "train_file") -> None:
@@ -82,12 +90,14 @@ def load_corpus(
             corpus = corpus.rename_column(text_column, TEXT_COLUMN)
     total = len(corpus)
     corpus = corpus.filter(
-        lambda batch: [bool(text and text.strip()) for text in batch[TEXT_COLUMN]],
+        lambda batch: [not is_blank(text) for text in batch[TEXT_COLUMN]],
         batched=True,
         desc="Dropping blank lines",
     )
     if len(corpus) == 0:
-        raise UsageError(f"{source!r} contains only blank lines; it needs one sentence per line")
+        raise UsageError(
+            f"{source!r} contains only blank lines (whitespace or control characters); it needs one sentence per line"
+        )
     logger.info("Corpus %s: %d sentences, %d blank lines skipped", source, len(corpus), total - len(corpus))
     if max_train_samples is not None:
         corpus = corpus.select(range(min(max_train_samples, len(corpus))))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ import datasets
 from torch import nn
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase, set_seed
 
+from mixcse_hf.errors import UsageError
 from mixcse_hf.evaluation.sts import sts_spearman
 from mixcse_hf.evaluation.sts_data import StsPairs, load_stsb
 from mixcse_hf.hub.card import ModelCardInfo
@@ -20,11 +22,19 @@ from mixcse_hf.hub.export import export_checkpoint
 from mixcse_hf.models.encoder import load_backbone, reinit_mlp
 from mixcse_hf.models.lora import apply_lora
 from mixcse_hf.models.pooling import get_pooler, inference_pooler
+from mixcse_hf.paths import check_output_dir
 from mixcse_hf.training.arguments import DataArguments, MixCSETrainingArguments, ModelArguments
 from mixcse_hf.training.config import RESOLVED_CONFIG_NAME, save_resolved_config
 from mixcse_hf.training.data import load_corpus, tokenize_corpus
 from mixcse_hf.training.history import evaluation_points
-from mixcse_hf.training.resume import resolve_resume_checkpoint
+from mixcse_hf.training.identity import (
+    RunIdentityCallback,
+    defining_settings,
+    output_dir_lock,
+    remove_checkpoints,
+    write_identity,
+)
+from mixcse_hf.training.resume import RunPlan, plan_run
 from mixcse_hf.training.trainer import MixCSETrainer
 
 logger = logging.getLogger(__name__)
@@ -37,6 +47,7 @@ class RunSummary:
 
     output_dir: str
     main_process: bool = True
+    note: str = ""
     spearman: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     train_metrics: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
@@ -54,7 +65,7 @@ class RunSummary:
         }
 
     def table(self) -> str:
-        lines = []
+        lines = [self.note] if self.note else []
         for pooler, models in self.spearman.items():
             lines.append(f"STS-B Spearman x100 (cosine), pooler {pooler}:")
             lines.append(f"  {'model':<8} {'dev':>7} {'test':>7}")
@@ -121,6 +132,18 @@ def build_model(
     return model, tokenizer
 
 
+def check_one_batch(sentences: int, training_args: MixCSETrainingArguments) -> None:
+    """Refuse a corpus that yields no training step: batches are full-size (``dataloader_drop_last``), and a
+    contrastive batch needs at least 2 sentences either way."""
+    batch = training_args.per_device_train_batch_size * training_args.world_size
+    needed = batch if training_args.dataloader_drop_last else 2 * training_args.world_size
+    if sentences < needed:
+        raise UsageError(
+            f"the training data has {sentences} sentence(s), fewer than one batch of {needed}: nothing would be "
+            f"trained; add data or lower per_device_train_batch_size (>= 2)"
+        )
+
+
 def build_train_dataset(
     data_args: DataArguments, training_args: MixCSETrainingArguments, tokenizer: PreTrainedTokenizerBase
 ) -> datasets.Dataset:
@@ -133,6 +156,7 @@ def build_train_dataset(
             data_args.text_column,
             data_args.max_train_samples,
         )
+        check_one_batch(len(corpus), training_args)
         return tokenize_corpus(corpus, tokenizer, data_args.max_seq_length, data_args.preprocessing_num_workers)
 
 
@@ -157,21 +181,65 @@ def write_run_outputs(trainer: MixCSETrainer, summary: RunSummary) -> None:
 
 
 def run(model_args: ModelArguments, data_args: DataArguments, training_args: MixCSETrainingArguments) -> RunSummary:
-    """Every input is checked before anything is written to ``output_dir``."""
-    resume_from = resolve_resume_checkpoint(
-        training_args.output_dir,
-        training_args.resume_from_checkpoint,
-        training_args.overwrite_output_dir,
-        training_args.do_train,
-    )
+    """Every input is checked before anything is written to ``output_dir``; training holds its lock."""
+    if not training_args.do_train and not training_args.do_eval:
+        raise UsageError("nothing to do: do_train and do_eval are both false; set do_train true to train")
     move_hub_token_to_environment(training_args)
     # Reading .device sets up the process group: world_size and main_process_first are valid only after it.
     logger.info("Device %s, %d process(es)", training_args.device, training_args.world_size)
+    if not training_args.do_train:
+        return train_and_evaluate(model_args, data_args, training_args, None)
+    check_output_dir(training_args.output_dir)
+    holds_lock = training_args.process_index == 0
+    with output_dir_lock(training_args.output_dir) if holds_lock else contextlib.nullcontext():
+        plan = plan_run(
+            training_args.output_dir,
+            training_args.resume_from_checkpoint,
+            training_args.overwrite_output_dir,
+            defining_settings(model_args, data_args, training_args),
+            training_args.resume_changed_settings,
+        )
+        if plan.complete:
+            return completed_summary(training_args.output_dir, plan)
+        return train_and_evaluate(model_args, data_args, training_args, plan)
+
+
+def completed_summary(output_dir: str, plan: RunPlan) -> RunSummary:
+    """A re-run of a finished run: nothing to train; report what the run measured."""
+    steps = plan.identity.get("global_step", "?")
+    logger.warning("%s holds this run, complete (%s steps): nothing to train", output_dir, steps)
+    summary = RunSummary(output_dir, note=f"run already complete ({steps} steps): nothing trained")
+    results = os.path.join(output_dir, RESULTS_NAME)
+    if os.path.isfile(results):
+        with open(results, encoding="utf-8") as handle:
+            saved = json.load(handle)
+        summary.spearman, summary.train_metrics = saved.get("stsb_spearman", {}), saved.get("train", {})
+        summary.peak_rss_mb = saved.get("peak_rss_mb", 0.0)
+    return summary
+
+
+def start_run(output_dir: str, plan: RunPlan) -> None:
+    """Record the run identity first, then clear other runs' checkpoints: a crash in between leaves checkpoints
+    that no longer match the identity, so they are never resumed."""
+    write_identity(output_dir, plan.identity)
+    if plan.clear_other_runs:
+        remove_checkpoints(output_dir, keep_run_id=plan.identity["run_id"])
+    if plan.changed:
+        logger.warning("Resuming with changed settings: %s", ", ".join(plan.changed))
+
+
+def train_and_evaluate(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: MixCSETrainingArguments,
+    plan: RunPlan | None,
+) -> RunSummary:
     set_seed(training_args.seed)
+    resume_from = plan.resume_from if plan is not None else None
     needs_sts = training_args.do_eval or training_args.eval_strategy != "no"
     sts = {split: load_stsb(split, data_args.senteval_dir) for split in ("dev", "test")} if needs_sts else {}
     model, tokenizer = build_model(model_args, training_args, resuming=resume_from is not None)
-    train_dataset = build_train_dataset(data_args, training_args, tokenizer) if training_args.do_train else None
+    train_dataset = build_train_dataset(data_args, training_args, tokenizer) if plan is not None else None
     trainer = MixCSETrainer(
         model=model,
         args=training_args,
@@ -180,14 +248,15 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Mix
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         card_info=model_card_info(model_args, data_args, training_args),
+        callbacks=[RunIdentityCallback()] if plan is not None else None,
     )
     summary = RunSummary(training_args.output_dir, main_process=trainer.is_world_process_zero())
     poolers = evaluation_poolers(training_args)
     if training_args.do_eval:
         evaluate_sts(trainer, sts, summary, "start", poolers)
-    if training_args.do_train:
-        os.makedirs(training_args.output_dir, exist_ok=True)
+    if plan is not None:
         if trainer.is_world_process_zero():
+            start_run(training_args.output_dir, plan)
             save_resolved_config(
                 os.path.join(training_args.output_dir, RESOLVED_CONFIG_NAME), (model_args, data_args, training_args)
             )
@@ -199,13 +268,16 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Mix
         summary.train_metrics = result.metrics
         summary.peak_rss_mb = _peak_rss_mb()
     if training_args.do_eval:
-        if training_args.do_train:
+        if plan is not None:
             # Report the saved float32 model: drop the mixed-precision autocast that training put on forward().
             trainer.model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
-        evaluate_sts(trainer, sts, summary, "trained" if training_args.do_train else "model", poolers)
-    if training_args.do_train and trainer.is_world_process_zero():
+        evaluate_sts(trainer, sts, summary, "trained" if plan is not None else "model", poolers)
+    if plan is not None and trainer.is_world_process_zero():
         write_run_outputs(trainer, summary)
-    if training_args.push_to_hub and training_args.do_train:
+        write_identity(
+            training_args.output_dir, {**plan.identity, "completed": True, "global_step": trainer.state.global_step}
+        )
+    if training_args.push_to_hub and plan is not None:
         trainer.push_to_hub()
     return summary
 

@@ -1,7 +1,9 @@
-"""Where a run starts: a fresh ``output_dir``, the last complete checkpoint in it, or an explicit one.
+"""Where a run starts: a fresh ``output_dir``, the last complete checkpoint of the same run in it, or an explicit
+checkpoint; and whether the run there is already complete.
 
 The Trainer writes a checkpoint file by file (weights, optimizer, scheduler, RNG states, then
-``trainer_state.json``), so a process killed mid-save leaves a partial folder; it must never be resumed.
+``trainer_state.json``), and the run identity (:mod:`mixcse_hf.training.identity`) is copied in last, so a
+process killed mid-save leaves a partial folder; it is never resumed.
 """
 
 from __future__ import annotations
@@ -10,8 +12,12 @@ import json
 import logging
 import os
 import re
+from dataclasses import dataclass, field
+from typing import Any
 
 from mixcse_hf.errors import UsageError
+from mixcse_hf.paths import check_output_dir
+from mixcse_hf.training.identity import LOCK_FILE, check_same_run, new_identity, read_identity
 
 logger = logging.getLogger(__name__)
 
@@ -21,11 +27,15 @@ TRAINER_STATE = "trainer_state.json"
 
 
 def checkpoint_problem(path: str) -> str | None:
-    """Why ``path`` is not a complete Trainer checkpoint, or ``None`` when it is."""
+    """Why ``path`` is not a complete Trainer checkpoint (weights, optimizer, scheduler, RNG state and a parseable
+    ``trainer_state.json``), or ``None`` when it is."""
     if not any(os.path.isfile(os.path.join(path, name)) for name in WEIGHT_FILES):
         return "no model weights"
-    if not os.path.isfile(os.path.join(path, "optimizer.pt")):
-        return "no optimizer state"
+    for name, what in (("optimizer.pt", "optimizer"), ("scheduler.pt", "learning-rate scheduler")):
+        if not os.path.isfile(os.path.join(path, name)):
+            return f"no {what} state ({name})"
+    if not any(name.startswith("rng_state") and name.endswith(".pth") for name in os.listdir(path)):
+        return "no RNG state (rng_state*.pth): dropout and data order could not continue where they stopped"
     try:
         with open(os.path.join(path, TRAINER_STATE), encoding="utf-8") as handle:
             json.load(handle)
@@ -36,8 +46,14 @@ def checkpoint_problem(path: str) -> str | None:
     return None
 
 
-def last_complete_checkpoint(output_dir: str) -> str | None:
-    """The ``checkpoint-N`` folder with the highest N that is complete; partial ones are logged and skipped."""
+def checkpoint_step(path: str) -> int:
+    with open(os.path.join(path, TRAINER_STATE), encoding="utf-8") as handle:
+        return int(json.load(handle).get("global_step", 0))
+
+
+def last_complete_checkpoint(output_dir: str, run_id: str | None = None) -> str | None:
+    """The ``checkpoint-N`` folder with the highest N that is complete (and, given ``run_id``, belongs to that
+    run); partial ones are logged and skipped."""
     steps = sorted(
         (int(match.group(1)), name)
         for name in os.listdir(output_dir)
@@ -46,32 +62,82 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
     for _, name in reversed(steps):
         path = os.path.join(output_dir, name)
         problem = checkpoint_problem(path)
+        if problem is None and run_id is not None and (read_identity(path) or {}).get("run_id") != run_id:
+            problem = "it belongs to another run (or its save was interrupted before the run identity)"
         if problem is None:
             return path
-        logger.warning("Skipping incomplete checkpoint %s: %s", path, problem)
+        logger.warning("Skipping checkpoint %s: %s", path, problem)
     return None
 
 
-def resolve_resume_checkpoint(
-    output_dir: str, resume_from_checkpoint: str | None, overwrite_output_dir: bool, do_train: bool
-) -> str | None:
-    """Protect an existing ``output_dir``: resume its last complete checkpoint, or refuse unless told to
-    overwrite. An explicit ``resume_from_checkpoint`` must be a complete checkpoint."""
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise UsageError(f"output_dir {output_dir!r} is a file; choose a directory path")
+@dataclass
+class RunPlan:
+    """How a training run starts.
+
+    Attributes:
+        identity: the run identity to record (a new one, or the resumed run's with any allowed changes).
+        resume_from: the checkpoint to resume, or ``None``.
+        clear_other_runs: the output directory may hold other runs' checkpoints: removed when the run starts.
+        complete: the output directory holds this very run, finished: nothing to train.
+        changed: settings changed on resume (allowed by ``resume_changed_settings``).
+    """
+
+    identity: dict[str, Any]
+    resume_from: str | None = None
+    clear_other_runs: bool = False
+    complete: bool = False
+    changed: list[str] = field(default_factory=list)
+
+
+def _resumed_identity(saved: dict[str, Any], settings: dict[str, Any], changed: list[str]) -> dict[str, Any]:
+    return {**saved, "settings": settings, "completed": saved.get("completed", False) and not changed}
+
+
+def plan_run(
+    output_dir: str,
+    resume_from_checkpoint: str | None,
+    overwrite_output_dir: bool,
+    settings: dict[str, Any],
+    allowed_changes: list[str] | None = None,
+) -> RunPlan:
+    """Protect ``output_dir`` (one run per directory) and decide where the run starts. Reads only; every
+    refusal is a one-line :class:`UsageError`."""
+    allowed = list(allowed_changes or [])
+    check_output_dir(output_dir)
+    has_files = os.path.isdir(output_dir) and bool(set(os.listdir(output_dir)) - {LOCK_FILE})
     if resume_from_checkpoint is not None:
         if not os.path.isdir(resume_from_checkpoint):
             raise UsageError(f"resume_from_checkpoint {resume_from_checkpoint!r} is not a directory")
         if problem := checkpoint_problem(resume_from_checkpoint):
             raise UsageError(f"resume_from_checkpoint {resume_from_checkpoint!r} is incomplete ({problem})")
-        return resume_from_checkpoint
-    if not do_train or overwrite_output_dir or not os.path.isdir(output_dir) or not os.listdir(output_dir):
-        return None
-    last = last_complete_checkpoint(output_dir)
-    if last is None:
+        saved = read_identity(resume_from_checkpoint)
+        if saved is None:
+            raise UsageError(
+                f"resume_from_checkpoint {resume_from_checkpoint!r} records no run settings (mixcse_run.json), so "
+                "resuming could mix two runs; resume a checkpoint written by this version, or start a new run"
+            )
+        changed = check_same_run(saved["settings"], settings, allowed, f"checkpoint {resume_from_checkpoint!r}")
+        current = read_identity(output_dir) if has_files else None
+        other_run = has_files and (current is None or current.get("run_id") != saved["run_id"])
+        if other_run and not overwrite_output_dir:
+            raise UsageError(
+                f"output_dir {output_dir!r} holds another run; resume into the checkpoint's own output_dir, choose "
+                "an empty one, or pass --overwrite_output_dir true"
+            )
+        return RunPlan(_resumed_identity(saved, settings, changed), resume_from_checkpoint, other_run, False, changed)
+    if overwrite_output_dir or not has_files:
+        return RunPlan(new_identity(settings), clear_other_runs=has_files)
+    saved = read_identity(output_dir)
+    if saved is None:
         raise UsageError(
-            f"output_dir {output_dir!r} is not empty and holds no complete checkpoint to resume; pass "
-            "--overwrite_output_dir true to train into it anyway, or choose another output_dir"
+            f"output_dir {output_dir!r} is not empty and holds no mixcse_hf run to resume; pass "
+            "--overwrite_output_dir true to replace its run, or choose another output_dir"
         )
-    logger.info("Resuming from %s (pass --overwrite_output_dir true to start afresh)", last)
-    return last
+    changed = check_same_run(saved["settings"], settings, allowed, f"the run in output_dir {output_dir!r}")
+    identity = _resumed_identity(saved, settings, changed)
+    if identity["completed"]:
+        return RunPlan(identity, complete=True)
+    last = last_complete_checkpoint(output_dir, saved["run_id"])
+    if last is not None:
+        logger.info("Resuming from %s (pass --overwrite_output_dir true to start afresh)", last)
+    return RunPlan(identity, last, clear_other_runs=True, changed=changed)

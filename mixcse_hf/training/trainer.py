@@ -31,9 +31,11 @@ from mixcse_hf.models.lora import backbone_of
 from mixcse_hf.models.pooling import inference_pooler
 from mixcse_hf.training.distributed import gather_with_grad
 from mixcse_hf.training.history import evaluation_metrics, evaluation_points
+from mixcse_hf.training.identity import read_identity
 from mixcse_hf.training.resume import last_complete_checkpoint
 
 Evaluator = Callable[[SentenceEncoder], dict[str, float]]
+RECIPE_LEARNING_RATE = 3e-5
 
 
 def mixcse_loss_from_arguments(args: Any) -> MixCSELoss:
@@ -137,11 +139,18 @@ class MixCSETrainer(Trainer):
         return (loss, components) if return_outputs else loss
 
     def _stop_diverged(self, loss: torch.Tensor) -> None:
-        last = last_complete_checkpoint(self.args.output_dir) if os.path.isdir(self.args.output_dir) else None
-        resume = f"resume with --resume_from_checkpoint {last}" if last else "restart"
+        run_id = (read_identity(self.args.output_dir) or {}).get("run_id")
+        last = last_complete_checkpoint(self.args.output_dir, run_id) if os.path.isdir(self.args.output_dir) else None
+        # A tenth of the rate, and never above the recipe's: a rate far too high diverges at a tenth of it too.
+        lower = f"--learning_rate {min(self.args.learning_rate / 10, RECIPE_LEARNING_RATE):g}"
+        advice = f"restart with a lower learning rate: {lower} --overwrite_output_dir true"
+        if last:
+            advice += f" (or resume {last} with {lower} --resume_changed_settings learning_rate)"
+        if self.args.fp16:
+            advice += "; or train in bf16 instead of fp16"
         raise TrainingDiverged(
             f"loss is {loss.item()} at step {self.state.global_step + 1}; training stopped and nothing after "
-            f"{last or 'the start'} was saved. Lower learning_rate (or use bf16 instead of fp16), then {resume}"
+            f"{last or 'the start'} was saved. To recover, {advice}"
         )
 
     def _accumulate_stats(self, stats: dict[str, torch.Tensor]) -> None:

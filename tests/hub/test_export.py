@@ -85,6 +85,10 @@ def test_resume_from_checkpoint_with_custom_code(tiny_model_dir: str, tiny_corpu
     """A checkpoint carrying modeling_mixcse.py and auto_map resumes like any Trainer checkpoint."""
     out = train_tiny(tiny_model_dir, tiny_corpus, tmp_path / "out", "--pooler_type", "cls")
     resumed = train_tiny(
-        tiny_model_dir, tiny_corpus, out, "--max_steps", "3", "--resume_from_checkpoint", str(out / "checkpoint-2")
+        tiny_model_dir,
+        tiny_corpus,
+        out,
+        *("--max_steps", "3", "--resume_changed_settings", "max_steps"),
+        *("--resume_from_checkpoint", str(out / "checkpoint-2")),
     )
     assert (resumed / "checkpoint-3" / REMOTE_CODE_FILE).is_file()

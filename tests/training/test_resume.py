@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 from mixcse_hf.errors import UsageError
 from mixcse_hf.losses.mixcse import MixCSELoss
-from mixcse_hf.training.resume import checkpoint_problem, last_complete_checkpoint, resolve_resume_checkpoint
+from mixcse_hf.training.resume import checkpoint_problem, last_complete_checkpoint, plan_run
 from run_mixcse import main
 from tests.conftest import REPO_ROOT, train_tiny
 
@@ -60,7 +60,7 @@ def test_partial_checkpoint_is_never_resumed(tiny_model_dir: str, tiny_corpus: P
     assert "truncated" in checkpoint_problem(str(partial))
     assert last_complete_checkpoint(str(out)) == str(out / "checkpoint-2")
     with pytest.raises(UsageError, match="is incomplete"):
-        resolve_resume_checkpoint(str(out), str(partial), overwrite_output_dir=False, do_train=True)
+        plan_run(str(out), str(partial), overwrite_output_dir=False, settings={})
 
 
 def test_sigkill_then_resume_matches_an_uninterrupted_run(
@@ -115,7 +115,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     assert main([str(config), "--output_dir", str(out)]) == 3
     message = capsys.readouterr().err.strip().splitlines()[-1]
     assert message.startswith("error: loss is nan at step 5")
-    assert f"--resume_from_checkpoint {out / 'checkpoint-4'}" in message
+    assert f"resume {out / 'checkpoint-4'} with --learning_rate" in message
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     assert checkpoint_problem(str(out / "checkpoint-4")) is None
     assert not (out / "model.safetensors").exists()

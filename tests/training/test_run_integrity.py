@@ -1,0 +1,260 @@
+"""Run integrity: a resumed run is the run it claims to be, one run per output_dir, and a finished run is not
+trained again (the cases of the "Run integrity" issue, each reproduced on the tiny model)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from mixcse_hf.losses.mixcse import MixCSELoss
+from mixcse_hf.training.identity import LOCK_FILE, RUN_FILE
+from run_mixcse import main
+
+
+def _config(tmp_path: Path, model_dir: str, corpus: Path, **extra: object) -> str:
+    values = {
+        "model_name_or_path": model_dir,
+        "train_file": str(corpus),
+        "output_dir": str(tmp_path / "out"),
+        "per_device_train_batch_size": 4,
+        "max_seq_length": 16,
+        "max_steps": 6,
+        "save_strategy": "steps",
+        "save_steps": 2,
+        "logging_steps": 1,
+        "report_to": "none",
+        "seed": 5,
+        "disable_tqdm": True,
+        **extra,
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    return str(path)
+
+
+def _state(out: Path) -> dict:
+    return json.loads((out / "trainer_state.json").read_text())
+
+
+def _checkpoints(out: Path) -> list[str]:
+    return sorted(p.name for p in out.glob("checkpoint-*"))
+
+
+def _run_id(path: Path) -> str:
+    return json.loads((path / RUN_FILE).read_text())["run_id"]
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def nan_from_call(monkeypatch: pytest.MonkeyPatch):
+    """``nan_from_call(n)``: the MixCSE loss turns NaN from its n-th call on (a run that stops with exit 3)."""
+
+    def arm(first_bad_call: int) -> None:
+        calls = {"count": 0}
+        original = MixCSELoss.loss_from_logits
+
+        def failing(logits: torch.Tensor) -> torch.Tensor:
+            calls["count"] += 1
+            loss = original(logits)
+            return loss * float("nan") if calls["count"] >= first_bad_call else loss
+
+        monkeypatch.setattr(MixCSELoss, "loss_from_logits", staticmethod(failing))
+
+    return arm
+
+
+def test_overwrite_leaves_nothing_of_the_old_run_to_resume(
+    tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path, nan_from_call, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Case 1: the old run's checkpoints go when a new run overwrites; a crashed new run is resumed from its own
+    checkpoint (and names it as the last good one), never the old run's."""
+    config, out = _config(tmp_path, tiny_model_dir, tiny_corpus), tmp_path / "out"
+    assert main([config]) == 0
+    assert _checkpoints(out) == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
+    old_run = _run_id(out)
+
+    nan_from_call(3)  # the new run stops at step 3, before the old run's step numbers
+    assert main([config, "--overwrite_output_dir", "true", "--seed", "9"]) == 3
+    assert _checkpoints(out) == ["checkpoint-2"]
+    new_run = _run_id(out)
+    assert new_run != old_run and _run_id(out / "checkpoint-2") == new_run
+    assert f"resume {out / 'checkpoint-2'} with" in capsys.readouterr().err
+
+    monkeypatch.undo()
+    assert main([config, "--seed", "9"]) == 0  # a plain re-run resumes the new run's checkpoint
+    assert _state(out)["global_step"] == 6
+    assert json.loads((out / RUN_FILE).read_text())["settings"]["seed"] == 9
+
+
+def test_a_checkpoint_of_another_run_is_not_resumed(tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path) -> None:
+    """A crash between the new run identity and the removal of old checkpoints: the old ones are skipped."""
+    config, out = _config(tmp_path, tiny_model_dir, tiny_corpus), tmp_path / "out"
+    assert main([config, "--max_steps", "4"]) == 0
+    identity = json.loads((out / RUN_FILE).read_text())
+    (out / RUN_FILE).write_text(json.dumps({**identity, "run_id": "another", "completed": False}))
+    assert main([config, "--max_steps", "4"]) == 0
+    assert _state(out)["log_history"][0]["step"] == 1  # trained from the start, not from checkpoint-4
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--mix_lambda", "0.3"], "with mix_lambda=0.2, this run asks for mix_lambda=0.3; pass --resume_changed"),
+        (["--learning_rate", "1e-4"], "learning_rate=5e-05, this run asks for learning_rate=0.0001"),
+        (["--per_device_train_batch_size", "6"], "per_device_train_batch_size=4, this run asks for"),
+        (["--model_name_or_path", "{other_model}"], "start a new run in a new output_dir"),
+    ],
+)
+def test_changed_settings_are_refused_before_anything_is_written(
+    tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path, nan_from_call, capsys, flags: list[str], message: str
+) -> None:
+    """Case 2: resuming with a different defining setting is one line naming it, and output_dir is untouched."""
+    config, out = _config(tmp_path, tiny_model_dir, tiny_corpus), tmp_path / "out"
+    nan_from_call(5)
+    assert main([config]) == 3
+    before = _snapshot(out)
+    capsys.readouterr()
+    other_model = tmp_path / "other-model"
+    other_model.mkdir()
+    assert main([config, *[flag.format(other_model=other_model) for flag in flags]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert _snapshot(out) == before
+
+
+def test_an_allowed_learning_rate_change_takes_effect(tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path) -> None:
+    """--resume_changed_settings learning_rate: the resumed steps use the new rate on the same schedule."""
+    config, out = _config(tmp_path, tiny_model_dir, tiny_corpus, lr_scheduler_type="constant"), tmp_path / "out"
+    assert main([config, "--max_steps", "2"]) == 0
+    (out / RUN_FILE).write_text(json.dumps({**json.loads((out / RUN_FILE).read_text()), "completed": False}))
+    # max_steps 2 -> 6 and a new rate, both allowed explicitly
+    flags = ["--learning_rate", "1e-4", "--resume_changed_settings", "learning_rate", "max_steps"]
+    assert main([config, *flags]) == 0
+    rates = {entry["step"]: entry["learning_rate"] for entry in _state(out)["log_history"] if "loss" in entry}
+    assert rates[1] == pytest.approx(5e-5) and rates[2] == pytest.approx(5e-5)
+    assert all(rates[step] == pytest.approx(1e-4) for step in range(3, 7))
+    assert json.loads((out / RUN_FILE).read_text())["settings"]["learning_rate"] == 1e-4
+
+
+def test_a_second_run_on_the_same_output_dir_refuses(
+    tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path, capsys
+) -> None:
+    """Case 3: a live run's lock refuses at once; a dead process's lock is taken over with a warning."""
+    config, out = _config(tmp_path, tiny_model_dir, tiny_corpus, max_steps=2), tmp_path / "out"
+    out.mkdir()
+    (out / LOCK_FILE).write_text(f"{socket.gethostname()} {os.getpid()}")  # this live process holds it
+    assert main([config]) == 2
+    assert "is in use by another run" in capsys.readouterr().err
+    assert sorted(os.listdir(out)) == [LOCK_FILE]
+
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    (out / LOCK_FILE).write_text(f"{socket.gethostname()} {finished.pid}")
+    assert main([config]) == 0
+    assert not (out / LOCK_FILE).exists()
+
+
+def test_a_run_started_while_another_trains_refuses(
+    tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path, capsys
+) -> None:
+    """Case 3 with a real process: while one run trains, a second on the same output_dir refuses at once, and
+    the first finishes unharmed."""
+    config, out = _config(tmp_path, tiny_model_dir, tiny_corpus, max_steps=60, save_steps=20), tmp_path / "out"
+    command = [sys.executable, str(Path(__file__).resolve().parents[2] / "run_mixcse.py"), config]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (out / LOCK_FILE).exists():
+        assert first.poll() is None, first.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "the first run took no lock within 5 minutes"
+        time.sleep(0.01)
+    assert main([config]) == 2
+    assert "is in use by another run" in capsys.readouterr().err
+    assert first.wait(timeout=600) == 0, first.communicate()[1][-2000:]
+    assert _state(out)["global_step"] == 60
+
+
+def test_a_finished_run_is_not_trained_again(tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path, capsys) -> None:
+    """Case 4: re-running a completed command trains nothing and says so (exit 0); a run killed during its
+    final save finishes without training past max_steps."""
+    config, out = _config(tmp_path, tiny_model_dir, tiny_corpus), tmp_path / "out"
+    assert main([config]) == 0
+    weights = (out / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main([config]) == 0
+    assert "already complete (6 steps): nothing trained" in capsys.readouterr().out
+    assert _checkpoints(out) == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
+    assert (out / "model.safetensors").read_bytes() == weights
+
+    # Killed during the final save: the last checkpoint is at max_steps, the run not marked complete.
+    (out / RUN_FILE).write_text(json.dumps({**json.loads((out / RUN_FILE).read_text()), "completed": False}))
+    (out / "model.safetensors").unlink()
+    assert main([config]) == 0
+    assert _state(out)["global_step"] == 6
+    assert _checkpoints(out) == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
+    assert (out / "model.safetensors").read_bytes() == weights
+
+
+@pytest.mark.parametrize(("missing", "message"), [("scheduler.pt", "scheduler"), ("rng_state.pth", "RNG state")])
+def test_resume_needs_all_its_state(
+    tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path, capsys, missing: str, message: str
+) -> None:
+    """Case 5: an explicit checkpoint without scheduler or RNG state is refused, not silently restarted."""
+    config, out = _config(tmp_path, tiny_model_dir, tiny_corpus, max_steps=2), tmp_path / "out"
+    assert main([config]) == 0
+    (out / "checkpoint-2" / missing).unlink()
+    capsys.readouterr()
+    status = main(
+        [config, "--output_dir", str(tmp_path / "resumed"), "--resume_from_checkpoint", str(out / "checkpoint-2")]
+    )
+    assert status == 2
+    assert message in capsys.readouterr().err
+
+
+def test_following_the_divergence_advice_recovers(
+    tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path, capsys
+) -> None:
+    """Case 6: a learning rate far too high diverges (exit 3); the printed advice, followed, trains to the end
+    with finite losses."""
+    config, out = _config(tmp_path, tiny_model_dir, tiny_corpus), tmp_path / "out"
+    assert main([config, "--learning_rate", "1e30"]) == 3
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    advice = re.search(r"restart with a lower learning rate: (.*?)(?: \(|$)", message)
+    assert advice, message
+    assert main([config, "--learning_rate", "1e30", *shlex.split(advice.group(1))]) == 0
+    losses = [entry["loss"] for entry in _state(out)["log_history"] if "loss" in entry]
+    assert len(losses) == 6 and all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_training_is_the_default(tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path) -> None:
+    """Case 9: a config without do_train trains (run_mixcse.py's job)."""
+    config, out = _config(tmp_path, tiny_model_dir, tiny_corpus, max_steps=2), tmp_path / "out"
+    assert "do_train" not in Path(config).read_text()
+    assert main([config]) == 0
+    assert _state(out)["global_step"] == 2
+
+
+def test_weights_follow_the_umask(tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path) -> None:
+    """Case 17: weight files get the mode every other file gets."""
+    config, out = _config(tmp_path, tiny_model_dir, tiny_corpus, max_steps=2), tmp_path / "out"
+    previous = os.umask(0o022)
+    try:
+        assert main([config]) == 0
+    finally:
+        os.umask(previous)
+    modes = {str(p.relative_to(out)): p.stat().st_mode & 0o777 for p in out.rglob("*.safetensors")}
+    assert modes and set(modes.values()) == {0o644}, modes
+    assert (out / "config.json").stat().st_mode & 0o777 == 0o644
