@@ -13,9 +13,9 @@ from mixcse_hf.models.pooling import POOLERS
 
 WIKI1M_DATASET = "princeton-nlp/datasets-for-simcse"
 STS_DATASETS = {
-    # split label -> (model-index dataset name, Hub copy, split)
-    "dev": ("STS Benchmark (dev)", "mteb/stsbenchmark-sts", "validation"),
-    "test": ("STS Benchmark (test)", "mteb/stsbenchmark-sts", "test"),
+    # split label -> (model-index dataset name, Hub copy, its split, the SentEval file)
+    "dev": ("STS Benchmark (dev)", "mteb/stsbenchmark-sts", "validation", "sts-dev.csv"),
+    "test": ("STS Benchmark (test)", "mteb/stsbenchmark-sts", "test", "sts-test.csv"),
 }
 CITATIONS = """```bibtex
 @inproceedings{zhang2022mixcse,
@@ -41,7 +41,7 @@ class ModelCardInfo:
     a best model was tracked (``metric_for_best_model``)."""
 
     model_name: str
-    base_model: str
+    base_model: str | None
     pooler: str
     recipe: dict[str, object]
     train_data: str | None = None
@@ -51,6 +51,8 @@ class ModelCardInfo:
     metrics: dict[str, float] = field(default_factory=dict)
     metrics_step: int | None = None
     best_metric: dict[str, object] | None = None
+    sts_source: str = "hub"
+    """Where the STS-B scores came from: ``"hub"`` (MTEB's copy) or ``"senteval"`` (local SentEval files)."""
 
 
 def sts_results(info: ModelCardInfo) -> dict[str, float]:
@@ -73,8 +75,9 @@ def card_metadata(info: ModelCardInfo) -> ModelCardData:
         EvalResult(
             task_type="sentence-similarity",
             task_name="Semantic Textual Similarity",
-            dataset_type=STS_DATASETS[split][1],
-            dataset_name=STS_DATASETS[split][0],
+            # The Hub copy's id when the scores came from it, else the SentEval file that was read.
+            dataset_type=STS_DATASETS[split][1] if info.sts_source == "hub" else STS_DATASETS[split][3],
+            dataset_name=STS_DATASETS[split][0] + ("" if info.sts_source == "hub" else ", SentEval file"),
             dataset_split=STS_DATASETS[split][2],
             metric_type="cosine_spearman",
             metric_value=round(value, 2),
@@ -137,10 +140,11 @@ embeddings = model.encode(["A man is playing a guitar.", "Someone plays an instr
         if info.sentence_transformers
         else f"\nThe `{info.pooler}` pooler has no sentence-transformers equivalent; use one of the ways below.\n"
     )
+    start = f"`{info.base_model}`" if info.base_model else "a local model"
     body = f"""# {info.model_name}
 
 A sentence-embedding model trained with **MixCSE** (contrastive learning with mixed hard negatives) by
-mixcse_hf, starting from `{info.base_model}`. Sentence embedding: pooler `{info.pooler}`
+mixcse_hf, starting from {start}. Sentence embedding: pooler `{info.pooler}`
 (recorded in `config.json` as `mixcse_pooler_type` / `mixcse_mlp_only_train`). Compare embeddings with cosine
 similarity.
 {lora}

@@ -21,8 +21,17 @@ from transformers import AutoModel
 from mixcse_hf.errors import UsageError, run_cli
 from mixcse_hf.hub.card import CARD_INFO_FILE, read_card_info
 from mixcse_hf.hub.export import add_auto_map, export_checkpoint
+from mixcse_hf.models.encoder import public_model_name
 
-UPLOAD_IGNORE_PATTERNS = ["checkpoint-*", "*.pt", "*.pth", "training_args.bin", "_*"]
+UPLOAD_IGNORE_PATTERNS = [
+    # Trainer state and resume files
+    *("checkpoint-*", "*.pt", "*.pth", "training_args.bin", "trainer_state.json"),
+    # run records: local paths and values read from the environment live there
+    *("run_config.yaml", "mixcse_run.json", "mixcse_card.json", "*_results.json", "training_curves.png"),
+    *("_*", ".*"),
+]
+"""What a push never uploads; everything else in the folder is the model: weights, config, tokenizer, the remote-code
+file, the sentence-transformers files and the card."""
 FULL_MODEL_FILES = ("config.json", "model.safetensors")
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
@@ -50,7 +59,10 @@ def prepare_for_hub(path: str, repo_id: str) -> None:
     card = read_card_info(path)
     if card is None:
         print(f"note: {path} has no {CARD_INFO_FILE}: its README.md is uploaded as it is")
-    export_checkpoint(path, model, replace(card, model_name=repo_id) if card else None)
+    if card is not None:  # cards written before base_model was made public could hold a local path
+        base_model = public_model_name(card.base_model) if card.base_model else None
+        card = replace(card, model_name=repo_id, base_model=base_model)
+    export_checkpoint(path, model, card)
 
 
 def push_checkpoint(

@@ -73,6 +73,22 @@ def resolve_model_path(model_name_or_path: str) -> str:
     return str(local_path)
 
 
+def public_model_name(model_name_or_path: str) -> str | None:
+    """The name to publish for a model: its Hub id when known (given as one, or the local copy an installed
+    package ships), ``None`` for any other local path (a path on this machine means nothing on the Hub)."""
+    for hub_id in OFFLINE_MODEL_PACKAGES:
+        if model_name_or_path == hub_id or os.path.abspath(model_name_or_path) == _package_path(hub_id):
+            return hub_id
+    return None if os.path.exists(model_name_or_path) else model_name_or_path
+
+
+def _package_path(hub_id: str) -> str | None:
+    try:
+        return os.path.abspath(importlib.import_module(OFFLINE_MODEL_PACKAGES[hub_id]).get_model_path())
+    except ImportError:
+        return None
+
+
 def load_pretrained(model_name_or_path: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """``AutoModel`` + ``AutoTokenizer`` from a directory or Hub id; failure is a one-line :class:`UsageError`."""
     path = resolve_model_path(model_name_or_path)

@@ -19,7 +19,7 @@ from mixcse_hf.evaluation.sts import sts_spearman
 from mixcse_hf.evaluation.sts_data import StsPairs, load_stsb
 from mixcse_hf.hub.card import ModelCardInfo
 from mixcse_hf.hub.export import export_checkpoint
-from mixcse_hf.models.encoder import load_backbone, reinit_mlp
+from mixcse_hf.models.encoder import load_backbone, public_model_name, reinit_mlp
 from mixcse_hf.models.lora import apply_lora
 from mixcse_hf.models.pooling import get_pooler, inference_pooler
 from mixcse_hf.paths import check_output_dir
@@ -316,10 +316,11 @@ def model_card_info(
         }
     return ModelCardInfo(
         model_name=training_args.hub_model_id or os.path.basename(os.path.normpath(training_args.output_dir)),
-        base_model=model_args.model_name_or_path,
+        base_model=public_model_name(model_args.model_name_or_path),
         pooler=inference_pooler(training_args.pooler_type, training_args.mlp_only_train),
         recipe=recipe,
-        train_data=data_args.train_file or data_args.dataset_name,
+        train_data=os.path.basename(data_args.train_file) if data_args.train_file else data_args.dataset_name,
+        sts_source="senteval" if data_args.senteval_dir else "hub",
         lora=lora if not model_args.merge_lora else None,
     )
 

@@ -22,6 +22,7 @@ from mixcse_hf.evaluation.evaluators import STSEvaluator
 from mixcse_hf.evaluation.sts_data import StsPairs
 from mixcse_hf.hub.card import ModelCardInfo, write_model_card
 from mixcse_hf.hub.export import add_auto_map, export_checkpoint
+from mixcse_hf.hub.push import push_checkpoint
 from mixcse_hf.losses.base import BatchLoss, batch_loss, set_training_progress, total_loss, training_metrics
 from mixcse_hf.losses.cached import CachedLoss
 from mixcse_hf.losses.mixcse import MixCSELoss
@@ -229,6 +230,28 @@ class MixCSETrainer(Trainer):
         if self.args.should_save:
             export_checkpoint(self.args.output_dir, self.model, self.current_card())
         super()._push_from_checkpoint(checkpoint_folder)
+
+    def push_to_hub(
+        self,
+        commit_message: str | None = "End of training",
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        **kwargs: Any,
+    ) -> str | None:
+        """Publish ``output_dir`` the way ``python -m mixcse_hf.hub.push`` does: the card rendered for the Hub id
+        and only the files :data:`mixcse_hf.hub.push.UPLOAD_IGNORE_PATTERNS` lets through (no Trainer state, run
+        records or local paths). Returns the commit URL on the main process."""
+        self.save_model(self.args.output_dir, _internal_call=True)  # save_model itself pushes otherwise
+        if not self.is_world_process_zero():
+            return None
+        return push_checkpoint(
+            self.args.output_dir,
+            self.hub_model_id,
+            private=bool(self.args.hub_private_repo),
+            revision=revision or self.args.hub_revision,
+            commit_message=commit_message,
+        )
 
     def create_model_card(self, *args: Any, **kwargs: Any) -> None:
         """Called by ``push_to_hub``: our card instead of the Trainer's generic one."""

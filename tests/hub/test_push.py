@@ -4,6 +4,7 @@ tokens appear nowhere. Nothing reaches the network: HfApi is replaced by a recor
 from __future__ import annotations
 
 import fnmatch
+import json
 import shutil
 from concurrent.futures import Future
 from pathlib import Path
@@ -20,6 +21,10 @@ from mixcse_hf.models.encoder import SentenceEncoder
 from tests.conftest import SENTENCES, train_tiny
 
 SECRET = "hf_TESTtokenNEVERwritten0123456789"
+PRIVATE_FILES = {
+    *("trainer_state.json", "run_config.yaml", "mixcse_card.json", "mixcse_run.json", "sts_results.json"),
+    *("training_args.bin", "all_results.json", "train_results.json", "eval_results.json"),
+}
 
 
 class RecordingHubApi:
@@ -72,10 +77,11 @@ def test_push_existing_checkpoint(
     (uploaded,) = api.uploads
     names = {p.name for p in uploaded.iterdir()}
     assert {"config.json", "model.safetensors", "modeling_mixcse.py", "modules.json", "README.md"} <= names
-    assert not any(name.startswith("checkpoint-") or name == "training_args.bin" for name in names)
+    assert not names & PRIVATE_FILES and not any(name.startswith("checkpoint-") for name in names)
     card = (uploaded / "README.md").read_text()
     metadata = yaml.safe_load(card.split("---")[1])
-    assert metadata["base_model"] == tiny_model_dir
+    assert "base_model" not in metadata  # a local path means nothing on the Hub
+    assert _files_containing(uploaded, str(tmp_path)) == []  # no local path in anything published
     assert 'SentenceTransformer("someone/mixcse-tiny")' in card
     _assert_loadable(uploaded)
     assert "https://huggingface.co/someone/mixcse-tiny/commit/0" in capsys.readouterr().out
@@ -99,18 +105,21 @@ def test_push_to_hub_during_training_sends_complete_folders(
     card; the token is in no file, log line or printed output."""
     api = RecordingHubApi(tmp_path / "hub")
     monkeypatch.setattr(transformers.trainer, "hf_api", lambda: api)
+    monkeypatch.setattr(push, "HfApi", lambda: api)  # the final push goes through mixcse_hf.hub.push
     caplog.set_level("DEBUG")
     flags = ["--push_to_hub", "true", "--hub_model_id", "someone/tiny-mixcse", "--hub_token", SECRET]
     flags += ["--hub_strategy", "every_save", "--senteval_dir", str(tiny_senteval), "--do_eval", "true"]
     flags += ["--eval_strategy", "steps", "--eval_steps", "1"]
     out = train_tiny(tiny_model_dir, tiny_corpus, tmp_path / "out", *flags)
 
-    assert api.repos == ["someone/tiny-mixcse"]
+    assert set(api.repos) == {"someone/tiny-mixcse"}
     assert len(api.uploads) >= 2
     for uploaded in api.uploads:
         names = {p.name for p in uploaded.iterdir()}
         assert {"modeling_mixcse.py", "modules.json", "README.md", "2_Dense", "model.safetensors"} <= names
         assert "tiny-mixcse" in (uploaded / "README.md").read_text()
+    final_names = {p.name for p in api.uploads[-1].iterdir()}
+    assert not final_names & PRIVATE_FILES, final_names & PRIVATE_FILES
     final_card = (api.uploads[-1] / "README.md").read_text()
     assert "| STS-B test |" in final_card
     _assert_loadable(api.uploads[-1])
@@ -129,6 +138,10 @@ def test_model_card_metadata(tiny_model_dir: str, tiny_corpus: Path, tiny_sentev
     results = {r["dataset"]["split"]: r["metrics"][0]["value"] for r in metadata["model-index"][0]["results"]}
     measured = yaml.safe_load((out / "sts_results.json").read_text())["stsb_spearman"]["cls"]["trained"]
     assert results == {"validation": measured["dev"], "test": measured["test"]}
+    # scores from local SentEval files are named by those files, not by a Hub copy that was not read
+    datasets = {r["dataset"]["type"] for r in metadata["model-index"][0]["results"]}
+    assert datasets == {"sts-dev.csv", "sts-test.csv"}
+    assert json.loads((out / "mixcse_card.json").read_text())["train_data"] == "corpus.txt"
     assert metadata["library_name"] == "sentence-transformers"
     assert metadata["pipeline_tag"] == "sentence-similarity"
     assert "| `mix_lambda` | 0.3 |" in card
