@@ -125,7 +125,14 @@ def render_model_card(info: ModelCardInfo) -> str:
         lora = (
             "\nThis checkpoint is a LoRA adapter (PEFT) on the base model: "
             + ", ".join(f"{key}={value}" for key, value in info.lora.items())
-            + ". Loading it needs `peft` and access to the base model.\n"
+            + ". Loading it needs `peft` and the base model"
+            + (
+                f" (`{info.base_model}`)"
+                if info.base_model
+                else " (a local directory: edit `base_model_name_or_path` in "
+                "`adapter_config.json` to point at your copy)"
+            )
+            + ".\n"
         )
     st_usage = (
         f"""
@@ -141,12 +148,29 @@ embeddings = model.encode(["A man is playing a guitar.", "Someone plays an instr
         else f"\nThe `{info.pooler}` pooler has no sentence-transformers equivalent; use one of the ways below.\n"
     )
     start = f"`{info.base_model}`" if info.base_model else "a local model"
+    recorded = (
+        "recorded in this card; an adapter folder has no `config.json` of its own"
+        if info.lora
+        else "recorded in `config.json` as `mixcse_pooler_type` / `mixcse_mlp_only_train`"
+    )
+    # An adapter folder carries no modeling_mixcse.py: the pooling head needs a full (or merged) checkpoint.
+    remote_code = (
+        ""
+        if info.lora
+        else f"""
+### transformers with the pooling head (`trust_remote_code=True`)
+
+```python
+model = AutoModel.from_pretrained("{info.model_name}", trust_remote_code=True)
+embedding = model(**batch).sentence_embedding
+```
+"""
+    )
     body = f"""# {info.model_name}
 
 A sentence-embedding model trained with **MixCSE** (contrastive learning with mixed hard negatives) by
-mixcse_hf, starting from {start}. Sentence embedding: pooler `{info.pooler}`
-(recorded in `config.json` as `mixcse_pooler_type` / `mixcse_mlp_only_train`). Compare embeddings with cosine
-similarity.
+mixcse_hf, starting from {start}. Sentence embedding: pooler `{info.pooler}` ({recorded}). Compare embeddings with
+cosine similarity.
 {lora}
 ## Usage
 {st_usage}
@@ -160,17 +184,11 @@ tokenizer = AutoTokenizer.from_pretrained("{info.model_name}")
 model = AutoModel.from_pretrained("{info.model_name}")
 batch = tokenizer(["A man is playing a guitar."], padding=True, return_tensors="pt")
 with torch.no_grad():
-    outputs = model(**batch)
+    outputs = model(**batch, output_hidden_states=True)
 {_plain_pooling_code(info.pooler)}
 ```
 
-### transformers with the pooling head (`trust_remote_code=True`)
-
-```python
-model = AutoModel.from_pretrained("{info.model_name}", trust_remote_code=True)
-embedding = model(**batch).sentence_embedding
-```
-
+{remote_code}
 ## Training
 
 | setting | value |

@@ -23,7 +23,7 @@ from transformers import PreTrainedModel
 
 from mixcse_hf.hub.card import ModelCardInfo, write_model_card
 from mixcse_hf.models import pooling
-from mixcse_hf.models.encoder import ST_MODE_KEYS
+from mixcse_hf.models.encoder import ST_MODE_KEYS, public_model_name
 from mixcse_hf.models.lora import backbone_of, pooler_dense
 from mixcse_hf.models.pooling import get_pooler, recorded_pooler
 
@@ -125,6 +125,18 @@ def write_sentence_transformers_files(
     return True
 
 
+def publish_adapter_base(directory: str) -> None:
+    """PEFT records the base model as it was loaded, here often a local directory that means nothing on another
+    machine; record its Hub id instead where one is known (the quick-start model's package copy)."""
+    path = os.path.join(directory, "adapter_config.json")
+    with open(path, encoding="utf-8") as handle:
+        config = json.load(handle)
+    hub_id = public_model_name(config.get("base_model_name_or_path") or "")
+    if hub_id and hub_id != config.get("base_model_name_or_path"):
+        config["base_model_name_or_path"] = hub_id
+        _write_json(path, config)
+
+
 def apply_umask_to_weights(directory: str) -> None:
     """safetensors writes its files with mode 600 whatever the umask; give them the mode every other file
     gets (``0o666 & ~umask``)."""
@@ -143,7 +155,9 @@ def export_checkpoint(directory: str, model: torch.nn.Module, card: ModelCardInf
     A full model's config must carry :func:`add_auto_map` before it is saved."""
     backbone = backbone_of(model)
     is_adapter = isinstance(model, PeftModel)
-    if not is_adapter:
+    if is_adapter:
+        publish_adapter_base(directory)
+    else:
         write_remote_code(directory, backbone)
     max_seq_length = min(backbone.config.max_position_embeddings, 512)
     has_st_files = write_sentence_transformers_files(directory, backbone, pooler_dense(model), max_seq_length)

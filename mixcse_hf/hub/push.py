@@ -15,13 +15,12 @@ import sys
 from dataclasses import replace
 
 from huggingface_hub import HfApi
-from peft import AutoPeftModel
 from transformers import AutoModel
 
 from mixcse_hf.errors import UsageError, run_cli
 from mixcse_hf.hub.card import CARD_INFO_FILE, read_card_info
 from mixcse_hf.hub.export import add_auto_map, export_checkpoint
-from mixcse_hf.models.encoder import public_model_name
+from mixcse_hf.models.encoder import is_adapter_folder, load_adapter_model, public_model_name
 
 UPLOAD_IGNORE_PATTERNS = [
     # Trainer state and resume files
@@ -33,25 +32,20 @@ UPLOAD_IGNORE_PATTERNS = [
 """What a push never uploads; everything else in the folder is the model: weights, config, tokenizer, the remote-code
 file, the sentence-transformers files and the card."""
 FULL_MODEL_FILES = ("config.json", "model.safetensors")
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-
-
-def is_adapter_checkpoint(path: str) -> bool:
-    return all(os.path.isfile(os.path.join(path, name)) for name in ADAPTER_FILES)
 
 
 def prepare_for_hub(path: str, repo_id: str) -> None:
     """Complete ``path`` for publishing under ``repo_id``: re-export our files and re-render the card."""
     if not os.path.isdir(path):
         raise UsageError(f"checkpoint {path!r} is not a directory")
-    adapter = is_adapter_checkpoint(path)
+    adapter = is_adapter_folder(path)
     if not adapter and not all(os.path.isfile(os.path.join(path, name)) for name in FULL_MODEL_FILES):
         raise UsageError(
             f"{path!r} holds neither a model (config.json + model.safetensors) nor a LoRA adapter "
             "(adapter_config.json + adapter_model.safetensors); pass a run's output_dir or a checkpoint-* folder"
         )
     if adapter:
-        model = AutoPeftModel.from_pretrained(path)
+        model = load_adapter_model(path)
     else:
         model = AutoModel.from_pretrained(path)
         add_auto_map(model)
@@ -70,16 +64,23 @@ def push_checkpoint(
 ) -> str:
     """Prepare ``path`` and upload it to ``repo_id`` (created if missing); returns the commit URL."""
     prepare_for_hub(path, repo_id)
-    api = HfApi()
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    commit = api.upload_folder(
+    HfApi().create_repo(repo_id, private=private, exist_ok=True)
+    commit = upload_model_folder(path, repo_id, commit_message, revision)
+    return str(getattr(commit, "commit_url", commit))
+
+
+def upload_model_folder(
+    path: str, repo_id: str, commit_message: str | None = None, revision: str | None = None, run_as_future: bool = False
+) -> object:
+    """Upload the model files of ``path`` (never what :data:`UPLOAD_IGNORE_PATTERNS` names) to ``repo_id``."""
+    return HfApi().upload_folder(
         repo_id=repo_id,
         folder_path=path,
         ignore_patterns=UPLOAD_IGNORE_PATTERNS,
         revision=revision,
         commit_message=commit_message or "Upload MixCSE sentence encoder (mixcse_hf)",
+        run_as_future=run_as_future,
     )
-    return str(getattr(commit, "commit_url", commit))
 
 
 def push_command(argv: list[str]) -> None:

@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 import torch
+from peft import PeftConfig, PeftModel
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
@@ -89,10 +90,26 @@ def _package_path(hub_id: str) -> str | None:
         return None
 
 
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def is_adapter_folder(path: str) -> bool:
+    return all(os.path.isfile(os.path.join(path, name)) for name in ADAPTER_FILES)
+
+
+def load_adapter_model(path: str) -> PeftModel:
+    """A LoRA adapter folder on its base model; a base recorded as a Hub id whose weights ship in an installed
+    package loads from that package (offline)."""
+    base = PeftConfig.from_pretrained(path).base_model_name_or_path
+    return PeftModel.from_pretrained(AutoModel.from_pretrained(resolve_model_path(base)), path)
+
+
 def load_pretrained(model_name_or_path: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """``AutoModel`` + ``AutoTokenizer`` from a directory or Hub id; failure is a one-line :class:`UsageError`."""
     path = resolve_model_path(model_name_or_path)
     try:
+        if is_adapter_folder(path):
+            return load_adapter_model(path), AutoTokenizer.from_pretrained(path)
         return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
     except OSError as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -38,7 +38,8 @@ class Pooler:
         without_mlp: the pooler used outside training with ``mlp_only_train`` (the MLP dropped), if different.
         sentence_transformers_mode: the sentence-transformers ``Pooling`` mode giving the same embedding (plus a
             Tanh ``Dense`` holding the MLP when ``uses_mlp``), or ``None`` when there is none.
-        card_code: how the model card tells a plain ``transformers`` user to pool ``outputs`` of ``batch``.
+        card_code: how the model card tells a plain ``transformers`` user to pool ``outputs`` of ``batch``
+            (``outputs`` carries ``hidden_states``).
     """
 
     name: str
@@ -51,9 +52,10 @@ class Pooler:
     card_code: str | None = None
 
 
-_MEAN_CODE = (
-    "mask = batch['attention_mask'].unsqueeze(-1)\nembedding = (outputs.last_hidden_state * mask).sum(1) / mask.sum(1)"
-)
+def _mean_code(hidden: str) -> str:
+    return f"mask = batch['attention_mask'].unsqueeze(-1)\nembedding = ({hidden} * mask).sum(1) / mask.sum(1)"
+
+
 POOLERS: dict[str, Pooler] = {
     pooler.name: pooler
     for pooler in (
@@ -78,7 +80,7 @@ POOLERS: dict[str, Pooler] = {
             lambda outputs, mask: _masked_mean(outputs["last_hidden_state"], mask),
             "mean of the last layer over real tokens",
             sentence_transformers_mode="mean",
-            card_code=_MEAN_CODE,
+            card_code=_mean_code("outputs.last_hidden_state"),
         ),
         Pooler(
             "avg_first_last",
@@ -87,6 +89,7 @@ POOLERS: dict[str, Pooler] = {
             ),
             "mean of the embedding layer and the last layer",
             needs_hidden_states=True,
+            card_code=_mean_code("(outputs.hidden_states[0] + outputs.hidden_states[-1]) / 2"),
         ),
         Pooler(
             "avg_top2",
@@ -95,6 +98,7 @@ POOLERS: dict[str, Pooler] = {
             ),
             "mean of the last two layers",
             needs_hidden_states=True,
+            card_code=_mean_code("(outputs.hidden_states[-1] + outputs.hidden_states[-2]) / 2"),
         ),
     )
 }

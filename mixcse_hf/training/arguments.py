@@ -236,6 +236,11 @@ class MixCSETrainingArguments(TrainingArguments):
         check_choice("mixed_negative_mask", self.mixed_negative_mask, tuple(MASK_VALUES))
         if self.gradcache_mini_batch_size is not None and self.gradcache_mini_batch_size < 1:
             raise UsageError(f"gradcache_mini_batch_size must be >= 1, got {self.gradcache_mini_batch_size}")
+        if self.push_to_hub and self.hub_strategy not in ("end", "every_save"):
+            raise UsageError(
+                f"hub_strategy {str(self.hub_strategy.value)!r} would upload the Trainer's resume state; use end "
+                "(publish the final model) or every_save (publish each checkpoint's model)"
+            )
         for name in self.resume_changed_settings or []:
             if name not in CHANGEABLE:
                 raise UsageError(

@@ -16,13 +16,14 @@ import torch
 from torch import nn
 from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
+from transformers.utils.hub import PushInProgress
 
 from mixcse_hf.errors import TrainingDiverged, UsageError
 from mixcse_hf.evaluation.evaluators import STSEvaluator
 from mixcse_hf.evaluation.sts_data import StsPairs
 from mixcse_hf.hub.card import ModelCardInfo, write_model_card
 from mixcse_hf.hub.export import add_auto_map, export_checkpoint
-from mixcse_hf.hub.push import push_checkpoint
+from mixcse_hf.hub.push import push_checkpoint, upload_model_folder
 from mixcse_hf.losses.base import BatchLoss, batch_loss, set_training_progress, total_loss, training_metrics
 from mixcse_hf.losses.cached import CachedLoss
 from mixcse_hf.losses.mixcse import MixCSELoss
@@ -225,11 +226,21 @@ class MixCSETrainer(Trainer):
             export_checkpoint(output_dir, self.model, self.current_card())
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
-        # Private Trainer hook (hub_strategy every_save/checkpoint): it copies only weights, config and tokenizer
-        # from the checkpoint into output_dir before uploading output_dir, so write our files there too.
-        if self.args.should_save:
-            export_checkpoint(self.args.output_dir, self.model, self.current_card())
-        super()._push_from_checkpoint(checkpoint_folder)
+        # The private Trainer hook of hub_strategy every_save. The Trainer's own version copies files into
+        # output_dir and uploads all of it, run records and a pickle of the arguments included; upload the
+        # checkpoint (a complete model folder, card included) through the same ignore list as every push instead.
+        if not self.is_world_process_zero() or self.args.hub_strategy != "every_save":
+            return
+        if self.push_in_progress is not None and not self.push_in_progress.is_done() and not self.args.hub_always_push:
+            return
+        job = upload_model_folder(
+            checkpoint_folder,
+            self.hub_model_id,
+            commit_message=f"Training in progress, step {self.state.global_step}",
+            revision=self.args.hub_revision,
+            run_as_future=True,
+        )
+        self.push_in_progress = PushInProgress([job])
 
     def push_to_hub(
         self,

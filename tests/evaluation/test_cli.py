@@ -94,3 +94,18 @@ def test_bad_input_is_one_line(
     assert len(errors) == 1
     assert message in errors[0]
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [("a_directory", "is a directory"), ("missing/report.json", "does not exist; create it first")],
+)
+def test_unwritable_output_json_fails_before_evaluating(
+    target: str, message: str, tiny_model_dir: str, tiny_senteval: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """--output_json that cannot be written is one line, before any model is loaded or sentence encoded."""
+    (tmp_path / "a_directory").mkdir()
+    monkeypatch.setattr(SentenceEncoder, "from_pretrained", lambda *args: pytest.fail("the model was loaded"))
+    args = ["--model_name_or_path", tiny_model_dir, "--senteval_dir", str(tiny_senteval)]
+    assert main([*args, "--output_json", str(tmp_path / target)]) == 2
+    assert message in capsys.readouterr().err

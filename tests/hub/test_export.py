@@ -3,6 +3,7 @@ embeddings, for every pooler that sentence-transformers can express."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,11 @@ import torch
 from sentence_transformers import SentenceTransformer
 from transformers import AutoModel, AutoTokenizer
 
-from mixcse_hf.hub.export import REMOTE_CODE_FILE, SENTENCE_TRANSFORMERS_FILES
-from mixcse_hf.models.encoder import SentenceEncoder
+from mixcse_hf.hub.export import REMOTE_CODE_FILE, SENTENCE_TRANSFORMERS_FILES, export_checkpoint
+from mixcse_hf.models.encoder import SentenceEncoder, load_adapter_model
+from mixcse_hf.models.lora import apply_lora
 from mixcse_hf.models.pooling import pool
-from tests.conftest import SENTENCES, train_tiny
+from tests.conftest import SENTENCES, minilm_path, train_tiny
 
 POOLER_RUNS = {
     "cls": ["--pooler_type", "cls"],
@@ -92,3 +94,20 @@ def test_resume_from_checkpoint_with_custom_code(tiny_model_dir: str, tiny_corpu
         *("--resume_from_checkpoint", str(out / "checkpoint-2")),
     )
     assert (resumed / "checkpoint-3" / REMOTE_CODE_FILE).is_file()
+
+
+def test_adapter_records_the_hub_id_of_a_packaged_base_and_loads_offline(tmp_path: Path) -> None:
+    """A LoRA adapter on the quick-start model (loaded from its package's local copy) records the Hub id, not the
+    local path, and still loads here without network (the id resolves to the installed package)."""
+    model = apply_lora(AutoModel.from_pretrained(minilm_path()), r=2, alpha=4, dropout=0.0)
+    model.save_pretrained(tmp_path / "adapter")
+    assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"] == (
+        minilm_path()
+    )
+    export_checkpoint(str(tmp_path / "adapter"), model)
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
+    loaded = load_adapter_model(str(tmp_path / "adapter"))
+    features = AutoTokenizer.from_pretrained(minilm_path())(SENTENCES[:2], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(loaded(**features).pooler_output, model.eval()(**features).pooler_output, atol=1e-6)

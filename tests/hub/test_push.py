@@ -117,9 +117,9 @@ def test_push_to_hub_during_training_sends_complete_folders(
     for uploaded in api.uploads:
         names = {p.name for p in uploaded.iterdir()}
         assert {"modeling_mixcse.py", "modules.json", "README.md", "2_Dense", "model.safetensors"} <= names
+        assert not names & PRIVATE_FILES, names & PRIVATE_FILES
+        assert not any(name.endswith((".pt", ".pth")) for name in names)
         assert "tiny-mixcse" in (uploaded / "README.md").read_text()
-    final_names = {p.name for p in api.uploads[-1].iterdir()}
-    assert not final_names & PRIVATE_FILES, final_names & PRIVATE_FILES
     final_card = (api.uploads[-1] / "README.md").read_text()
     assert "| STS-B test |" in final_card
     _assert_loadable(api.uploads[-1])
@@ -148,3 +148,12 @@ def test_model_card_metadata(tiny_model_dir: str, tiny_corpus: Path, tiny_sentev
     assert "| `temp` | 0.07 |" in card
     assert "| `training steps` | 2 |" in card
     assert "zhang2022mixcse" in card and "gao2021simcse" in card
+
+
+def test_hub_strategies_that_upload_resume_state_are_refused(tmp_path: Path, capsys) -> None:
+    from run_mixcse import main
+
+    flags = ["--model_name_or_path", "m", "--train_file", "t.txt", "--output_dir", str(tmp_path / "out")]
+    flags += ["--push_to_hub", "true", "--hub_model_id", "someone/x", "--hub_strategy", "checkpoint"]
+    assert main(flags) == 2
+    assert "hub_strategy 'checkpoint' would upload the Trainer's resume state" in capsys.readouterr().err

@@ -20,6 +20,15 @@ def test_text_file_skips_blank_lines(tiny_corpus: Path, caplog: pytest.LogCaptur
     assert "2 blank lines skipped" in caplog.text
 
 
+def test_control_character_lines_count_as_blank(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Lines of NUL bytes, other control characters or zero-width spaces hold no sentence."""
+    caplog.set_level("INFO", logger="mixcse_hf.training.data")
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join([SENTENCES[0], "\x00\x00\x00", "\x07\x1b", "\u200b\ufeff", SENTENCES[1]]) + "\n")
+    assert load_corpus(train_file=str(path))["text"] == SENTENCES[:2]
+    assert "3 blank lines skipped" in caplog.text
+
+
 def test_max_train_samples_keeps_the_head(tiny_corpus: Path) -> None:
     assert load_corpus(train_file=str(tiny_corpus), max_train_samples=3)["text"] == SENTENCES[:3]
 
