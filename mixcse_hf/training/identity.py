@@ -34,6 +34,30 @@ logger = logging.getLogger(__name__)
 RUN_FILE = "mixcse_run.json"
 LOCK_FILE = ".mixcse.lock"
 
+LOSS_OPTIONS = (
+    "temp",
+    "mix_lambda",
+    "mixed_negatives",
+    "mixed_negative_mask",
+    "mix_strategy",
+    "lambda_schedule",
+    "mix_lambda_end",
+    "mix_sides",
+)
+SCHEDULE_OPTIONS = (
+    "learning_rate",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "max_grad_norm",
+    "max_steps",
+    "num_train_epochs",
+)
+
+CHANGEABLE = (*SCHEDULE_OPTIONS, *LOSS_OPTIONS, "bf16")
+"""Settings ``--resume_changed_settings`` may change on resume; each takes effect from the resumed step on (a new
+learning rate rescales the restored optimizer and scheduler). The others (model, data, batch, seed, optimizer
+state, fp16 loss scaling) would silently mix two runs: start a new run for those."""
+
 DEFINING = {
     "model": (
         "model_name_or_path",
@@ -56,55 +80,13 @@ DEFINING = {
     "training": (
         "pooler_type",
         "mlp_only_train",
-        "temp",
-        "mix_lambda",
-        "mixed_negatives",
-        "mixed_negative_mask",
-        "mix_strategy",
-        "lambda_schedule",
-        "mix_lambda_end",
-        "mix_sides",
-        "learning_rate",
-        "lr_scheduler_type",
-        "warmup_steps",
-        "weight_decay",
-        "optim",
-        "adam_beta1",
-        "adam_beta2",
-        "adam_epsilon",
-        "max_grad_norm",
-        "per_device_train_batch_size",
-        "gradient_accumulation_steps",
-        "max_steps",
-        "num_train_epochs",
-        "seed",
-        "data_seed",
-        "bf16",
-        "fp16",
+        *LOSS_OPTIONS,
+        *SCHEDULE_OPTIONS,
+        *("weight_decay", "optim", "adam_beta1", "adam_beta2", "adam_epsilon"),
+        *("per_device_train_batch_size", "gradient_accumulation_steps", "seed", "data_seed", "bf16", "fp16"),
     ),
 }
 """Argument names, by dataclass, whose values define a run."""
-
-CHANGEABLE = (
-    "learning_rate",
-    "lr_scheduler_type",
-    "warmup_steps",
-    "max_grad_norm",
-    "max_steps",
-    "num_train_epochs",
-    "temp",
-    "mix_lambda",
-    "mixed_negatives",
-    "mixed_negative_mask",
-    "mix_strategy",
-    "lambda_schedule",
-    "mix_lambda_end",
-    "mix_sides",
-    "bf16",
-)
-"""Settings ``--resume_changed_settings`` may change on resume; each takes effect from the resumed step on (a new
-learning rate rescales the restored optimizer and scheduler). The others (model, data, batch, seed, optimizer
-state, precision of fp16 loss scaling) would silently mix two runs: start a new run for those."""
 
 
 def defining_settings(model_args: Any, data_args: Any, training_args: Any) -> dict[str, Any]:

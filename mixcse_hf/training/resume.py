@@ -17,7 +17,7 @@ from typing import Any
 
 from mixcse_hf.errors import UsageError
 from mixcse_hf.paths import check_output_dir
-from mixcse_hf.training.identity import LOCK_FILE, check_same_run, new_identity, read_identity
+from mixcse_hf.training.identity import check_same_run, new_identity, read_identity
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,8 @@ def plan_run(
     refusal is a one-line :class:`UsageError`."""
     allowed = list(allowed_changes or [])
     check_output_dir(output_dir)
-    has_files = os.path.isdir(output_dir) and bool(set(os.listdir(output_dir)) - {LOCK_FILE})
+    # Our own transient files (the lock, write checks of other processes, a half-written identity) are no run.
+    has_files = os.path.isdir(output_dir) and any(not name.startswith(".mixcse") for name in os.listdir(output_dir))
     if resume_from_checkpoint is not None:
         if not os.path.isdir(resume_from_checkpoint):
             raise UsageError(f"resume_from_checkpoint {resume_from_checkpoint!r} is not a directory")

@@ -19,6 +19,7 @@ import yaml
 
 from mixcse_hf.losses.mixcse import MixCSELoss
 from mixcse_hf.training.identity import LOCK_FILE, RUN_FILE
+from mixcse_hf.training.resume import plan_run
 from run_mixcse import main
 
 
@@ -258,3 +259,12 @@ def test_weights_follow_the_umask(tiny_model_dir: str, tiny_corpus: Path, tmp_pa
     modes = {str(p.relative_to(out)): p.stat().st_mode & 0o777 for p in out.rglob("*.safetensors")}
     assert modes and set(modes.values()) == {0o644}, modes
     assert (out / "config.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_transient_files_of_other_processes_are_no_run(tmp_path: Path) -> None:
+    """Another rank's lock or write check in output_dir (torchrun) does not make it a foreign non-empty dir."""
+    out = tmp_path / "out"
+    (out / ".mixcse-write-check-abc123").mkdir(parents=True)
+    (out / LOCK_FILE).write_text("host 1")
+    plan = plan_run(str(out), None, overwrite_output_dir=False, settings={"seed": 1})
+    assert plan.resume_from is None and not plan.clear_other_runs
