@@ -61,33 +61,33 @@ def reinit_mlp(model: PreTrainedModel) -> None:
     nn.init.zeros_(dense.bias)
 
 
+def packaged_model_path(hub_id: str) -> str | None:
+    """The local directory of ``hub_id``'s weights when an installed package ships them, else ``None``."""
+    package = OFFLINE_MODEL_PACKAGES.get(hub_id)
+    if package is None:
+        return None
+    try:
+        return os.path.abspath(importlib.import_module(package).get_model_path())
+    except ImportError:
+        return None
+
+
 def resolve_model_path(model_name_or_path: str) -> str:
     """A local directory for a Hub id whose weights ship in an installed package, else the argument as is."""
-    package = OFFLINE_MODEL_PACKAGES.get(model_name_or_path)
-    if package is None:
+    local_path = packaged_model_path(model_name_or_path)
+    if local_path is None:
         return model_name_or_path
-    try:
-        local_path = importlib.import_module(package).get_model_path()
-    except ImportError:
-        return model_name_or_path
-    logger.info("Using %s from the installed package %s: %s", model_name_or_path, package, local_path)
-    return str(local_path)
+    logger.info("Using %s from its installed package: %s", model_name_or_path, local_path)
+    return local_path
 
 
 def public_model_name(model_name_or_path: str) -> str | None:
     """The name to publish for a model: its Hub id when known (given as one, or the local copy an installed
     package ships), ``None`` for any other local path (a path on this machine means nothing on the Hub)."""
     for hub_id in OFFLINE_MODEL_PACKAGES:
-        if model_name_or_path == hub_id or os.path.abspath(model_name_or_path) == _package_path(hub_id):
+        if model_name_or_path == hub_id or os.path.abspath(model_name_or_path) == packaged_model_path(hub_id):
             return hub_id
     return None if os.path.exists(model_name_or_path) else model_name_or_path
-
-
-def _package_path(hub_id: str) -> str | None:
-    try:
-        return os.path.abspath(importlib.import_module(OFFLINE_MODEL_PACKAGES[hub_id]).get_model_path())
-    except ImportError:
-        return None
 
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")

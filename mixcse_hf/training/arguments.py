@@ -201,7 +201,10 @@ class MixCSETrainingArguments(TrainingArguments):
     )
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={"help": "Train into a non-empty output_dir (files of the same name are replaced)."},
+        metadata={
+            "help": "Start a new run in a non-empty output_dir: the old run's checkpoints are deleted and its "
+            "files of the same name replaced."
+        },
     )
 
     def __post_init__(self) -> None:

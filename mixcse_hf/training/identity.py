@@ -129,8 +129,9 @@ def check_same_run(saved: dict[str, Any], new: dict[str, Any], allowed: list[str
     """Refuse a resume whose defining settings differ from ``saved``, except the ``allowed`` ones; returns the
     names of the settings that changed (and were allowed; the arguments accept only :data:`CHANGEABLE` ones)."""
     changed = []
+    saved = _comparable(saved)
     for name, value in _comparable(new).items():
-        old = _comparable(saved).get(name)
+        old = saved.get(name)
         if old == value:
             continue
         if name not in allowed:

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mixcse_hf.errors import UsageError
-from mixcse_hf.paths import check_output_dir
 from mixcse_hf.training.identity import check_same_run, new_identity, read_identity
 
 logger = logging.getLogger(__name__)
@@ -100,10 +99,10 @@ def plan_run(
     settings: dict[str, Any],
     allowed_changes: list[str] | None = None,
 ) -> RunPlan:
-    """Protect ``output_dir`` (one run per directory) and decide where the run starts. Reads only; every
-    refusal is a one-line :class:`UsageError`."""
+    """Protect ``output_dir`` (one run per directory) and decide where the run starts. Reads only (the caller
+    has checked that ``output_dir`` can be written, :func:`mixcse_hf.paths.check_output_dir`); every refusal is a
+    one-line :class:`UsageError`."""
     allowed = list(allowed_changes or [])
-    check_output_dir(output_dir)
     # Our own transient files (the lock, write checks of other processes, a half-written identity) are no run.
     has_files = os.path.isdir(output_dir) and any(not name.startswith(".mixcse") for name in os.listdir(output_dir))
     if resume_from_checkpoint is not None:
