@@ -1,6 +1,7 @@
-"""The MixCSE contrastive loss (Zhang et al., AAAI 2022) over two dropout views of a batch.
+"""The MixCSE contrastive loss (Zhang et al., AAAI 2022): unsupervised over two dropout views of a batch, or
+supervised over (anchor, positive[, hard negative]) rows.
 
-The embed step (two views in one forward pass, then pooling) lives in :mod:`mixcse_hf.models.batch`; this module
+The embed step (all views in one forward pass, then pooling) lives in :mod:`mixcse_hf.models.batch`; this module
 only turns embeddings into a loss, following the contract of :mod:`mixcse_hf.losses.base`. How mixed negatives
 are formed is in :mod:`mixcse_hf.losses.mixing`.
 """
@@ -23,7 +24,7 @@ from mixcse_hf.losses.mixing import (
     scheduled_lambda,
 )
 
-MIXED_NEGATIVES = ("reference", "paired")
+MIXED_NEGATIVES = ("reference", "paired", "none")
 MIX_SIDES = ("both", "anchor")
 
 
@@ -40,11 +41,24 @@ def _mask(rows: torch.Tensor, columns: torch.Tensor, n: int) -> torch.Tensor:
 
 
 class MixCSELoss(nn.Module):
-    """Cross-entropy of each anchor against its positive, in-batch negatives and mixed hard negatives.
+    """Cross-entropy of each anchor against its positive, in-batch negatives, hard negatives and mixed negatives.
 
-    Inputs: ``z1``, ``z2`` of shape (N, d), the pooled embeddings of the same N sentences under two dropout
-    masks (row i of both is sentence i). Output: a scalar, the mean over anchors of the cross-entropy whose
-    target for row i is column i (``cos(z1_i, z2_i)``). Similarities are computed in at least float32.
+    Inputs, all (N, d) with row i of each belonging to example i:
+
+    - unsupervised, ``(z1, z2)``: the pooled embeddings of the same N sentences under two dropout masks;
+    - pairs, ``(anchors, positives)``: the same computation, with the positive a different sentence;
+    - triplets, ``(anchors, positives, hard_negatives)``: SimCSE's supervised loss, plus mixed negatives.
+
+    Output: a scalar, the mean over anchors of the cross-entropy whose target for row i is column i
+    (``cos(anchor_i, positive_i)``). Similarities are computed in at least float32. The logits, every block
+    divided by ``temp`` (:meth:`column_blocks` gives their spans):
+
+    - ``A = cos(a_i, p_j)`` (N x N), the in-batch negatives;
+    - triplets: ``H = cos(a_i, h_j)`` (N x N) with ``hard_negative_weight`` added at (i, i), as SimCSE;
+    - triplets with ``mixed_hard_negative``: ``M = cos(a_i, m_j)`` (N x N), ``m_j = lambda p_j + (1 - lambda) h_j``
+      detached (each positive mixed with its own hard negative); nothing is masked: ``m_j`` for j != i mixes
+      two negatives of anchor i;
+    - the mixed negatives of ``mixed_negatives`` (below), built from anchors and positives.
 
     Args:
         temp: softmax temperature tau (> 0); every logit is a cosine divided by it.
@@ -54,11 +68,11 @@ class MixCSELoss(nn.Module):
         mask_value: value written at the masked entries of the mixed blocks. ``0.0`` is the reference
             behaviour (the entry still adds exp(0) to the denominator); ``float("-inf")`` removes it.
         mixed_negatives: ``"reference"`` reproduces ``cl_forward`` of MixCSE_AAAI2022's ``models_mix.py``:
-            logits ``[A | B | C]`` (N x 3N) where ``A = cos(z1_i, z2_j)``, ``B = cos(z1_i, mix(z2)_j)`` with
-            entry (i, i-1) masked, ``C = cos(mix(z1)_i, z2_j)`` with entry (i, i+1) masked, and
-            ``mix(z)_j = lambda z_j + (1 - lambda) z_{j+1}`` (indices mod N, detached). ``"paired"`` is
-            the paper's description: one mixed negative per anchor, logits ``[A | b]`` (N x (N+1)) with
-            ``b_i = cos(z1_i, mix(z2)_i)``.
+            blocks ``B = cos(z1_i, mix(z2)_j)`` with entry (i, i-1) masked and ``C = cos(mix(z1)_i, z2_j)`` with
+            entry (i, i+1) masked, where ``mix(z)_j = lambda z_j + (1 - lambda) z_{j+1}`` (indices mod N,
+            detached): unsupervised, the logits are ``[A | B | C]`` (N x 3N). ``"paired"`` is the paper's
+            description: one mixed negative per anchor, ``b_i = cos(z1_i, mix(z2)_i)`` (one column).
+            ``"none"``: no mixed negatives from the roll (triplets with ``mixed_hard_negative`` only).
         mix_strategy: which negative is mixed with each positive (:data:`mixcse_hf.losses.mixing.MIX_STRATEGIES`);
             ``"roll"`` (the next sample) is the reference. The masked entries follow the choice: wherever a
             mixed vector holds ``1 - lambda`` of an anchor's own positive.
@@ -67,9 +81,13 @@ class MixCSELoss(nn.Module):
             goes from 0 to 1 (the trainer sets it every step).
         mix_lambda_end: the schedules' final lambda, in (0, 1).
         mix_sides: ``"both"`` (reference: blocks B and C) or ``"anchor"`` (block B only).
+        hard_negative_weight: triplets: SimCSE's log-weight added to each anchor's own hard-negative logit (0
+            by default, as SimCSE's recipe).
+        mixed_hard_negative: triplets: add block M (needs ``mix_lambda``).
         log_gradient_signal: in training mode, also measure the gradient of the loss w.r.t. the anchors
             (:meth:`gradient_signal`) for :meth:`training_metrics`; two small backward passes through the loss.
 
+    The full supervised layout is ``[A | H | M | B | C]``; with ``mix_lambda`` 0 it is SimCSE's ``[A | H]``.
     In training mode (``loss.train()``, the default of an ``nn.Module``) each forward with gradients records
     :meth:`similarity_stats` (and the gradient signal), which :meth:`training_metrics` hands to the trainer.
     """
@@ -84,6 +102,8 @@ class MixCSELoss(nn.Module):
         lambda_schedule: str = "constant",
         mix_lambda_end: float | None = None,
         mix_sides: str = "both",
+        hard_negative_weight: float = 0.0,
+        mixed_hard_negative: bool = False,
         log_gradient_signal: bool = False,
     ) -> None:
         super().__init__()
@@ -103,6 +123,14 @@ class MixCSELoss(nn.Module):
         check_choice("mix_sides", mix_sides, MIX_SIDES)
         if lambda_schedule in ("linear", "cosine") and not mix_lambda_end:
             raise ValueError(f"lambda_schedule {lambda_schedule!r} needs mix_lambda_end in (0, 1)")
+        if not math.isfinite(hard_negative_weight):
+            raise ValueError(f"hard_negative_weight must be a finite log-weight, got {hard_negative_weight}")
+        if mixed_hard_negative and not mix_lambda:
+            raise ValueError("mixed_hard_negative mixes with weight mix_lambda: set mix_lambda in (0, 1), e.g. 0.3")
+        if mix_lambda and mixed_negatives == "none" and not mixed_hard_negative:
+            raise ValueError(
+                "mixed_negatives 'none' without mixed_hard_negative mixes nothing; set mix_lambda 0 for SimCSE"
+            )
         self.temp = temp
         self.mix_lambda = mix_lambda or None
         self.mask_value = mask_value
@@ -111,6 +139,8 @@ class MixCSELoss(nn.Module):
         self.lambda_schedule = lambda_schedule
         self.mix_lambda_end = mix_lambda_end
         self.mix_sides = mix_sides
+        self.hard_negative_weight = hard_negative_weight
+        self.mixed_hard_negative = mixed_hard_negative
         self.log_gradient_signal = log_gradient_signal
         self.progress = 0.0
         """Fraction of training done, in [0, 1]: drives the linear and cosine lambda schedules."""
@@ -128,23 +158,62 @@ class MixCSELoss(nn.Module):
         """The (base) lambda at :attr:`progress`."""
         return scheduled_lambda(self.lambda_schedule, self.mix_lambda, self.mix_lambda_end, self.progress)
 
+    def _lambda_for(self, anchors: torch.Tensor, negatives: torch.Tensor) -> float | torch.Tensor:
+        mix_lambda: float | torch.Tensor = self.current_lambda()
+        if self.lambda_schedule == "adaptive":
+            mix_lambda = adaptive_lambda(mix_lambda, anchors, negatives)
+        return mix_lambda
+
     def _mixed(self, anchors: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mixed negatives built from ``z`` for ``anchors`` (row j pairs with anchor j): (mixes, partners)."""
         partner = partners(self.mix_strategy, anchors, z)
-        mix_lambda: float | torch.Tensor = self.current_lambda()
-        if self.lambda_schedule == "adaptive":
-            mix_lambda = adaptive_lambda(mix_lambda, anchors, z[partner])
-        return mix(z, partner, mix_lambda), partner
+        return mix(z, partner, self._lambda_for(anchors, z[partner])), partner
 
-    def logits(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        """The (N, N), (N, 3N), (N, 2N) or (N, N+1) matrix of cosines / temp that the cross-entropy is over."""
-        _check_views(z1, z2)
-        dtype = torch.promote_types(z1.dtype, torch.float32)
-        z1, z2 = z1.to(dtype), z2.to(dtype)
-        blocks = [cosine_matrix(z1, z2)]
+    def column_blocks(self, n: int, hard_negatives: bool = False) -> dict[str, slice]:
+        """The logits' column blocks for a batch of ``n`` (with or without hard negatives), in order:
+        ``in_batch`` (A), ``hard_negative`` (H), ``mixed_hard_negative`` (M), ``mixed_anchor_side`` (B) and
+        ``mixed_positive_side`` (C), or ``mixed_paired`` (b); only those present."""
+        widths = {"in_batch": n}
+        if hard_negatives:
+            widths["hard_negative"] = n
         if self.mix_lambda is not None:
-            n = z1.size(0)
-            rows = torch.arange(n, device=z1.device)
+            if hard_negatives and self.mixed_hard_negative:
+                widths["mixed_hard_negative"] = n
+            if self.mixed_negatives == "paired":
+                widths["mixed_paired"] = 1
+            elif self.mixed_negatives == "reference":
+                widths["mixed_anchor_side"] = n
+                if self.mix_sides == "both":
+                    widths["mixed_positive_side"] = n
+        spans, start = {}, 0
+        for name, width in widths.items():
+            spans[name] = slice(start, start + width)
+            start += width
+        return spans
+
+    def logits(
+        self, anchors: torch.Tensor, positives: torch.Tensor, hard_negatives: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The matrix of cosines / temp (plus the hard-negative weight) that the cross-entropy is over: N rows,
+        the columns of :meth:`column_blocks`."""
+        _check_views(anchors, positives, hard_negatives)
+        if hard_negatives is None and (self.mixed_hard_negative or self.hard_negative_weight):
+            raise ValueError(
+                "mixed_hard_negative and hard_negative_weight need hard negatives: call loss(anchors, positives, "
+                "hard_negatives), i.e. train on triplets"
+            )
+        dtype = torch.promote_types(anchors.dtype, torch.float32)
+        z1, z2 = anchors.to(dtype), positives.to(dtype)
+        n = z1.size(0)
+        rows = torch.arange(n, device=z1.device)
+        blocks = [cosine_matrix(z1, z2)]
+        if hard_negatives is not None:
+            z3 = hard_negatives.to(dtype)
+            blocks.append(cosine_matrix(z1, z3))
+            if self.mix_lambda is not None and self.mixed_hard_negative:
+                mix_lambda = self._lambda_for(z1, z3)
+                blocks.append(cosine_matrix(z1, (mix_lambda * z2 + (1.0 - mix_lambda) * z3).detach()))
+        if self.mix_lambda is not None and self.mixed_negatives != "none":
             mixed_z2, partner2 = self._mixed(z1, z2)
             if self.mixed_negatives == "paired":
                 blocks.append(F.cosine_similarity(z1, mixed_z2, dim=-1).unsqueeze(1))
@@ -157,7 +226,12 @@ class MixCSELoss(nn.Module):
                     mixed_z1, partner1 = self._mixed(z2, z1)
                     positive_side = cosine_matrix(mixed_z1, z2)
                     blocks.append(positive_side.masked_fill(_mask(rows, partner1, n), self.mask_value))
-        return torch.cat(blocks, dim=1) / self.temp
+        logits = torch.cat(blocks, dim=1) / self.temp
+        if hard_negatives is not None and self.hard_negative_weight:
+            weights = torch.zeros_like(logits)
+            weights[:, n : 2 * n].fill_diagonal_(self.hard_negative_weight)
+            logits = logits + weights
+        return logits
 
     @staticmethod
     def loss_from_logits(logits: torch.Tensor) -> torch.Tensor:
@@ -165,37 +239,49 @@ class MixCSELoss(nn.Module):
         targets = torch.arange(logits.size(0), device=logits.device)
         return F.cross_entropy(logits, targets)
 
-    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        logits = self.logits(z1, z2)
+    def forward(
+        self, anchors: torch.Tensor, positives: torch.Tensor, hard_negatives: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        logits = self.logits(anchors, positives, hard_negatives)
         loss = self.loss_from_logits(logits)
         if self.training and torch.is_grad_enabled():
-            self._metrics = self.similarity_stats(logits)
-            if self.log_gradient_signal and z1.requires_grad:
-                self._metrics.update(self.gradient_signal(logits, z1))
+            triplets = hard_negatives is not None
+            self._metrics = self.similarity_stats(logits, triplets)
+            if self.log_gradient_signal and anchors.requires_grad:
+                self._metrics.update(self.gradient_signal(logits, anchors, triplets))
         return loss
 
-    def similarity_stats(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Mean cosines read off ``logits`` (no extra forward): positive pairs, in-batch negatives and, when
-        mixing, each anchor's own mixed negative ``cos(z1_i, mix(z2)_i)``. Returns 0-d detached tensors."""
+    def similarity_stats(self, logits: torch.Tensor, hard_negatives: bool = False) -> dict[str, torch.Tensor]:
+        """Mean cosines read off ``logits`` (no extra forward): positive pairs, in-batch negatives and, where
+        present, each anchor's own hard negative ``cos(a_i, h_i)``, own mixed negative ``cos(a_i, mix(p)_i)`` and
+        own mixed hard negative ``cos(a_i, m_i)``. ``hard_negatives``: whether ``logits`` came from triplets.
+        Returns 0-d detached tensors."""
         n = logits.size(0)
         cosines = logits.detach() * self.temp
-        simcse = cosines[:, :n]
-        positive = simcse.diagonal()
+        blocks = {name: cosines[:, span] for name, span in self.column_blocks(n, hard_negatives).items()}
+        positive = blocks["in_batch"].diagonal()
         stats = {
             "sim_positive": positive.mean(),
-            "sim_negative": (simcse.sum() - positive.sum()) / (n * (n - 1)),
+            "sim_negative": (blocks["in_batch"].sum() - positive.sum()) / (n * (n - 1)),
         }
-        if self.mix_lambda is not None:
-            own_mixed = cosines[:, n] if self.mixed_negatives == "paired" else cosines[:, n : 2 * n].diagonal()
-            stats["sim_mixed_negative"] = own_mixed.mean()
+        if "hard_negative" in blocks:
+            own_hard = blocks["hard_negative"].diagonal() - self.hard_negative_weight * self.temp
+            stats["sim_hard_negative"] = own_hard.mean()
+        if "mixed_hard_negative" in blocks:
+            stats["sim_mixed_hard_negative"] = blocks["mixed_hard_negative"].diagonal().mean()
+        if "mixed_paired" in blocks:
+            stats["sim_mixed_negative"] = blocks["mixed_paired"].mean()
+        elif "mixed_anchor_side" in blocks:
+            stats["sim_mixed_negative"] = blocks["mixed_anchor_side"].diagonal().mean()
         return stats
 
-    @staticmethod
-    def gradient_signal(logits: torch.Tensor, anchors: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The paper's quantity: the gradient of the loss w.r.t. the anchor embeddings ``anchors`` (the z1 the
+    def gradient_signal(
+        self, logits: torch.Tensor, anchors: torch.Tensor, hard_negatives: bool = False
+    ) -> dict[str, torch.Tensor]:
+        """The paper's quantity: the gradient of the loss w.r.t. the anchor embeddings ``anchors`` (the ones the
         logits were computed from), its Frobenius norm and the share of it coming from the mixed columns,
-        ``|g_mixed| / (|g_in-batch| + |g_mixed|)`` (0 for SimCSE). Needs the graph from ``anchors`` to
-        ``logits``; leaves it intact. Returns 0-d detached tensors."""
+        ``|g_mixed| / (|g_other| + |g_mixed|)`` (0 for SimCSE; real hard negatives count as other). Needs the
+        graph from ``anchors`` to ``logits``; leaves it intact. Returns 0-d detached tensors."""
         n = logits.size(0)
         with torch.no_grad():
             grad_logits = logits.softmax(dim=-1)
@@ -203,27 +289,31 @@ class MixCSELoss(nn.Module):
             grad_logits /= n  # d mean-cross-entropy / d logits
         (total,) = torch.autograd.grad(logits, anchors, grad_outputs=grad_logits, retain_graph=True)
         mixed = torch.zeros_like(total)
-        if logits.size(1) > n:
-            (mixed,) = torch.autograd.grad(logits[:, n:], anchors, grad_outputs=grad_logits[:, n:], retain_graph=True)
-        in_batch_norm, mixed_norm = (total - mixed).norm(), mixed.norm()
-        return {"grad_anchor_norm": total.norm(), "grad_mixed_share": mixed_norm / (in_batch_norm + mixed_norm)}
+        first_mixed = 2 * n if hard_negatives else n  # mixed blocks come last (column_blocks)
+        if logits.size(1) > first_mixed:
+            (mixed,) = torch.autograd.grad(
+                logits[:, first_mixed:], anchors, grad_outputs=grad_logits[:, first_mixed:], retain_graph=True
+            )
+        other_norm, mixed_norm = (total - mixed).norm(), mixed.norm()
+        return {"grad_anchor_norm": total.norm(), "grad_mixed_share": mixed_norm / (other_norm + mixed_norm)}
 
     def extra_repr(self) -> str:
         return (
             f"temp={self.temp}, mix_lambda={self.mix_lambda}, mask_value={self.mask_value}, "
             f"mixed_negatives={self.mixed_negatives!r}, mix_strategy={self.mix_strategy!r}, "
             f"lambda_schedule={self.lambda_schedule!r}, mix_lambda_end={self.mix_lambda_end}, "
-            f"mix_sides={self.mix_sides!r}, log_gradient_signal={self.log_gradient_signal}"
+            f"mix_sides={self.mix_sides!r}, hard_negative_weight={self.hard_negative_weight}, "
+            f"mixed_hard_negative={self.mixed_hard_negative}, log_gradient_signal={self.log_gradient_signal}"
         )
 
 
-def _check_views(z1: torch.Tensor, z2: torch.Tensor) -> None:
-    if z1.dim() != 2 or z1.shape != z2.shape:
+def _check_views(anchors: torch.Tensor, positives: torch.Tensor, hard_negatives: torch.Tensor | None) -> None:
+    views = [anchors, positives] + ([hard_negatives] if hard_negatives is not None else [])
+    if anchors.dim() != 2 or any(view.shape != anchors.shape for view in views):
+        shapes = ", ".join(str(tuple(view.shape)) for view in views)
+        raise ValueError(f"the loss's inputs must all be (N, d) tensors of the same shape, got {shapes}")
+    if anchors.size(0) < 2:
         raise ValueError(
-            f"z1 and z2 must both be (N, d) tensors of the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}"
-        )
-    if z1.size(0) < 2:
-        raise ValueError(
-            f"a contrastive batch needs N >= 2 sentences (in-batch negatives), got N={z1.size(0)}; "
+            f"a contrastive batch needs N >= 2 rows (in-batch negatives), got N={anchors.size(0)}; "
             "raise the per-device batch size"
         )

@@ -153,8 +153,8 @@ def test_bf16_autocast_trains_with_float32_logits(
             query.register_forward_hook(lambda module, args, output: inner_dtypes.append(output.dtype))
         return original_embed(model, batch, pooler)
 
-    def recording_logits(self: MixCSELoss, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        logits = original_logits(self, z1, z2)
+    def recording_logits(self: MixCSELoss, *embeddings: torch.Tensor) -> torch.Tensor:
+        logits = original_logits(self, *embeddings)
         logit_dtypes.append(logits.dtype)
         return logits
 
