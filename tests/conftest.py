@@ -163,3 +163,25 @@ def train_tiny(model_dir: str, corpus: Path, output_dir: Path, *flags: str) -> P
     ]
     assert main(args) == 0
     return output_dir
+
+
+def triplet_rows() -> list[dict[str, str]]:
+    """(sent0, sent1, hard_neg) rows from :data:`SENTENCES`: the positive is the next sentence, the hard
+    negative the one after it (tiny models learn nothing meaningful either way; the layout is what matters)."""
+    n = len(SENTENCES)
+    return [
+        {"sent0": SENTENCES[i], "sent1": SENTENCES[(i + 1) % n], "hard_neg": SENTENCES[(i + 2) % n]} for i in range(n)
+    ]
+
+
+@pytest.fixture
+def tiny_triplets(tmp_path: Path) -> Path:
+    """SimCSE's NLI layout as a CSV (``sent0,sent1,hard_neg``): 12 triplets plus one row with an empty field."""
+    import csv
+
+    path = tmp_path / "triplets.csv"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["sent0", "sent1", "hard_neg"])
+        writer.writeheader()
+        writer.writerows([*triplet_rows(), {"sent0": SENTENCES[0], "sent1": "", "hard_neg": SENTENCES[1]}])
+    return path

@@ -15,7 +15,7 @@ from transformers import AutoModel
 from mixcse_hf.models.encoder import SentenceEncoder
 from mixcse_hf.training import job as train_module
 from run_mixcse import main
-from tests.conftest import REPO_ROOT, SENTENCES
+from tests.conftest import REPO_ROOT, SENTENCES, triplet_rows
 
 
 def _config(tmp_path: Path, tiny_model_dir: str, corpus: Path, senteval: Path, out: Path, **extra: object) -> str:
@@ -77,6 +77,34 @@ def test_tiny_run_writes_loadable_checkpoint(
     assert set(results["stsb_spearman"]["cls"]["trained"]) == {"dev", "test"}
     assert (out / "checkpoint-4" / "model.safetensors").is_file()
     assert (out / "training_curves.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("layout", ["triplets", "pairs"])
+def test_supervised_run_on_a_table(
+    layout: str, tmp_path: Path, tiny_model_dir: str, tiny_triplets: Path, tiny_senteval: Path
+) -> None:
+    """SimCSE's NLI CSV (triplets, with mixed hard negatives) and a sentence-transformers JSONL of pairs train
+    through run_mixcse.py: the loss sees the hard negatives only in the triplet run, and the card says which."""
+    if layout == "triplets":
+        train_file, flags = tiny_triplets, ["--mixed_hard_negative", "true", "--hard_negative_weight", "0.5"]
+    else:
+        train_file, flags = tmp_path / "pairs.jsonl", []
+        rows = [{"anchor": row["sent0"], "positive": row["sent1"]} for row in triplet_rows()]
+        train_file.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    out = tmp_path / "out"
+    config = _config(tmp_path, tiny_model_dir, train_file, tiny_senteval, out, mix_lambda=0.3, logging_steps=1)
+    assert main([config, *flags]) == 0
+
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    logged = {key for entry in history if "loss" in entry for key in entry}
+    assert {"sim_positive", "sim_mixed_negative"} <= logged
+    assert ("sim_hard_negative" in logged) == ("sim_mixed_hard_negative" in logged) == (layout == "triplets")
+    trained, start = AutoModel.from_pretrained(out), AutoModel.from_pretrained(tiny_model_dir)
+    query = "encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(trained.state_dict()[query], start.state_dict()[query])
+    card = (out / "README.md").read_text()
+    assert f"supervised {layout}" in card
+    assert ("mixed_hard_negative" in card) == (layout == "triplets")
 
 
 def test_final_evaluation_uses_the_saved_float32_model(
@@ -147,6 +175,18 @@ BAD_INPUTS = {
     ),
     "output_dir not writable": (["--output_dir", "/proc/mixcse-test/out"], "is not writable"),
     "unknown changeable setting": (["--resume_changed_settings", "seed"], "'seed' cannot change on resume"),
+    "table with unknown columns": (["--train_file", "{tmp}/qa.csv"], "cannot tell the training columns from"),
+    "missing text column": (["--train_file", "{tmp}/qa.csv", "--text_columns", "q", "a2"], "has no column 'a2'"),
+    "hard negative weight on sentences": (["--hard_negative_weight", "1.0"], "hard_negative_weight needs triplets"),
+    "mixed hard negative on pairs": (
+        ["--train_file", "{tmp}/qa.csv", "--text_columns", "q", "a", "--mixed_hard_negative", "true"],
+        "mixed_hard_negative needs triplets",
+    ),
+    "mixed hard negative without lambda": (
+        ["--mixed_hard_negative", "true", "--mix_lambda", "0"],
+        "mixed_hard_negative mixes with weight mix_lambda",
+    ),
+    "mixing nothing": (["--mixed_negatives", "none"], "mixes nothing"),
 }
 BAD_CONFIG_FILES = {
     "invalid YAML": (b"temp: [0.1\n", "is not valid YAML/JSON (line 2)"),
@@ -176,6 +216,7 @@ def test_bad_input_is_one_line_error_and_touches_nothing(
     (bad_stsb / "sts-test.csv").write_text("g\tf\ty\t1\t4.0\ta\tb\n", encoding="utf-8")
     (tmp_path / "three.txt").write_text("\n".join(SENTENCES[:3]) + "\n", encoding="utf-8")
     (tmp_path / "nul.txt").write_text("\x00\x00\n\x01\u200b\n\x00\n", encoding="utf-8")
+    (tmp_path / "qa.csv").write_text("q,a\n" + "".join(f"{s},{s}\n" for s in SENTENCES), encoding="utf-8")
     for name, dev in (("nan_senteval", "g\tf\ty\t1\t4.0\ta\tb\ng\tf\ty\t2\tnan\tc\td\n"), ("empty_senteval", "")):
         stsb = tmp_path / name / "STS" / "STSBenchmark"
         stsb.mkdir(parents=True)

@@ -58,15 +58,32 @@ class ModelArguments:
 class DataArguments:
     train_file: str | None = field(
         default=None,
-        metadata={"help": "Text file, one sentence per line (e.g. wiki1m_for_simcse.txt). Blank lines are skipped."},
+        metadata={
+            "help": "Training data. A text file, one sentence per line (e.g. wiki1m_for_simcse.txt): unsupervised. "
+            "A .csv/.tsv/.json/.jsonl/.parquet table (e.g. nli_for_simcse.csv): columns as text_columns says. "
+            "Blank lines and rows with a blank field are skipped."
+        },
     )
     dataset_name: str | None = field(
         default=None,
-        metadata={"help": "Instead of train_file: a datasets Hub id or local data directory with a text column."},
+        metadata={
+            "help": "Instead of train_file: a datasets Hub id or local data directory (e.g. "
+            "sentence-transformers/all-nli with dataset_config_name triplet)."
+        },
     )
     dataset_config_name: str | None = field(default=None, metadata={"help": "Config name of dataset_name."})
     dataset_split: str = field(default="train", metadata={"help": "Split of dataset_name to train on."})
-    text_column: str = field(default="text", metadata={"help": "Column of dataset_name holding the sentences."})
+    text_column: str = field(
+        default="text", metadata={"help": "The single column of one-sentence-per-row data (unsupervised)."}
+    )
+    text_columns: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "The columns to train on, in order: ANCHOR POSITIVE [HARD_NEGATIVE] (supervised) or one column "
+            "(unsupervised). Unset: sent0 sent1 [hard_neg] (SimCSE's NLI file), anchor positive [negative] "
+            "(sentence-transformers) or text_column, whichever the data has."
+        },
+    )
     max_seq_length: int = field(
         default=32, metadata={"help": "Truncate training sentences to this many tokens (the recipe uses 32)."}
     )
@@ -107,7 +124,8 @@ class MixCSETrainingArguments(TrainingArguments):
         default="reference",
         metadata={
             "help": "reference: the released code's N x 3N logits (both mixed blocks); paired: one mixed negative "
-            "per anchor, as the paper describes.",
+            "per anchor, as the paper describes; none: no mixed negatives of positives (triplets with "
+            "mixed_hard_negative only).",
         },
     )
     mixed_negative_mask: str = field(
@@ -136,6 +154,20 @@ class MixCSETrainingArguments(TrainingArguments):
     mix_sides: str = field(
         default="both",
         metadata={"help": "Mixed-negative blocks: both (reference: anchor and positive sides) or anchor only."},
+    )
+    hard_negative_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Triplets: log-weight added to each anchor's own hard-negative logit, as SimCSE's "
+            "hard_negative_weight (0 in its recipe)."
+        },
+    )
+    mixed_hard_negative: bool = field(
+        default=False,
+        metadata={
+            "help": "Triplets: add mixed hard negatives mix_lambda * positive + (1 - mix_lambda) * hard negative "
+            "(each positive with its own hard negative, detached), one column block."
+        },
     )
     log_gradient_signal: bool = field(
         default=True,
@@ -237,6 +269,17 @@ class MixCSETrainingArguments(TrainingArguments):
         if self.lambda_schedule in ("linear", "cosine") and self.mix_lambda_end is None:
             raise UsageError(f"lambda_schedule {self.lambda_schedule} needs --mix_lambda_end (the final lambda)")
         check_choice("mixed_negative_mask", self.mixed_negative_mask, tuple(MASK_VALUES))
+        if not math.isfinite(self.hard_negative_weight):
+            raise UsageError(
+                f"hard_negative_weight must be a finite log-weight (0 in SimCSE), got {self.hard_negative_weight}"
+            )
+        if self.mixed_hard_negative and not self.mix_lambda:
+            raise UsageError("mixed_hard_negative mixes with weight mix_lambda: set mix_lambda in (0, 1), e.g. 0.3")
+        if self.mix_lambda and self.mixed_negatives == "none" and not self.mixed_hard_negative:
+            raise UsageError(
+                "mixed_negatives none without mixed_hard_negative mixes nothing: set mix_lambda 0 for SimCSE, or "
+                "--mixed_hard_negative true"
+            )
         if self.gradcache_mini_batch_size is not None and self.gradcache_mini_batch_size < 1:
             raise UsageError(f"gradcache_mini_batch_size must be >= 1, got {self.gradcache_mini_batch_size}")
         if self.push_to_hub and self.hub_strategy not in ("end", "every_save"):

@@ -1,8 +1,15 @@
-"""Training corpus: load one-sentence-per-line text (or any ``datasets`` dataset), drop blanks, tokenise once."""
+"""Training data: one sentence per row (unsupervised) or (anchor, positive[, hard negative]) rows (supervised),
+from a file or any ``datasets`` source; rows with a blank field dropped; tokenised once.
+
+The layout is detected from the column names (:func:`detect_columns`): SimCSE's ``sent0, sent1[, hard_neg]``,
+sentence-transformers' ``anchor, positive[, negative]``, a single ``text`` column, or the columns named
+explicitly. Supervised data comes out with the columns :data:`SUPERVISED_COLUMNS` (as many as it has).
+"""
 
 from __future__ import annotations
 
 import codecs
+import csv
 import logging
 import os
 import re
@@ -11,13 +18,20 @@ from dataclasses import dataclass
 
 import datasets
 import torch
-from transformers import PreTrainedTokenizerBase
+from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from mixcse_hf.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
 TEXT_COLUMN = "text"
+SUPERVISED_COLUMNS = ("anchor", "positive", "negative")
+"""The columns of supervised data once loaded: pairs have the first two, triplets all three."""
+KNOWN_LAYOUTS = (("sent0", "sent1", "hard_neg"), SUPERVISED_COLUMNS)
+"""Column names detected as supervised data: SimCSE's ``nli_for_simcse.csv`` and sentence-transformers'."""
+TABLE_FORMATS = {".csv": ("csv", ","), ".tsv": ("csv", "\t"), ".json": ("json", None), ".jsonl": ("json", None)}
+TABLE_FORMATS[".parquet"] = ("parquet", None)
+"""``train_file`` suffix -> (``datasets`` builder, field separator); any other file is text, one sentence a line."""
 _BLANK = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]*")
 """Whitespace, control characters (NUL included) and invisible format characters: nothing to encode."""
 
@@ -27,14 +41,18 @@ def is_blank(text: str | None) -> bool:
     return text is None or _BLANK.fullmatch(text) is not None
 
 
-def check_text_file(path: str, what: str = "train_file") -> None:
-    """Fail with a one-line :class:`UsageError` if ``path`` is missing, empty or not UTF-8."""
+def check_text_file(path: str, what: str = "train_file", lines: bool = True, utf8: bool = True) -> None:
+    """Fail with a one-line :class:`UsageError` if ``path`` is missing, empty or (``utf8``) not UTF-8.
+    ``lines``: the file is one sentence per line (the messages say so)."""
+    expected = "a text file with one sentence per line" if lines else "a data file"
     if not os.path.exists(path):
         raise UsageError(f"{what} {path!r} does not exist; check the path (relative paths start at the cwd)")
     if not os.path.isfile(path):
-        raise UsageError(f"{what} {path!r} is not a file; pass a text file with one sentence per line")
+        raise UsageError(f"{what} {path!r} is not a file; pass {expected}")
     if os.path.getsize(path) == 0:
-        raise UsageError(f"{what} {path!r} is empty; it needs one sentence per line")
+        raise UsageError(f"{what} {path!r} is empty; it needs {'one sentence per line' if lines else 'rows'}")
+    if not utf8:
+        return
     decoder = codecs.getincrementaldecoder("utf-8")()
     line_number = 1
     with open(path, "rb") as handle:
@@ -54,6 +72,73 @@ def check_text_file(path: str, what: str = "train_file") -> None:
             raise UsageError(f"{what} {path!r} ends in a truncated UTF-8 sequence; re-encode it") from err
 
 
+def detect_columns(
+    column_names: Sequence[str], text_columns: Sequence[str] | None = None, text_column: str = TEXT_COLUMN
+) -> list[str]:
+    """The columns to train on, in order: one (unsupervised: each sentence encoded twice) or anchor, positive
+    and optionally hard negative. ``text_columns`` names them explicitly; otherwise the first match of
+    ``sent0, sent1[, hard_neg]``, ``anchor, positive[, negative]`` and ``text_column``."""
+    if text_columns:
+        missing = [column for column in text_columns if column not in column_names]
+        if missing or not 1 <= len(text_columns) <= 3:
+            problem = f"has no column {missing[0]!r}" if missing else f"got {len(text_columns)} text_columns"
+            raise UsageError(
+                f"text_columns {list(text_columns)}: the data {problem} (columns: {list(column_names)}); name 1 "
+                "(one sentence per row), 2 (anchor positive) or 3 (anchor positive hard_negative) of its columns"
+            )
+        return list(text_columns)
+    for layout in KNOWN_LAYOUTS:
+        if all(column in column_names for column in layout[:2]):
+            return list(layout if layout[2] in column_names else layout[:2])
+    if text_column in column_names:
+        return [text_column]
+    raise UsageError(
+        f"cannot tell the training columns from {list(column_names)}: expected sent0, sent1[, hard_neg] (SimCSE), "
+        f"anchor, positive[, negative] (sentence-transformers) or {text_column!r} (one sentence per row); name "
+        "yours with --text_columns ANCHOR POSITIVE [NEGATIVE] (or one column for unsupervised)"
+    )
+
+
+def is_supervised(corpus: datasets.Dataset) -> bool:
+    return corpus.column_names != [TEXT_COLUMN]
+
+
+def _load_train_file(path: str) -> datasets.Dataset:
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in TABLE_FORMATS:
+        check_text_file(path)
+        return datasets.load_dataset("text", data_files={"train": path}, split="train")
+    builder, separator = TABLE_FORMATS[suffix]
+    check_text_file(path, lines=False, utf8=builder != "parquet")
+    options: dict = {}
+    if builder == "csv":
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader(handle, delimiter=separator), [])
+        # Every field is text: no numeric inference, and empty fields stay "" (dropped as blank), not NaN.
+        options = {
+            "sep": separator,
+            "keep_default_na": False,
+            "features": datasets.Features({column: datasets.Value("string") for column in header}),
+        }
+    try:
+        return datasets.load_dataset(builder, data_files={"train": path}, split="train", **options)
+    except (datasets.exceptions.DatasetGenerationError, ValueError) as err:
+        cause = err.__cause__ or err
+        raise UsageError(
+            f"train_file {path!r} is not a readable {suffix[1:]} file: {str(cause).splitlines()[0]}"
+        ) from err
+
+
+def _as_text(corpus: datasets.Dataset, column: str, source: str) -> datasets.Dataset:
+    """``column`` as strings: numbers and booleans are cast, anything else (lists, structs) refused."""
+    feature = corpus.features[column]
+    if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
+        return corpus
+    if isinstance(feature, datasets.Value):
+        return corpus.cast_column(column, datasets.Value("string"))
+    raise UsageError(f"column {column!r} of {source!r} holds {feature}, not text; pick text columns")
+
+
 def load_corpus(
     train_file: str | None = None,
     dataset_name: str | None = None,
@@ -61,44 +146,51 @@ def load_corpus(
     dataset_split: str = "train",
     text_column: str = TEXT_COLUMN,
     max_train_samples: int | None = None,
+    text_columns: Sequence[str] | None = None,
 ) -> datasets.Dataset:
-    """The unsupervised corpus as a ``Dataset`` with one column ``text``, blank rows removed.
+    """The training data as a ``Dataset``: one column ``text`` (unsupervised) or the columns
+    :data:`SUPERVISED_COLUMNS` (two for pairs, three for triplets), rows with a blank field removed.
 
-    Either ``train_file`` (a text file, one sentence per line, as SimCSE's ``wiki1m_for_simcse.txt``) or
-    ``dataset_name`` (anything ``datasets.load_dataset`` takes: a Hub id or a local data directory) with its
-    ``text_column``. ``max_train_samples`` keeps the first rows only (after blank removal).
+    Either ``train_file`` (a text file, one sentence per line, as SimCSE's ``wiki1m_for_simcse.txt``, or a table:
+    :data:`TABLE_FORMATS`, e.g. SimCSE's ``nli_for_simcse.csv``) or ``dataset_name`` (anything
+    ``datasets.load_dataset`` takes: a Hub id or a local data directory). Columns: :func:`detect_columns`.
+    ``max_train_samples`` keeps the first rows only (after blank removal).
     """
     if (train_file is None) == (dataset_name is None):
         raise UsageError("set exactly one of train_file (a text file) or dataset_name (a datasets dataset)")
     if train_file is not None:
-        check_text_file(train_file)
-        corpus = datasets.load_dataset("text", data_files={"train": train_file}, split="train")
-        source = train_file
+        corpus, source = _load_train_file(train_file), train_file
     else:
         try:
             corpus = datasets.load_dataset(dataset_name, dataset_config_name, split=dataset_split)
         except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as err:
             raise UsageError(f"cannot load dataset_name {dataset_name!r}: {str(err).splitlines()[0]}") from err
         source = dataset_name
-        if text_column not in corpus.column_names:
-            raise UsageError(
-                f"dataset {dataset_name!r} has no column {text_column!r} (columns: {corpus.column_names}); "
-                "set text_column"
-            )
-        corpus = corpus.select_columns([text_column])
-        if text_column != TEXT_COLUMN:
-            corpus = corpus.rename_column(text_column, TEXT_COLUMN)
+    columns = detect_columns(corpus.column_names, text_columns, text_column)
+    corpus = corpus.select_columns(columns)
+    for column in columns:
+        corpus = _as_text(corpus, column, source)
+    names = [TEXT_COLUMN] if len(columns) == 1 else list(SUPERVISED_COLUMNS[: len(columns)])
+    corpus = corpus.rename_columns({old: new for old, new in zip(columns, names, strict=True) if old != new})
     total = len(corpus)
     corpus = corpus.filter(
-        lambda batch: [not is_blank(text) for text in batch[TEXT_COLUMN]],
+        lambda batch: [not any(is_blank(text) for text in row) for row in zip(*batch.values(), strict=True)],
         batched=True,
-        desc="Dropping blank lines",
+        desc="Dropping rows with a blank field",
     )
     if len(corpus) == 0:
-        raise UsageError(
-            f"{source!r} contains only blank lines (whitespace or control characters); it needs one sentence per line"
-        )
-    logger.info("Corpus %s: %d sentences, %d blank lines skipped", source, len(corpus), total - len(corpus))
+        if len(columns) == 1:
+            raise UsageError(
+                f"{source!r} contains only blank lines (whitespace or control characters); it needs one sentence "
+                "per line"
+            )
+        raise UsageError(f"every row of {source!r} has a blank field in the columns {columns}: nothing to train on")
+    skipped = total - len(corpus)
+    if len(columns) == 1:
+        logger.info("Corpus %s: %d sentences, %d blank lines skipped", source, len(corpus), skipped)
+    else:
+        layout = f"({', '.join(names)}) rows from columns {', '.join(columns)}"
+        logger.info("Corpus %s: %d %s, %d rows with a blank field dropped", source, len(corpus), layout, skipped)
     if max_train_samples is not None:
         corpus = corpus.select(range(min(max_train_samples, len(corpus))))
     return corpus
@@ -140,6 +232,24 @@ def tokenize_columns(
     return dataset.map(
         tokenize, batched=True, remove_columns=dataset.column_names, num_proc=num_proc, desc="Tokenizing"
     )
+
+
+def tokenize_training_data(
+    corpus: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, max_seq_length: int, num_proc: int | None = None
+) -> datasets.Dataset:
+    """:func:`tokenize_corpus` for one text column, :func:`tokenize_columns` for supervised rows."""
+    if is_supervised(corpus):
+        return tokenize_columns(corpus, tokenizer, corpus.column_names, max_seq_length, num_proc)
+    return tokenize_corpus(corpus, tokenizer, max_seq_length, num_proc)
+
+
+def training_collator(
+    tokenized: datasets.Dataset | None, tokenizer: PreTrainedTokenizerBase
+) -> DataCollatorWithPadding | TextColumnsCollator:
+    """The collator for :func:`tokenize_training_data`'s output (flat features or one mapping per column)."""
+    if tokenized is not None and "input_ids" not in tokenized.column_names:
+        return TextColumnsCollator(tokenizer)
+    return DataCollatorWithPadding(tokenizer)
 
 
 @dataclass

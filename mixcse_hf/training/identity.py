@@ -43,6 +43,8 @@ LOSS_OPTIONS = (
     "lambda_schedule",
     "mix_lambda_end",
     "mix_sides",
+    "hard_negative_weight",
+    "mixed_hard_negative",
 )
 SCHEDULE_OPTIONS = (
     "learning_rate",
@@ -74,6 +76,7 @@ DEFINING = {
         "dataset_config_name",
         "dataset_split",
         "text_column",
+        "text_columns",
         "max_seq_length",
         "max_train_samples",
     ),

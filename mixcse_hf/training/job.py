@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import datasets
 from torch import nn
-from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase, set_seed
+from transformers import PreTrainedTokenizerBase, set_seed
 
 from mixcse_hf.errors import UsageError
 from mixcse_hf.evaluation.sts import sts_spearman
@@ -25,7 +25,7 @@ from mixcse_hf.models.pooling import get_pooler, inference_pooler
 from mixcse_hf.paths import check_output_dir
 from mixcse_hf.training.arguments import DataArguments, MixCSETrainingArguments, ModelArguments
 from mixcse_hf.training.config import RESOLVED_CONFIG_NAME, save_resolved_config
-from mixcse_hf.training.data import load_corpus, tokenize_corpus
+from mixcse_hf.training.data import load_corpus, tokenize_training_data, training_collator
 from mixcse_hf.training.history import evaluation_points
 from mixcse_hf.training.identity import (
     RunIdentityCallback,
@@ -132,21 +132,34 @@ def build_model(
     return model, tokenizer
 
 
-def check_one_batch(sentences: int, training_args: MixCSETrainingArguments) -> None:
-    """Refuse a corpus that yields no training step: batches are full-size (``dataloader_drop_last``), and a
-    contrastive batch needs at least 2 sentences either way."""
+def check_one_batch(rows: int, training_args: MixCSETrainingArguments) -> None:
+    """Refuse data that yields no training step: batches are full-size (``dataloader_drop_last``), and a
+    contrastive batch needs at least 2 rows either way."""
     batch = training_args.per_device_train_batch_size * training_args.world_size
     needed = batch if training_args.dataloader_drop_last else 2 * training_args.world_size
-    if sentences < needed:
+    if rows < needed:
         raise UsageError(
-            f"the training data has {sentences} sentence(s), fewer than one batch of {needed}: nothing would be "
+            f"the training data has {rows} row(s), fewer than one batch of {needed}: nothing would be "
             f"trained; add data or lower per_device_train_batch_size (>= 2)"
         )
+
+
+def check_loss_fits_data(columns: list[str], training_args: MixCSETrainingArguments) -> None:
+    """The hard-negative options need triplets: refuse them on other data rather than ignore them."""
+    if len(columns) == 3:
+        return
+    for name in ("hard_negative_weight", "mixed_hard_negative"):
+        if getattr(training_args, name):
+            raise UsageError(
+                f"{name} needs triplets (anchor, positive, hard negative), but the training data has the columns "
+                f"{columns}; unset {name} or train on triplets (text_columns ANCHOR POSITIVE NEGATIVE)"
+            )
 
 
 def build_train_dataset(
     data_args: DataArguments, training_args: MixCSETrainingArguments, tokenizer: PreTrainedTokenizerBase
 ) -> datasets.Dataset:
+    """The tokenised training data: flat features (unsupervised) or one mapping per column (supervised)."""
     with training_args.main_process_first(desc="corpus loading and tokenisation"):
         corpus = load_corpus(
             data_args.train_file,
@@ -155,9 +168,11 @@ def build_train_dataset(
             data_args.dataset_split,
             data_args.text_column,
             data_args.max_train_samples,
+            data_args.text_columns,
         )
+        check_loss_fits_data(corpus.column_names, training_args)
         check_one_batch(len(corpus), training_args)
-        return tokenize_corpus(corpus, tokenizer, data_args.max_seq_length, data_args.preprocessing_num_workers)
+        return tokenize_training_data(corpus, tokenizer, data_args.max_seq_length, data_args.preprocessing_num_workers)
 
 
 def write_run_outputs(trainer: MixCSETrainer, summary: RunSummary) -> None:
@@ -246,8 +261,8 @@ def train_and_evaluate(
         train_dataset=train_dataset,
         eval_dataset=sts["dev"].to_dataset() if "dev" in sts else None,
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        card_info=model_card_info(model_args, data_args, training_args),
+        data_collator=training_collator(train_dataset, tokenizer),
+        card_info=model_card_info(model_args, data_args, training_args, train_dataset),
         callbacks=[RunIdentityCallback()] if plan is not None else None,
     )
     summary = RunSummary(training_args.output_dir, main_process=trainer.is_world_process_zero())
@@ -282,12 +297,23 @@ def train_and_evaluate(
     return summary
 
 
+def training_objective(training_args: MixCSETrainingArguments, train_dataset: datasets.Dataset | None) -> str:
+    """E.g. "MixCSE, unsupervised (dropout views)" or "SimCSE (no mixed negatives), supervised triplets"."""
+    method = "MixCSE" if training_args.mix_lambda else "SimCSE (no mixed negatives)"
+    columns = len(train_dataset.column_names) if train_dataset is not None else 0
+    layout = {3: "supervised triplets (anchor, positive, hard negative)", 2: "supervised pairs (anchor, positive)"}
+    return f"{method}, {layout.get(columns, 'unsupervised (two dropout views of each sentence)')}"
+
+
 def model_card_info(
-    model_args: ModelArguments, data_args: DataArguments, training_args: MixCSETrainingArguments
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: MixCSETrainingArguments,
+    train_dataset: datasets.Dataset | None = None,
 ) -> ModelCardInfo:
     batches_per_step = training_args.world_size * training_args.gradient_accumulation_steps
     recipe: dict[str, object] = {
-        "objective": "MixCSE" if training_args.mix_lambda else "SimCSE (no mixed negatives)",
+        "objective": training_objective(training_args, train_dataset),
         "mix_lambda": training_args.mix_lambda or 0,
         "temp": training_args.temp,
         "mixed_negatives": training_args.mixed_negatives,
@@ -306,6 +332,9 @@ def model_card_info(
         "seed": training_args.seed,
         "precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "float32",
     }
+    if train_dataset is not None and len(train_dataset.column_names) == 3:
+        recipe["hard_negative_weight"] = training_args.hard_negative_weight
+        recipe["mixed_hard_negative"] = training_args.mixed_hard_negative
     lora = None
     if model_args.use_lora:
         lora = {

@@ -51,6 +51,8 @@ def mixcse_loss_from_arguments(args: Any) -> MixCSELoss:
         lambda_schedule=args.lambda_schedule,
         mix_lambda_end=args.mix_lambda_end,
         mix_sides=args.mix_sides,
+        hard_negative_weight=args.hard_negative_weight,
+        mixed_hard_negative=args.mixed_hard_negative,
         log_gradient_signal=args.log_gradient_signal,
     )
 

@@ -1,15 +1,23 @@
-"""Corpus loading: blank lines, bad files, datasets input, tokenisation."""
+"""Training data loading: blank lines, bad files, datasets input, table formats and column detection, tokenisation."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from transformers import AutoTokenizer
 
 from mixcse_hf.errors import UsageError
-from mixcse_hf.training.data import load_corpus, tokenize_corpus
-from tests.conftest import SENTENCES
+from mixcse_hf.training.data import (
+    SUPERVISED_COLUMNS,
+    load_corpus,
+    tokenize_corpus,
+    tokenize_training_data,
+    training_collator,
+)
+from tests.conftest import SENTENCES, triplet_rows
 
 
 def test_text_file_skips_blank_lines(tiny_corpus: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -65,7 +73,7 @@ def test_datasets_directory_with_text_column(tmp_path: Path) -> None:
     (data / "train.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     corpus = load_corpus(dataset_name=str(data), text_column="sentence")
     assert corpus["text"] == SENTENCES[:4]
-    with pytest.raises(UsageError, match="no column 'text'"):
+    with pytest.raises(UsageError, match=r"cannot tell the training columns from \['id', 'sentence'\]"):
         load_corpus(dataset_name=str(data))
 
 
@@ -85,3 +93,92 @@ def test_tokenize_truncates_without_padding(tiny_corpus: Path, tiny_model_dir: s
     assert len(tokenized) == 2 * len(SENTENCES)
     assert tokenized[0]["input_ids"][0] == tokenizer.cls_token_id
     assert tokenized[0]["input_ids"][-1] == tokenizer.sep_token_id
+
+
+# --------------------------------------------------------------------------- #
+# Supervised data: formats and column detection
+# --------------------------------------------------------------------------- #
+
+
+def _write_table(path: Path, rows: list[dict[str, object]]) -> Path:
+    frame = pd.DataFrame(rows)
+    suffix = path.suffix
+    if suffix in (".csv", ".tsv"):
+        frame.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",")
+    elif suffix == ".jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    elif suffix == ".json":
+        path.write_text(json.dumps(rows), encoding="utf-8")
+    else:
+        frame.to_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".json", ".jsonl", ".parquet"])
+@pytest.mark.parametrize(
+    "names", [("sent0", "sent1", "hard_neg"), ("anchor", "positive", "negative"), ("sent0", "sent1")]
+)
+def test_tables_are_detected_from_their_columns(
+    tmp_path: Path, suffix: str, names: tuple[str, ...], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every table format, SimCSE's and sentence-transformers' names, triplets and pairs: the same canonical
+    columns; a row with an empty field is dropped and counted; sentences that look like numbers or NA stay text."""
+    caplog.set_level("INFO", logger="mixcse_hf.training.data")
+    rows = [dict(zip(names, row, strict=False)) for row in triplet_rows()[:4]]
+    rows.append(dict(zip(names, ["2006", "NA", "None"], strict=False)))
+    rows.append(dict(zip(names, [SENTENCES[0], "", SENTENCES[1]], strict=False)))
+    corpus = load_corpus(train_file=str(_write_table(tmp_path / f"train{suffix}", rows)))
+    expected = list(SUPERVISED_COLUMNS[: len(names)])
+    assert corpus.column_names == expected
+    assert [list(row.values()) for row in corpus] == [[row[name] for name in names] for row in rows[:5]]
+    assert "1 rows with a blank field dropped" in caplog.text
+
+
+def test_text_columns_override_detection(tmp_path: Path) -> None:
+    rows = [{"q": a, "d": b, "neg": c, "sent0": "x", "sent1": "y"} for a, b, c in [SENTENCES[:3], SENTENCES[3:6]]]
+    path = _write_table(tmp_path / "train.jsonl", rows)
+    corpus = load_corpus(train_file=str(path), text_columns=["q", "d", "neg"])
+    assert corpus["anchor"] == [SENTENCES[0], SENTENCES[3]] and corpus["negative"] == [SENTENCES[2], SENTENCES[5]]
+    assert load_corpus(train_file=str(path), text_columns=["d"])["text"] == [SENTENCES[1], SENTENCES[4]]
+    assert load_corpus(train_file=str(path)).column_names == ["anchor", "positive"]  # sent0/sent1 detected
+
+
+@pytest.mark.parametrize(
+    ("text_columns", "message"),
+    [
+        (None, r"cannot tell the training columns from \['question', 'answer'\]: expected sent0"),
+        (["question", "missing"], "has no column 'missing'"),
+        (["question", "answer", "question", "answer"], "got 4 text_columns"),
+    ],
+)
+def test_unknown_columns_are_one_line_errors(tmp_path: Path, text_columns: list[str] | None, message: str) -> None:
+    path = _write_table(tmp_path / "train.csv", [{"question": "a", "answer": "b"}])
+    with pytest.raises(UsageError, match=message) as info:
+        load_corpus(train_file=str(path), text_columns=text_columns)
+    assert "\n" not in str(info.value)
+
+
+def test_non_text_columns_are_refused(tmp_path: Path) -> None:
+    path = _write_table(tmp_path / "train.jsonl", [{"anchor": "a", "positive": ["b", "c"]}])
+    with pytest.raises(UsageError, match=r"column 'positive' .* not text"):
+        load_corpus(train_file=str(path))
+
+
+def test_malformed_table_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"anchor": "a", "positive": "b"}\n{not json\n', encoding="utf-8")
+    with pytest.raises(UsageError, match="is not a readable jsonl file") as info:
+        load_corpus(train_file=str(path))
+    assert str(path) in str(info.value)
+
+
+def test_supervised_rows_tokenise_into_columns(tiny_triplets: Path, tiny_model_dir: str) -> None:
+    """Tokenised per column and collated into one padded length across columns (one forward pass)."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tokenized = tokenize_training_data(load_corpus(train_file=str(tiny_triplets)), tokenizer, max_seq_length=8)
+    assert tokenized.column_names == list(SUPERVISED_COLUMNS) and len(tokenized) == len(SENTENCES)
+    batch = training_collator(tokenized, tokenizer)([tokenized[i] for i in range(3)])
+    assert list(batch) == list(SUPERVISED_COLUMNS)
+    assert len({features["input_ids"].shape for features in batch.values()}) == 1
+    flat = tokenize_training_data(load_corpus(train_file=str(tiny_triplets), text_columns=["sent0"]), tokenizer, 8)
+    assert "input_ids" in training_collator(flat, tokenizer)([flat[0], flat[1]])
