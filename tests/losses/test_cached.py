@@ -98,6 +98,29 @@ def test_cached_loss_replays_the_dropout_masks(tiny_model_dir: str) -> None:
     assert torch.equal(torch.get_rng_state(), after_reference)
 
 
+def test_cached_loss_on_triplets_with_dropout(tiny_model_dir: str) -> None:
+    """Triplets (anchor, positive, hard negative; mixed hard negatives and a hard-negative weight) with dropout
+    on: GradCache equals a full-graph pass over the same mini-batches with the same masks."""
+    triplet_loss = MixCSELoss(temp=0.05, mix_lambda=0.3, mixed_hard_negative=True, hard_negative_weight=0.5)
+    model, tokenizer = _model(tiny_model_dir, 0.1), AutoTokenizer.from_pretrained(tiny_model_dir)
+    columns = {"anchor": SENTENCES, "positive": SENTENCES[1:] + SENTENCES[:1], "negative": SENTENCES[::-1]}
+    longest = max(len(ids) for ids in tokenizer(SENTENCES)["input_ids"])
+    batch = {
+        column: dict(tokenizer(sentences, padding="max_length", max_length=longest, return_tensors="pt"))
+        for column, sentences in columns.items()
+    }
+    torch.manual_seed(7)
+    views = [embed_batch(model, slice_rows(batch, start, start + 5), "avg") for start in (0, 5, 10)]
+    loss = triplet_loss(*(torch.cat([v[column] for v in views]) for column in range(3)))
+    loss.backward()
+    expected = _grads(model)
+    torch.manual_seed(7)
+    cached = CachedLoss(triplet_loss, 5)(BatchEmbedder(model, "avg"), batch)
+    cached.backward()
+    assert cached.item() == pytest.approx(loss.item(), abs=1e-12)
+    _assert_same(expected, _grads(model))
+
+
 def test_cached_loss_wraps_a_loss_with_named_components(tiny_model_dir: str) -> None:
     """A dict-returning loss: the components' values come back and their sum backpropagates once."""
 

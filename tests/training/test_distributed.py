@@ -17,9 +17,10 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from transformers import AutoModel, AutoTokenizer
 
+from mixcse_hf.losses.base import batch_loss
 from mixcse_hf.losses.cached import CachedLoss
 from mixcse_hf.losses.mixcse import MixCSELoss
-from mixcse_hf.models.batch import BatchEmbedder, embed_batch
+from mixcse_hf.models.batch import BatchEmbedder, slice_rows
 from mixcse_hf.training.distributed import gather_with_grad
 from tests.conftest import REPO_ROOT, SENTENCES
 
@@ -41,41 +42,69 @@ def _deterministic_model(model_dir: str, pooler: str) -> torch.nn.Module:
     return model.double().train()
 
 
-def _features(model_dir: str) -> dict[str, torch.Tensor]:
-    return dict(AutoTokenizer.from_pretrained(model_dir)(SENTENCES[:8], padding=True, return_tensors="pt"))
+LOSSES = {
+    "text": MixCSELoss(temp=0.05, mix_lambda=0.2),
+    "triplets": MixCSELoss(temp=0.05, mix_lambda=0.2, mixed_hard_negative=True, hard_negative_weight=0.3),
+}
 
 
-def _loss(model: torch.nn.Module, features: dict[str, torch.Tensor], pooler: str, cached: bool = False) -> torch.Tensor:
-    """Plain: one forward pass; cached: GradCache in mini-batches of 3 sentences (backward replays them)."""
-    loss = MixCSELoss(temp=0.05, mix_lambda=0.2)
-    if cached:
-        no_sync = model.no_sync if isinstance(model, DistributedDataParallel) else BatchEmbedder.no_sync
-        return CachedLoss(loss, 3)(BatchEmbedder(model, pooler, gather_with_grad, no_sync), {"text": features})
-    z1, z2 = embed_batch(model, {"text": features}, pooler)
-    return loss(gather_with_grad(z1), gather_with_grad(z2))
+def _batch(model_dir: str, layout: str) -> dict[str, dict[str, torch.Tensor]]:
+    """8 rows: one text column (encoded twice), or (anchor, positive, negative) columns padded to one length as
+    ``TextColumnsCollator`` pads them."""
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if layout == "text":
+        return {"text": dict(tokenizer(SENTENCES[:8], padding=True, return_tensors="pt"))}
+    longest = max(len(ids) for ids in tokenizer(SENTENCES)["input_ids"])
+    columns = {"anchor": SENTENCES[:8], "positive": SENTENCES[2:10], "negative": SENTENCES[4:12]}
+    return {
+        column: dict(tokenizer(sentences, padding="max_length", max_length=longest, return_tensors="pt"))
+        for column, sentences in columns.items()
+    }
 
 
-def _worker(rank: int, world: int, port: int, model_dir: str, pooler: str, cached: bool, out: str) -> None:
+def _loss(model: torch.nn.Module, batch: dict, pooler: str, layout: str, cached: bool = False) -> torch.Tensor:
+    """Plain: one forward pass; cached: GradCache in mini-batches of 3 rows (backward replays them). Every view
+    (the hard negatives too) is gathered from all processes."""
+    no_sync = model.no_sync if isinstance(model, DistributedDataParallel) else BatchEmbedder.no_sync
+    embedder = BatchEmbedder(model, pooler, gather_with_grad, no_sync)
+    return CachedLoss(LOSSES[layout], 3)(embedder, batch) if cached else batch_loss(LOSSES[layout], embedder, batch)
+
+
+def _worker(rank: int, world: int, port: int, model_dir: str, pooler: str, layout: str, cached: bool, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     model = DistributedDataParallel(_deterministic_model(model_dir, pooler), broadcast_buffers=False)
-    features = {name: tensor.chunk(world)[rank] for name, tensor in _features(model_dir).items()}
-    loss = _loss(model, features, pooler, cached)
+    rows = 8 // world
+    loss = _loss(model, slice_rows(_batch(model_dir, layout), rank * rows, (rank + 1) * rows), pooler, layout, cached)
     loss.backward()
     grads = {name: p.grad for name, p in model.module.named_parameters() if p.grad is not None}
     torch.save({"loss": loss.detach(), "grads": grads}, os.path.join(out, f"rank{rank}.pt"))
     dist.destroy_process_group()
 
 
-@pytest.mark.parametrize(("pooler", "cached"), [("cls", False), ("avg", False), ("cls", True), ("avg", True)])
-def test_two_processes_equal_one_process(tiny_model_dir: str, tmp_path: Path, pooler: str, cached: bool) -> None:
-    """Plain or through CachedLoss (GradCache) on 2 processes: the gradients of 1 process, plain, whole batch."""
+@pytest.mark.parametrize(
+    ("pooler", "layout", "cached"),
+    [
+        ("cls", "text", False),
+        ("avg", "text", False),
+        ("cls", "text", True),
+        ("avg", "text", True),
+        ("cls", "triplets", False),
+        ("avg", "triplets", True),
+    ],
+)
+def test_two_processes_equal_one_process(
+    tiny_model_dir: str, tmp_path: Path, pooler: str, layout: str, cached: bool
+) -> None:
+    """Plain or through CachedLoss (GradCache), unsupervised or on triplets (mixed hard negatives, hard-negative
+    weight) on 2 processes: the gradients of 1 process, plain, whole batch."""
     model = _deterministic_model(tiny_model_dir, pooler)
-    loss = _loss(model, _features(tiny_model_dir), pooler)
+    loss = _loss(model, _batch(tiny_model_dir, layout), pooler, layout)
     loss.backward()
     expected = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
 
-    mp.spawn(_worker, args=(2, _free_port(), tiny_model_dir, pooler, cached, str(tmp_path)), nprocs=2, join=True)
+    spawn_args = (2, _free_port(), tiny_model_dir, pooler, layout, cached, str(tmp_path))
+    mp.spawn(_worker, args=spawn_args, nprocs=2, join=True)
     for rank in range(2):
         result = torch.load(tmp_path / f"rank{rank}.pt")
         assert result["loss"].item() == pytest.approx(loss.item(), abs=TOLERANCE)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from safetensors.torch import load_file
 
 from mixcse_hf.losses.mixcse import MixCSELoss
 from mixcse_hf.training.identity import LOCK_FILE, RUN_FILE
@@ -268,3 +269,34 @@ def test_transient_files_of_other_processes_are_no_run(tmp_path: Path) -> None:
     (out / LOCK_FILE).write_text("host 1")
     plan = plan_run(str(out), None, overwrite_output_dir=False, settings={"seed": 1})
     assert plan.resume_from is None and not plan.clear_other_runs
+
+
+def test_a_triplet_run_resumes_as_if_uninterrupted(
+    tiny_model_dir: str, tiny_triplets: Path, tmp_path: Path, nan_from_call, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """Triplets: a run stopped at step 5 (checkpoint-4 kept) resumes to the losses and weights of a run that never
+    stopped; resuming it on other columns of the same file is refused."""
+    config = _config(tmp_path, tiny_model_dir, tiny_triplets, mix_lambda=0.3, mixed_hard_negative=True)
+    reference, stopped = tmp_path / "reference", tmp_path / "out"
+    assert main([config, "--output_dir", str(reference)]) == 0
+    nan_from_call(5)
+    assert main([config]) == 3
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main([config, "--text_columns", "sent0", "sent1"]) == 2
+    assert "text_columns" in capsys.readouterr().err
+    calls = []
+    original = MixCSELoss.loss_from_logits
+    monkeypatch.setattr(
+        MixCSELoss, "loss_from_logits", staticmethod(lambda logits: calls.append(1) or original(logits))
+    )
+    assert main([config]) == 0
+    assert len(calls) == 2  # steps 5 and 6 only: resumed from checkpoint-4, not restarted
+    expected = {e["step"]: e["loss"] for e in _state(reference)["log_history"] if "loss" in e}
+    resumed = {e["step"]: e["loss"] for e in _state(stopped)["log_history"] if "loss" in e}
+    assert resumed == pytest.approx(expected, abs=1e-6)
+    reference_weights, resumed_weights = (
+        load_file(reference / "model.safetensors"),
+        load_file(stopped / "model.safetensors"),
+    )
+    assert max((reference_weights[k] - resumed_weights[k]).abs().max().item() for k in reference_weights) <= 1e-5

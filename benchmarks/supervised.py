@@ -1,0 +1,75 @@
+"""SimCSE-sup against MixCSE-sup on the CPU proxy (``configs/quickstart_supervised.yaml``: all-MiniLM-L6-v2
+on the 600 SICK-derived triplets), several seeds per cell, each run then evaluated on the 7 STS tasks.
+Resumable like ``benchmarks/ablation.py`` (whose runner it uses): finished runs are kept. Prints and writes
+``results.md`` into ``--output_dir``: mean ± std over seeds of STS-B dev/test and the 7-task average, with the
+difference of means against SimCSE-sup.
+
+    python scripts/sick_triplets.py --senteval_dir ../shared/data/senteval --output outputs/data/sick_triplets.csv
+    MIXCSE_DATA_DIR=../shared/data python benchmarks/supervised.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+from benchmarks.ablation import difference, mean_std, run_cell, summarise  # noqa: E402
+
+CONFIG = os.path.join(REPO_ROOT, "configs", "quickstart_supervised.yaml")
+REFERENCE = "SimCSE-sup (λ 0)"
+CELLS = {
+    REFERENCE: ["--mix_lambda", "0"],
+    "MixCSE-sup (λ 0.3, reference mixing of positives)": ["--mix_lambda", "0.3"],
+    "MixCSE-sup + mixed hard negatives (λ 0.3)": ["--mix_lambda", "0.3", "--mixed_hard_negative", "true"],
+    "mixed hard negatives only (λ 0.3)": [
+        *("--mix_lambda", "0.3", "--mixed_negatives", "none", "--mixed_hard_negative", "true"),
+    ],
+}
+METRICS = ("dev", "test", "avg7")
+
+
+def report(rows: dict[str, dict], seeds: list[int]) -> str:
+    reference = rows.get(REFERENCE)
+    lines = [
+        f"Seeds {seeds}; Spearman x100 (cls_before_pooler), mean ± std over seeds; n: finished runs. Δ: difference "
+        f"of means against {REFERENCE}, in brackets in units of the pooled standard deviation.",
+        "",
+        "| cell | STS-B dev | STS-B test | 7-task avg | Δ dev | Δ test | Δ avg | n |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for cell, summary in rows.items():
+        numbers = [mean_std(summary, metric) for metric in METRICS]
+        deltas = [difference(summary, reference, metric) for metric in METRICS]
+        count = str(summary["dev"][2]) if "dev" in summary else "0"
+        lines.append(f"| {cell} | {' | '.join(numbers)} | {' | '.join(deltas)} | {count} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=CONFIG)
+    parser.add_argument("--output_dir", default=os.path.join(REPO_ROOT, "outputs", "supervised"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    parser.add_argument("--cells", nargs="+", help="train only the cells whose names start with these")
+    parser.add_argument("--report_only", action="store_true", help="no training: the table from finished runs")
+    args = parser.parse_args()
+    # The ablation runner's options: every run its full budget, 7-task evaluation, final models only.
+    args.max_steps, args.seven_task, args.keep_checkpoints = None, True, False
+    os.makedirs(args.output_dir, exist_ok=True)
+    rows = {}
+    for cell, flags in CELLS.items():
+        finished = [values for seed in args.seeds if (values := run_cell(cell, flags, seed, args)) is not None]
+        if finished:
+            rows[cell] = summarise(finished)
+    table = report(rows, args.seeds)
+    with open(os.path.join(args.output_dir, "results.md"), "w", encoding="utf-8") as handle:
+        handle.write(table)
+    print(table, flush=True)
+
+
+if __name__ == "__main__":
+    main()
