@@ -79,18 +79,24 @@ def test_tiny_run_writes_loadable_checkpoint(
     assert (out / "training_curves.png").read_bytes().startswith(b"\x89PNG")
 
 
-@pytest.mark.parametrize("layout", ["triplets", "pairs"])
+@pytest.mark.parametrize("case", ["triplets", "pairs", "triplets, LoRA, bf16"])
 def test_supervised_run_on_a_table(
-    layout: str, tmp_path: Path, tiny_model_dir: str, tiny_triplets: Path, tiny_senteval: Path
+    case: str, tmp_path: Path, tiny_model_dir: str, tiny_triplets: Path, tiny_senteval: Path
 ) -> None:
-    """SimCSE's NLI CSV (triplets, with mixed hard negatives) and a sentence-transformers JSONL of pairs train
-    through run_mixcse.py: the loss sees the hard negatives only in the triplet run, and the card says which."""
+    """SimCSE's NLI CSV (triplets, with mixed hard negatives; also with LoRA and bf16) and a sentence-transformers
+    JSONL of pairs train through run_mixcse.py: the loss sees the hard negatives only from triplets, the card says
+    which, and the checkpoint loads with AutoModel, SentenceEncoder and sentence-transformers."""
+    from sentence_transformers import SentenceTransformer
+
+    layout = case.split(",")[0]
     if layout == "triplets":
         train_file, flags = tiny_triplets, ["--mixed_hard_negative", "true", "--hard_negative_weight", "0.5"]
     else:
         train_file, flags = tmp_path / "pairs.jsonl", []
         rows = [{"anchor": row["sent0"], "positive": row["sent1"]} for row in triplet_rows()]
         train_file.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    if "LoRA" in case:
+        flags += ["--use_lora", "true", "--merge_lora", "true", "--bf16", "true", "--use_cpu", "true"]
     out = tmp_path / "out"
     config = _config(tmp_path, tiny_model_dir, train_file, tiny_senteval, out, mix_lambda=0.3, logging_steps=1)
     assert main([config, *flags]) == 0
@@ -105,6 +111,9 @@ def test_supervised_run_on_a_table(
     card = (out / "README.md").read_text()
     assert f"supervised {layout}" in card
     assert ("mixed_hard_negative" in card) == (layout == "triplets")
+    expected = SentenceEncoder.from_pretrained(str(out)).encode(["a test ."])
+    actual = SentenceTransformer(str(out)).encode(["a test ."], convert_to_tensor=True)
+    torch.testing.assert_close(actual, expected.to(actual.dtype), rtol=0.0, atol=1e-5)
 
 
 def test_final_evaluation_uses_the_saved_float32_model(
