@@ -5,7 +5,8 @@ within one invocation (so machine noise hits all of them), and the figures are s
 
 prints one JSON line: seconds of each measured step, peak RSS, parameter counts. ``run_variants`` drives it.
 Variants: ``mixcse``, ``simcse``, ``lora``, ``mixcse_bf16``, ``gradcache_64``, ``gradcache_128`` (MixCSETrainer;
-extra flags go to run_mixcse's parser), ``st`` and ``st_bf16`` (sentence-transformers' SimCSE recipe) and
+extra flags go to run_mixcse's parser), ``st`` and ``st_bf16`` (sentence-transformers' SimCSE recipe),
+``st_mixcse`` and ``st_mixcse_bf16`` (SentenceTransformerTrainer with our sentence-transformers MixCSELoss) and
 ``floor`` (the bare encoder).
 """
 
@@ -101,14 +102,16 @@ def trainer_child(variant: str, options: argparse.Namespace, extra: list[str]) -
     return measurement(step_seconds, options.warmup, model)
 
 
-def sentence_transformers_child(options: argparse.Namespace, bf16: bool = False) -> dict:
+def sentence_transformers_child(options: argparse.Namespace, bf16: bool = False, mixcse: bool = False) -> dict:
     """sentence-transformers' SimCSE recipe: MultipleNegativesRankingLoss with anchor == positive, CLS pooling;
-    its defaults unless ``bf16`` (then CPU bf16 autocast, as ``mixcse_bf16``)."""
+    its defaults unless ``bf16`` (then CPU bf16 autocast, as ``mixcse_bf16``). ``mixcse``: our
+    sentence-transformers loss (λ 0.2) on the single text column instead."""
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, losses
     from sentence_transformers import SentenceTransformerTrainingArguments as Arguments
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 
+    from mixcse_hf.losses.sentence_transformers import MixCSELoss
     from mixcse_hf.models.encoder import resolve_model_path
     from mixcse_hf.training.data import load_corpus
 
@@ -135,8 +138,10 @@ def sentence_transformers_child(options: argparse.Namespace, bf16: bool = False)
         trainer = SentenceTransformerTrainer(
             model=model,
             args=arguments,
-            train_dataset=Dataset.from_dict({"anchor": sentences, "positive": sentences}),
-            loss=losses.MultipleNegativesRankingLoss(model),
+            train_dataset=Dataset.from_dict(
+                {"text": sentences} if mixcse else {"anchor": sentences, "positive": sentences}
+            ),
+            loss=MixCSELoss(model, mix_lambda=0.2) if mixcse else losses.MultipleNegativesRankingLoss(model),
             callbacks=[timer],
         )
         trainer.train()
@@ -185,8 +190,9 @@ def child_main(argv: list[str]) -> None:
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--max_seq_length", type=int, default=32)
     options, extra = parser.parse_known_args(argv)
-    if options.variant in ("st", "st_bf16"):
-        result = sentence_transformers_child(options, bf16=options.variant == "st_bf16")
+    if options.variant.startswith("st"):
+        variant = options.variant
+        result = sentence_transformers_child(options, bf16="bf16" in variant, mixcse="mixcse" in variant)
     elif options.variant == "floor":
         result = floor_child(options)
     else:

@@ -24,6 +24,8 @@ LABELS = {
     "lora": "mixcse_hf, MixCSE + LoRA r=8",
     "mixcse_bf16": "mixcse_hf, MixCSE, bf16 autocast",
     "st_bf16": "sentence-transformers, bf16 autocast",
+    "st_mixcse": "sentence-transformers + our MixCSELoss",
+    "st_mixcse_bf16": "sentence-transformers + MixCSELoss, bf16",
 }
 
 
@@ -67,6 +69,12 @@ def main() -> None:
         ratios["mixcse slowdown vs simcse"] = (
             summary["mixcse"]["median_step_seconds"] / summary["simcse"]["median_step_seconds"] - 1
         )
+    if "st_mixcse" in summary:
+        for name in ("mixcse", "st"):
+            if name in summary:
+                ratios[f"{name} vs st_mixcse (speed)"] = (
+                    summary["st_mixcse"]["median_step_seconds"] / summary[name]["median_step_seconds"]
+                )
     for name, value in ratios.items():
         print(f"{name}: {value:.3f}")
     os.makedirs(os.path.dirname(args.output), exist_ok=True)

@@ -137,15 +137,18 @@ def sentence_transformers_pooler(path: str) -> str | None:
     with open(os.path.join(path, pooling[0]["path"], "config.json"), encoding="utf-8") as handle:
         config = json.load(handle)
     # The first registered pooler without the MLP for each sentence-transformers mode: cls -> cls_before_pooler.
-    modes: dict[str, str] = {}
+    by_mode: dict[str, str] = {}
     for pooler in POOLERS.values():
         if pooler.sentence_transformers_mode and not pooler.uses_mlp:
-            modes.setdefault(f"pooling_mode_{ST_MODE_KEYS[pooler.sentence_transformers_mode]}", pooler.name)
-    chosen = [pooler for key, pooler in modes.items() if config.get(key)]
-    active = [key for key, value in config.items() if key.startswith("pooling_mode") and value]
-    if len(chosen) != 1 or len(active) != 1:
+            by_mode.setdefault(pooler.sentence_transformers_mode, pooler.name)
+    if isinstance(config.get("pooling_mode"), str):  # sentence-transformers >= 6: "pooling_mode": "cls"
+        active = [config["pooling_mode"]]
+    else:  # earlier: one boolean per mode, "pooling_mode_cls_token": true
+        keys = {f"pooling_mode_{ST_MODE_KEYS[mode]}": mode for mode in by_mode}
+        active = [keys.get(key, key) for key, value in config.items() if key.startswith("pooling_mode") and value]
+    if len(active) != 1 or active[0] not in by_mode:
         raise UsageError(f"{path}: unsupported sentence-transformers pooling {active}; pass --pooler explicitly")
-    return chosen[0]
+    return by_mode[active[0]]
 
 
 def default_pooler(model: PreTrainedModel, path: str) -> str:

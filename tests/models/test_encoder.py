@@ -12,6 +12,7 @@ from mixcse_hf.models.encoder import (
     load_backbone,
     reinit_mlp,
     resolve_model_path,
+    sentence_transformers_pooler,
 )
 from mixcse_hf.models.pooling import CONFIG_MLP_ONLY_TRAIN_KEY, CONFIG_POOLER_KEY, POOLER_TYPES, inference_pooler
 from tests.conftest import SENTENCES, minilm_path, tokenized
@@ -91,3 +92,25 @@ def test_missing_model_path_is_one_line_usage_error(tmp_path) -> None:
 def test_hub_id_resolves_to_installed_offline_copy() -> None:
     assert resolve_model_path("sentence-transformers/all-MiniLM-L6-v2") == minilm_path()
     assert resolve_model_path("bert-base-uncased") == "bert-base-uncased"
+
+
+@pytest.mark.parametrize(("mode", "pooler"), [("cls", "cls_before_pooler"), ("mean", "avg"), ("max", None)])
+def test_sentence_transformers_folders_of_either_pooling_format(
+    tiny_model_dir: str, tmp_path, mode: str, pooler: str | None
+) -> None:
+    """sentence-transformers >= 6 saves ``"pooling_mode": "cls"``; earlier versions one boolean per mode (as
+    all-MiniLM-L6-v2's folder). Both give the matching pooler and encode as sentence-transformers does; a mode
+    without a matching pooler is a one-line error."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    model = SentenceTransformer(modules=[Transformer(tiny_model_dir), Pooling(32, mode)], device="cpu").eval()
+    model.save(str(tmp_path))
+    assert sentence_transformers_pooler(minilm_path()) == "avg"
+    if pooler is None:
+        with pytest.raises(UsageError, match=r"unsupported sentence-transformers pooling \['max'\]"):
+            sentence_transformers_pooler(str(tmp_path))
+        return
+    assert sentence_transformers_pooler(str(tmp_path)) == pooler
+    expected = model.encode(SENTENCES[:3], convert_to_tensor=True)
+    torch.testing.assert_close(SentenceEncoder.from_pretrained(str(tmp_path)).encode(SENTENCES[:3]), expected)
