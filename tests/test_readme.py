@@ -1,5 +1,6 @@
-"""The README's code examples run: the custom loss and evaluator of its Architecture section (on the tiny model,
-the tiny corpus and a temporary output directory instead of the real ones)."""
+"""The README's code examples run: the custom loss and evaluator of its Architecture section and the
+sentence-transformers example (on the tiny model, the tiny corpus and a temporary output directory instead of the
+real ones)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+from transformers import AutoModel
 
 from tests.conftest import REPO_ROOT
 
@@ -39,3 +43,24 @@ def test_custom_loss_and_evaluator_example(
     history = namespace["trainer"].state.log_history
     assert [entry["step"] for entry in history if "eval_pair_cosine" in entry] == [2, 4]
     assert all("loss_simcse" in entry and "loss_spread" in entry for entry in history if "loss" in entry)
+
+
+def test_sentence_transformers_example(
+    tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = readme_block("## Use with sentence-transformers")
+    replacements = {
+        'resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")': repr(tiny_model_dir),
+        '"../shared/data/wiki/wiki1m_head.txt"': repr(str(tiny_corpus)),
+        "num_train_epochs=1": "max_steps=3",
+        "per_device_train_batch_size=64": "per_device_train_batch_size=4",
+    }
+    for old, new in replacements.items():
+        assert old in code, old
+        code = code.replace(old, new)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    trained = SentenceTransformer(str(tmp_path / "outputs" / "st-mixcse" / "final"))
+    query = "encoder.layer.0.attention.self.query.weight"
+    start = AutoModel.from_pretrained(tiny_model_dir).state_dict()[query]
+    assert not torch.equal(trained[0].model.state_dict()[query], start)
