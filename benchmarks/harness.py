@@ -190,7 +190,7 @@ def child_main(argv: list[str]) -> None:
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--max_seq_length", type=int, default=32)
     options, extra = parser.parse_known_args(argv)
-    if options.variant.startswith("st"):
+    if options.variant in ("st", "st_bf16", "st_mixcse", "st_mixcse_bf16"):
         variant = options.variant
         result = sentence_transformers_child(options, bf16="bf16" in variant, mixcse="mixcse" in variant)
     elif options.variant == "floor":

@@ -77,6 +77,8 @@ def test_tiny_run_writes_loadable_checkpoint(
     assert set(results["stsb_spearman"]["cls"]["trained"]) == {"dev", "test"}
     assert (out / "checkpoint-4" / "model.safetensors").is_file()
     assert (out / "training_curves.png").read_bytes().startswith(b"\x89PNG")
+    card = (out / "README.md").read_text()
+    assert "MixCSE, unsupervised (two dropout views" in card and "hard_negative_weight" not in card
 
 
 @pytest.mark.parametrize("case", ["triplets", "pairs", "triplets, LoRA, bf16"])

@@ -9,6 +9,7 @@ are formed is in :mod:`mixcse_hf.losses.mixing`.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -297,14 +298,24 @@ class MixCSELoss(nn.Module):
         other_norm, mixed_norm = (total - mixed).norm(), mixed.norm()
         return {"grad_anchor_norm": total.norm(), "grad_mixed_share": mixed_norm / (other_norm + mixed_norm)}
 
+    def options(self) -> dict[str, Any]:
+        """The constructor's arguments, as given: ``MixCSELoss(**loss.options())`` builds the same loss."""
+        return {
+            "temp": self.temp,
+            "mix_lambda": self.mix_lambda,
+            "mask_value": self.mask_value,
+            "mixed_negatives": self.mixed_negatives,
+            "mix_strategy": self.mix_strategy,
+            "lambda_schedule": self.lambda_schedule,
+            "mix_lambda_end": self.mix_lambda_end,
+            "mix_sides": self.mix_sides,
+            "hard_negative_weight": self.hard_negative_weight,
+            "mixed_hard_negative": self.mixed_hard_negative,
+            "log_gradient_signal": self.log_gradient_signal,
+        }
+
     def extra_repr(self) -> str:
-        return (
-            f"temp={self.temp}, mix_lambda={self.mix_lambda}, mask_value={self.mask_value}, "
-            f"mixed_negatives={self.mixed_negatives!r}, mix_strategy={self.mix_strategy!r}, "
-            f"lambda_schedule={self.lambda_schedule!r}, mix_lambda_end={self.mix_lambda_end}, "
-            f"mix_sides={self.mix_sides!r}, hard_negative_weight={self.hard_negative_weight}, "
-            f"mixed_hard_negative={self.mixed_hard_negative}, log_gradient_signal={self.log_gradient_signal}"
-        )
+        return ", ".join(f"{name}={value!r}" for name, value in self.options().items())
 
 
 def _check_views(anchors: torch.Tensor, positives: torch.Tensor, hard_negatives: torch.Tensor | None) -> None:

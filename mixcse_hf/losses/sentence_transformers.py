@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 from sentence_transformers import SentenceTransformer
-from sentence_transformers.base.losses.gradcache import CachedLossMixin
+from sentence_transformers.base.losses.gradcache import CachedLossMixin, has_static_embedding_input
 from sentence_transformers.base.losses.merged_forward import embed_columns
 from torch import Tensor, nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
@@ -42,13 +42,18 @@ CITATION = """@inproceedings{zhang2022mixcse,
 class TrainingProgressCallback(TrainerCallback):
     """Tells a MixCSE loss how far training is, for the linear and cosine lambda schedules."""
 
-    def __init__(self, loss: mixcse.MixCSELoss) -> None:
+    def __init__(self, loss: MixCSELoss) -> None:
         self.loss = loss
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self.loss.follows_progress = True
 
     def on_step_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        self.loss.set_training_progress(state.global_step / max(state.max_steps, 1))
+        self.loss.loss.set_training_progress(state.global_step / max(state.max_steps, 1))
 
 
 class MixCSELoss(nn.Module):
@@ -68,10 +73,16 @@ class MixCSELoss(nn.Module):
 
     def __init__(self, model: SentenceTransformer, gather_across_devices: bool = False, **options: Any) -> None:
         super().__init__()
+        if options.get("log_gradient_signal"):
+            raise ValueError(
+                "log_gradient_signal: SentenceTransformerTrainer does not log a loss's metrics; train with "
+                "run_mixcse.py / MixCSETrainer to log the gradient signal, or leave it unset"
+            )
         self.model = model
         self.gather_across_devices = gather_across_devices
         self.loss = mixcse.MixCSELoss(**options)
-        self._progress_set = False
+        self.follows_progress = False
+        """Set by :meth:`progress_callback`'s callback when training starts."""
 
     @staticmethod
     def views(sentence_features: Iterable[dict[str, Tensor]]) -> list[dict[str, Tensor]]:
@@ -80,7 +91,7 @@ class MixCSELoss(nn.Module):
         if not 1 <= len(features) <= 3:
             raise ValueError(
                 f"MixCSELoss takes 1 text column (unsupervised), 2 (anchor, positive) or 3 (anchor, positive, "
-                f"hard negative); the dataset has {len(features)}"
+                f"hard negative); the dataset has {len(features)}: keep those with dataset.select_columns([...])"
             )
         return features * 2 if len(features) == 1 else features
 
@@ -93,7 +104,7 @@ class MixCSELoss(nn.Module):
 
     def compute_loss_from_embeddings(self, embeddings: list[Tensor], labels: Tensor | None = None) -> Tensor:
         """The loss of the views' embeddings (gathered from every process with ``gather_across_devices``)."""
-        if self.loss.lambda_schedule in ("linear", "cosine") and not self._progress_set and self.training:
+        if self.loss.lambda_schedule in ("linear", "cosine") and not self.follows_progress and self.training:
             raise ValueError(
                 f"lambda_schedule {self.loss.lambda_schedule!r} follows the training progress: pass "
                 "callbacks=[loss.progress_callback()] to SentenceTransformerTrainer"
@@ -104,24 +115,12 @@ class MixCSELoss(nn.Module):
 
     def progress_callback(self) -> TrainerCallback:
         """A trainer callback that sets the training progress before every step (lambda schedules)."""
-        self._progress_set = True
-        return TrainingProgressCallback(self.loss)
+        return TrainingProgressCallback(self)
 
     def get_config_dict(self) -> dict[str, Any]:
-        core = self.loss
-        return {
-            "temp": core.temp,
-            "mix_lambda": core.mix_lambda,
-            "mask_value": core.mask_value,
-            "mixed_negatives": core.mixed_negatives,
-            "mix_strategy": core.mix_strategy,
-            "lambda_schedule": core.lambda_schedule,
-            "mix_lambda_end": core.mix_lambda_end,
-            "mix_sides": core.mix_sides,
-            "hard_negative_weight": core.hard_negative_weight,
-            "mixed_hard_negative": core.mixed_hard_negative,
-            "gather_across_devices": self.gather_across_devices,
-        }
+        options = self.loss.options()
+        del options["log_gradient_signal"]  # refused here
+        return {**options, "gather_across_devices": self.gather_across_devices}
 
     @property
     def citation(self) -> str:
@@ -143,6 +142,10 @@ class CachedMixCSELoss(CachedLossMixin, MixCSELoss):
         super().__init__(model, gather_across_devices=gather_across_devices, **options)
         if mini_batch_size < 1:
             raise ValueError(f"mini_batch_size must be >= 1, got {mini_batch_size}")
+        if has_static_embedding_input(model):
+            raise ValueError(
+                "CachedMixCSELoss cannot split a StaticEmbedding model's inputs into mini-batches; use MixCSELoss"
+            )
         self.mini_batch_size = mini_batch_size
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor | None = None) -> Tensor:

@@ -141,8 +141,9 @@ def sentence_transformers_pooler(path: str) -> str | None:
     for pooler in POOLERS.values():
         if pooler.sentence_transformers_mode and not pooler.uses_mlp:
             by_mode.setdefault(pooler.sentence_transformers_mode, pooler.name)
-    if isinstance(config.get("pooling_mode"), str):  # sentence-transformers >= 6: "pooling_mode": "cls"
-        active = [config["pooling_mode"]]
+    if "pooling_mode" in config:  # sentence-transformers >= 6: "pooling_mode": "cls" (or a list of modes)
+        mode = config["pooling_mode"]
+        active = [mode] if isinstance(mode, str) else list(mode)
     else:  # earlier: one boolean per mode, "pooling_mode_cls_token": true
         keys = {f"pooling_mode_{ST_MODE_KEYS[mode]}": mode for mode in by_mode}
         active = [keys.get(key, key) for key, value in config.items() if key.startswith("pooling_mode") and value]

@@ -9,7 +9,7 @@ import torch
 from transformers import TrainingArguments
 
 from mixcse_hf.errors import UsageError
-from mixcse_hf.losses.mixcse import MIX_SIDES, MIXED_NEGATIVES
+from mixcse_hf.losses.mixcse import MIX_SIDES, MIXED_NEGATIVES, MixCSELoss
 from mixcse_hf.losses.mixing import LAMBDA_SCHEDULES, MIX_STRATEGIES, check_choice
 from mixcse_hf.models.encoder import check_pooler_type
 from mixcse_hf.models.pooling import POOLERS
@@ -125,7 +125,7 @@ class MixCSETrainingArguments(TrainingArguments):
         metadata={
             "help": "reference: the released code's N x 3N logits (both mixed blocks); paired: one mixed negative "
             "per anchor, as the paper describes; none: no mixed negatives of positives (triplets with "
-            "mixed_hard_negative only).",
+            "mixed_hard_negative only; mix_strategy, mix_sides and mixed_negative_mask then have no effect).",
         },
     )
     mixed_negative_mask: str = field(
@@ -166,7 +166,7 @@ class MixCSETrainingArguments(TrainingArguments):
         default=False,
         metadata={
             "help": "Triplets: add mixed hard negatives mix_lambda * positive + (1 - mix_lambda) * hard negative "
-            "(each positive with its own hard negative, detached), one column block."
+            "(each positive with its own hard negative, detached: mix_strategy does not apply), one column block."
         },
     )
     log_gradient_signal: bool = field(
@@ -269,17 +269,10 @@ class MixCSETrainingArguments(TrainingArguments):
         if self.lambda_schedule in ("linear", "cosine") and self.mix_lambda_end is None:
             raise UsageError(f"lambda_schedule {self.lambda_schedule} needs --mix_lambda_end (the final lambda)")
         check_choice("mixed_negative_mask", self.mixed_negative_mask, tuple(MASK_VALUES))
-        if not math.isfinite(self.hard_negative_weight):
-            raise UsageError(
-                f"hard_negative_weight must be a finite log-weight (0 in SimCSE), got {self.hard_negative_weight}"
-            )
-        if self.mixed_hard_negative and not self.mix_lambda:
-            raise UsageError("mixed_hard_negative mixes with weight mix_lambda: set mix_lambda in (0, 1), e.g. 0.3")
-        if self.mix_lambda and self.mixed_negatives == "none" and not self.mixed_hard_negative:
-            raise UsageError(
-                "mixed_negatives none without mixed_hard_negative mixes nothing: set mix_lambda 0 for SimCSE, or "
-                "--mixed_hard_negative true"
-            )
+        try:  # whatever the checks above leave, the loss itself refuses
+            self.mixcse_loss()
+        except ValueError as err:
+            raise UsageError(str(err)) from err
         if self.gradcache_mini_batch_size is not None and self.gradcache_mini_batch_size < 1:
             raise UsageError(f"gradcache_mini_batch_size must be >= 1, got {self.gradcache_mini_batch_size}")
         if self.push_to_hub and self.hub_strategy not in ("end", "every_save"):
@@ -302,3 +295,19 @@ class MixCSETrainingArguments(TrainingArguments):
     @property
     def mask_value(self) -> float:
         return MASK_VALUES[self.mixed_negative_mask]
+
+    def mixcse_loss(self) -> MixCSELoss:
+        """The :class:`MixCSELoss` these arguments describe (the trainer's default loss)."""
+        return MixCSELoss(
+            temp=self.temp,
+            mix_lambda=self.mix_lambda,
+            mask_value=self.mask_value,
+            mixed_negatives=self.mixed_negatives,
+            mix_strategy=self.mix_strategy,
+            lambda_schedule=self.lambda_schedule,
+            mix_lambda_end=self.mix_lambda_end,
+            mix_sides=self.mix_sides,
+            hard_negative_weight=self.hard_negative_weight,
+            mixed_hard_negative=self.mixed_hard_negative,
+            log_gradient_signal=self.log_gradient_signal,
+        )

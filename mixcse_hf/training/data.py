@@ -29,9 +29,15 @@ SUPERVISED_COLUMNS = ("anchor", "positive", "negative")
 """The columns of supervised data once loaded: pairs have the first two, triplets all three."""
 KNOWN_LAYOUTS = (("sent0", "sent1", "hard_neg"), SUPERVISED_COLUMNS)
 """Column names detected as supervised data: SimCSE's ``nli_for_simcse.csv`` and sentence-transformers'."""
-TABLE_FORMATS = {".csv": ("csv", ","), ".tsv": ("csv", "\t"), ".json": ("json", None), ".jsonl": ("json", None)}
-TABLE_FORMATS[".parquet"] = ("parquet", None)
-"""``train_file`` suffix -> (``datasets`` builder, field separator); any other file is text, one sentence a line."""
+TABLE_FORMATS = {
+    ".csv": ("csv", ","),
+    ".tsv": ("csv", "\t"),
+    ".json": ("json", None),
+    ".jsonl": ("json", None),
+    ".parquet": ("parquet", None),
+}
+"""``train_file`` suffix -> (``datasets`` builder, field separator); any other file is text, one sentence a line.
+CSV fields may be quoted (RFC 4180); TSV fields are taken as they are, quotes included (no quoting in TSV)."""
 _BLANK = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]*")
 """Whitespace, control characters (NUL included) and invisible format characters: nothing to encode."""
 
@@ -76,27 +82,48 @@ def detect_columns(
     column_names: Sequence[str], text_columns: Sequence[str] | None = None, text_column: str = TEXT_COLUMN
 ) -> list[str]:
     """The columns to train on, in order: one (unsupervised: each sentence encoded twice) or anchor, positive
-    and optionally hard negative. ``text_columns`` names them explicitly; otherwise the first match of
-    ``sent0, sent1[, hard_neg]``, ``anchor, positive[, negative]`` and ``text_column``."""
+    and optionally hard negative. ``text_columns`` names them explicitly; a ``text_column`` other than ``"text"``
+    names the one column of unsupervised data; otherwise the first match of ``sent0, sent1[, hard_neg]``,
+    ``anchor, positive[, negative]`` and ``text``."""
     if text_columns:
-        missing = [column for column in text_columns if column not in column_names]
-        if missing or not 1 <= len(text_columns) <= 3:
-            problem = f"has no column {missing[0]!r}" if missing else f"got {len(text_columns)} text_columns"
+        _check_named_columns(list(text_columns), column_names, "text_columns")
+        if not 1 <= len(text_columns) <= 3:
             raise UsageError(
-                f"text_columns {list(text_columns)}: the data {problem} (columns: {list(column_names)}); name 1 "
-                "(one sentence per row), 2 (anchor positive) or 3 (anchor positive hard_negative) of its columns"
+                f"text_columns {list(text_columns)}: name 1 (one sentence per row), 2 (anchor positive) or 3 "
+                "(anchor positive hard_negative) columns"
             )
         return list(text_columns)
+    if text_column != TEXT_COLUMN:
+        _check_named_columns([text_column], column_names, "text_column")
+        return [text_column]
     for layout in KNOWN_LAYOUTS:
         if all(column in column_names for column in layout[:2]):
             return list(layout if layout[2] in column_names else layout[:2])
-    if text_column in column_names:
-        return [text_column]
+    if TEXT_COLUMN in column_names:
+        return [TEXT_COLUMN]
     raise UsageError(
         f"cannot tell the training columns from {list(column_names)}: expected sent0, sent1[, hard_neg] (SimCSE), "
-        f"anchor, positive[, negative] (sentence-transformers) or {text_column!r} (one sentence per row); name "
-        "yours with --text_columns ANCHOR POSITIVE [NEGATIVE] (or one column for unsupervised)"
+        "anchor, positive[, negative] (sentence-transformers) or text (one sentence per row); name yours with "
+        "--text_columns ANCHOR POSITIVE [NEGATIVE] (or --text_column COLUMN for unsupervised)"
     )
+
+
+def _check_named_columns(named: list[str], column_names: Sequence[str], option: str) -> None:
+    missing = [column for column in named if column not in column_names]
+    if missing:
+        raise UsageError(
+            f"{option} {named}: the data has no column {missing[0]!r} (columns: {list(column_names)}); name its columns"
+        )
+    if len(set(named)) != len(named):
+        raise UsageError(f"{option} {named} names a column twice; name each column once")
+
+
+def text_column_count(tokenized: datasets.Dataset | None) -> int:
+    """How many text columns :func:`tokenize_training_data`'s output holds: 1 for flat features (unsupervised,
+    also with no data), else one per named column."""
+    if tokenized is None or "input_ids" in tokenized.column_names:
+        return 1
+    return len(tokenized.column_names)
 
 
 def is_supervised(corpus: datasets.Dataset) -> bool:
@@ -112,11 +139,13 @@ def _load_train_file(path: str) -> datasets.Dataset:
     check_text_file(path, lines=False, utf8=builder != "parquet")
     options: dict = {}
     if builder == "csv":
+        quoting = csv.QUOTE_NONE if separator == "\t" else csv.QUOTE_MINIMAL
         with open(path, encoding="utf-8-sig", newline="") as handle:
-            header = next(csv.reader(handle, delimiter=separator), [])
+            header = next(csv.reader(handle, delimiter=separator, quoting=quoting), [])
         # Every field is text: no numeric inference, and empty fields stay "" (dropped as blank), not NaN.
         options = {
             "sep": separator,
+            "quoting": quoting,
             "keep_default_na": False,
             "features": datasets.Features({column: datasets.Value("string") for column in header}),
         }
@@ -247,7 +276,7 @@ def training_collator(
     tokenized: datasets.Dataset | None, tokenizer: PreTrainedTokenizerBase
 ) -> DataCollatorWithPadding | TextColumnsCollator:
     """The collator for :func:`tokenize_training_data`'s output (flat features or one mapping per column)."""
-    if tokenized is not None and "input_ids" not in tokenized.column_names:
+    if text_column_count(tokenized) > 1:
         return TextColumnsCollator(tokenizer)
     return DataCollatorWithPadding(tokenizer)
 

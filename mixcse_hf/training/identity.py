@@ -92,6 +92,10 @@ DEFINING = {
 """Argument names, by dataclass, whose values define a run."""
 
 
+ADDED_LATER = {"text_columns": None, "hard_negative_weight": 0.0, "mixed_hard_negative": False}
+"""Defining settings that runs recorded before they existed trained with, at these values (no supervised data)."""
+
+
 def defining_settings(model_args: Any, data_args: Any, training_args: Any) -> dict[str, Any]:
     """The values of :data:`DEFINING`, plus the number of processes (it sets the global batch)."""
     sources = {"model": model_args, "data": data_args, "training": training_args}
@@ -134,7 +138,7 @@ def check_same_run(saved: dict[str, Any], new: dict[str, Any], allowed: list[str
     changed = []
     saved = _comparable(saved)
     for name, value in _comparable(new).items():
-        old = saved.get(name)
+        old = saved.get(name, ADDED_LATER.get(name))
         if old == value:
             continue
         if name not in allowed:

@@ -25,7 +25,7 @@ from mixcse_hf.models.pooling import get_pooler, inference_pooler
 from mixcse_hf.paths import check_output_dir
 from mixcse_hf.training.arguments import DataArguments, MixCSETrainingArguments, ModelArguments
 from mixcse_hf.training.config import RESOLVED_CONFIG_NAME, save_resolved_config
-from mixcse_hf.training.data import load_corpus, tokenize_training_data, training_collator
+from mixcse_hf.training.data import load_corpus, text_column_count, tokenize_training_data, training_collator
 from mixcse_hf.training.history import evaluation_points
 from mixcse_hf.training.identity import (
     RunIdentityCallback,
@@ -297,12 +297,11 @@ def train_and_evaluate(
     return summary
 
 
-def training_objective(training_args: MixCSETrainingArguments, train_dataset: datasets.Dataset | None) -> str:
-    """E.g. "MixCSE, unsupervised (dropout views)" or "SimCSE (no mixed negatives), supervised triplets"."""
+def training_objective(training_args: MixCSETrainingArguments, text_columns: int) -> str:
+    """E.g. "MixCSE, unsupervised (two dropout views…)" or "SimCSE (no mixed negatives), supervised triplets…"."""
     method = "MixCSE" if training_args.mix_lambda else "SimCSE (no mixed negatives)"
-    columns = len(train_dataset.column_names) if train_dataset is not None else 0
     layout = {3: "supervised triplets (anchor, positive, hard negative)", 2: "supervised pairs (anchor, positive)"}
-    return f"{method}, {layout.get(columns, 'unsupervised (two dropout views of each sentence)')}"
+    return f"{method}, {layout.get(text_columns, 'unsupervised (two dropout views of each sentence)')}"
 
 
 def model_card_info(
@@ -312,8 +311,9 @@ def model_card_info(
     train_dataset: datasets.Dataset | None = None,
 ) -> ModelCardInfo:
     batches_per_step = training_args.world_size * training_args.gradient_accumulation_steps
+    text_columns = text_column_count(train_dataset)
     recipe: dict[str, object] = {
-        "objective": training_objective(training_args, train_dataset),
+        "objective": training_objective(training_args, text_columns),
         "mix_lambda": training_args.mix_lambda or 0,
         "temp": training_args.temp,
         "mixed_negatives": training_args.mixed_negatives,
@@ -332,7 +332,7 @@ def model_card_info(
         "seed": training_args.seed,
         "precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "float32",
     }
-    if train_dataset is not None and len(train_dataset.column_names) == 3:
+    if text_columns == 3:
         recipe["hard_negative_weight"] = training_args.hard_negative_weight
         recipe["mixed_hard_negative"] = training_args.mixed_hard_negative
     lora = None

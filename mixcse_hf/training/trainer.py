@@ -26,7 +26,6 @@ from mixcse_hf.hub.export import add_auto_map, export_checkpoint
 from mixcse_hf.hub.push import push_checkpoint, upload_model_folder
 from mixcse_hf.losses.base import BatchLoss, batch_loss, set_training_progress, total_loss, training_metrics
 from mixcse_hf.losses.cached import CachedLoss
-from mixcse_hf.losses.mixcse import MixCSELoss
 from mixcse_hf.models.batch import BatchEmbedder, as_text_batch
 from mixcse_hf.models.encoder import SentenceEncoder
 from mixcse_hf.models.lora import backbone_of
@@ -38,23 +37,6 @@ from mixcse_hf.training.resume import last_complete_checkpoint
 
 Evaluator = Callable[[SentenceEncoder], dict[str, float]]
 RECIPE_LEARNING_RATE = 3e-5
-
-
-def mixcse_loss_from_arguments(args: Any) -> MixCSELoss:
-    """The default loss: :class:`MixCSELoss` with the MixCSE options of ``args``."""
-    return MixCSELoss(
-        temp=args.temp,
-        mix_lambda=args.mix_lambda,
-        mask_value=args.mask_value,
-        mixed_negatives=args.mixed_negatives,
-        mix_strategy=args.mix_strategy,
-        lambda_schedule=args.lambda_schedule,
-        mix_lambda_end=args.mix_lambda_end,
-        mix_sides=args.mix_sides,
-        hard_negative_weight=args.hard_negative_weight,
-        mixed_hard_negative=args.mixed_hard_negative,
-        log_gradient_signal=args.log_gradient_signal,
-    )
 
 
 class MixCSETrainer(Trainer):
@@ -104,7 +86,7 @@ class MixCSETrainer(Trainer):
             evaluators = [self._sts_evaluator(eval_dataset)]
         self.evaluators: list[Evaluator] = evaluators
         self.card_info = card_info
-        self.loss = loss if loss is not None else mixcse_loss_from_arguments(self.args)
+        self.loss = loss if loss is not None else self.args.mixcse_loss()
         mini_batch_size = self.args.gradcache_mini_batch_size
         if mini_batch_size and not isinstance(self.loss, BatchLoss):
             self.loss = CachedLoss(self.loss, mini_batch_size)

@@ -146,9 +146,16 @@ def _loss_per_dimension(model: SentenceTransformer, dims: tuple[int, ...]) -> di
 
 
 @pytest.mark.parametrize("cached", [False, True])
-def test_matryoshka_trains_every_dimension(tiny_model_dir: str, tmp_path: Path, cached: bool) -> None:
-    """MatryoshkaLoss(model, MixCSE) in SentenceTransformerTrainer: each prefix's loss on a fixed batch is finite
-    and falls, with the plain and the cached loss."""
+def test_matryoshka_trains_every_dimension(
+    tiny_model_dir: str, tmp_path: Path, cached: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MatryoshkaLoss(model, MixCSE) in SentenceTransformerTrainer: our loss gets every prefix, and each prefix's
+    loss on a fixed batch is finite and falls, with the plain and the cached loss."""
+    from sentence_transformers.sentence_transformer.losses import matryoshka
+
+    shrunk_to = []
+    original_shrink = matryoshka.shrink
+    monkeypatch.setattr(matryoshka, "shrink", lambda tensor, dim: shrunk_to.append(dim) or original_shrink(tensor, dim))
     torch.manual_seed(0)
     # Mean pooling: the random tiny BERT's [CLS] is nearly the same vector for every sentence.
     model = SentenceTransformer(modules=[Transformer(tiny_model_dir), Pooling(32, "mean")], device="cpu")
@@ -157,15 +164,19 @@ def test_matryoshka_trains_every_dimension(tiny_model_dir: str, tmp_path: Path, 
     inner = CachedMixCSELoss(model, mini_batch_size=4) if cached else MixCSELoss(model)
     _train(model, MatryoshkaLoss(model, inner, matryoshka_dims=list(dims)), tmp_path / "out")
     after = _loss_per_dimension(model, dims)
+    assert set(shrunk_to) == set(dims)
     for dim in dims:
         assert torch.isfinite(torch.tensor(after[dim]))
         assert after[dim] < 0.8 * before[dim], f"dimension {dim}: {before[dim]:.4f} -> {after[dim]:.4f}"
 
 
 def test_lambda_schedule_follows_the_trainer_through_the_callback(tiny_model_dir: str, tmp_path: Path) -> None:
+    """A schedule without its callback in the trainer is an error (also when the callback was made but not
+    passed); with it, lambda follows the steps."""
     model = SentenceTransformer(modules=[Transformer(tiny_model_dir), Pooling(32, "cls")], device="cpu")
     loss = MixCSELoss(model, mix_lambda=0.1, lambda_schedule="linear", mix_lambda_end=0.3)
     features = [_features(AutoTokenizer.from_pretrained(tiny_model_dir), SENTENCES)]
+    loss.progress_callback()
     with pytest.raises(ValueError, match=r"callbacks=\[loss.progress_callback\(\)\]"):
         loss(features, None)
     _train(model, loss, tmp_path / "out", steps=4)
@@ -182,6 +193,8 @@ def test_contract_config_citation_and_column_count(tiny_model_dir: str) -> None:
     features = _features(AutoTokenizer.from_pretrained(tiny_model_dir), SENTENCES[:4])
     with pytest.raises(ValueError, match="the dataset has 4"):
         MixCSELoss(model)([features] * 4, None)
+    with pytest.raises(ValueError, match="log_gradient_signal"):
+        MixCSELoss(model, log_gradient_signal=True)
 
 
 def _gather_worker(rank: int, port: int, model_dir: str, out: str) -> None:

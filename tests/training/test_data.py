@@ -146,16 +146,37 @@ def test_text_columns_override_detection(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text_columns", "message"),
     [
-        (None, r"cannot tell the training columns from \['question', 'answer'\]: expected sent0"),
-        (["question", "missing"], "has no column 'missing'"),
-        (["question", "answer", "question", "answer"], "got 4 text_columns"),
+        (None, r"cannot tell the training columns from \['question', 'answer', 'topic', 'source'\]: expected sent0"),
+        (["question", "missing"], "the data has no column 'missing'"),
+        (["question", "question"], "names a column twice"),
+        (["question", "answer", "topic", "source"], "name 1 .* 2 .* or 3"),
     ],
 )
 def test_unknown_columns_are_one_line_errors(tmp_path: Path, text_columns: list[str] | None, message: str) -> None:
-    path = _write_table(tmp_path / "train.csv", [{"question": "a", "answer": "b"}])
+    path = _write_table(tmp_path / "train.csv", [{"question": "a", "answer": "b", "topic": "c", "source": "d"}])
     with pytest.raises(UsageError, match=message) as info:
         load_corpus(train_file=str(path), text_columns=text_columns)
     assert "\n" not in str(info.value)
+
+
+def test_an_explicit_text_column_means_unsupervised(tmp_path: Path) -> None:
+    """--text_column names the one column to train on, even where SimCSE's pair columns would be detected."""
+    rows = [{"sent0": a, "sent1": b, "sentence": c} for a, b, c in [SENTENCES[:3], SENTENCES[3:6]]]
+    path = _write_table(tmp_path / "train.csv", rows)
+    assert load_corpus(train_file=str(path), text_column="sentence")["text"] == [SENTENCES[2], SENTENCES[5]]
+    with pytest.raises(UsageError, match="text_column \\['nope'\\]: the data has no column 'nope'"):
+        load_corpus(train_file=str(path), text_column="nope")
+
+
+def test_tsv_fields_are_taken_as_they_are(tmp_path: Path) -> None:
+    """TSV has no quoting: a field that starts with a quote stays one field, quotes included (a CSV reader would
+    swallow the following rows into it)."""
+    path = tmp_path / "train.tsv"
+    lines = ["anchor\tpositive", '"Quoted start\tb1', 'row2 "a\tb2', 'c3\t"d3"']
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    corpus = load_corpus(train_file=str(path))
+    assert corpus["anchor"] == ['"Quoted start', 'row2 "a', "c3"]
+    assert corpus["positive"] == ["b1", "b2", '"d3"']
 
 
 def test_non_text_columns_are_refused(tmp_path: Path) -> None:

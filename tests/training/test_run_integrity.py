@@ -18,6 +18,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from mixcse_hf.errors import UsageError
 from mixcse_hf.losses.mixcse import MixCSELoss
 from mixcse_hf.training.identity import LOCK_FILE, RUN_FILE
 from mixcse_hf.training.resume import plan_run
@@ -300,3 +301,15 @@ def test_a_triplet_run_resumes_as_if_uninterrupted(
         load_file(stopped / "model.safetensors"),
     )
     assert max((reference_weights[k] - resumed_weights[k]).abs().max().item() for k in reference_weights) <= 1e-5
+
+
+def test_runs_recorded_before_the_supervised_settings_resume(tiny_model_dir: str, tiny_corpus: Path) -> None:
+    """A run identity written before text_columns / hard_negative_weight / mixed_hard_negative existed resumes
+    with them at the values it trained with; other values are still refused."""
+    from mixcse_hf.training.identity import ADDED_LATER, check_same_run
+
+    settings = {"temp": 0.05, **ADDED_LATER}
+    older = {"temp": 0.05}
+    assert check_same_run(older, settings, [], "old run") == []
+    with pytest.raises(UsageError, match=r"trained with hard_negative_weight=0\.0, this run asks for .*=0\.5"):
+        check_same_run(older, {**settings, "hard_negative_weight": 0.5}, [], "old run")
