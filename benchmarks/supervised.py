@@ -11,13 +11,22 @@ difference of means against SimCSE-sup.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
 import sys
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from benchmarks.ablation import difference, mean_std, run_cell, summarise  # noqa: E402
+from benchmarks.ablation import (  # noqa: E402
+    SEVEN_TASK_FILE,
+    difference,
+    mean_std,
+    run_cell,
+    run_dir,
+    summarise,
+)
 
 CONFIG = os.path.join(REPO_ROOT, "configs", "quickstart_supervised.yaml")
 REFERENCE = "SimCSE-sup (λ 0)"
@@ -30,6 +39,38 @@ CELLS = {
     ],
 }
 METRICS = ("dev", "test", "avg7")
+
+
+TASKS = ("sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr")
+
+
+def task_means(cell: str, seeds: list[int], output_dir: str) -> dict[str, float] | None:
+    """Mean over the evaluated seeds of each task's "all" Spearman (the 7-task evaluation's files)."""
+    values: dict[str, list[float]] = {task: [] for task in TASKS}
+    for seed in seeds:
+        path = os.path.join(run_dir(output_dir, cell, seed), SEVEN_TASK_FILE)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                tasks = json.load(handle)["tasks"]
+            for task in TASKS:
+                values[task].append(tasks[task]["all"])
+    return {task: statistics.mean(v) for task, v in values.items()} if values["stsb"] else None
+
+
+def task_table(cells: list[str], seeds: list[int], output_dir: str) -> str:
+    lines = [
+        'Per task (SentEval protocol, "all" setting), mean over seeds; SICK-R\'s test split comes from the same '
+        "corpus as the training triplets.",
+        "",
+        f"| cell | {' | '.join(TASKS)} | avg |",
+        f"|---|{'---|' * (len(TASKS) + 1)}",
+    ]
+    for cell in cells:
+        means = task_means(cell, seeds, output_dir)
+        if means:
+            numbers = [f"{means[task]:.2f}" for task in TASKS] + [f"{statistics.mean(means.values()):.2f}"]
+            lines.append(f"| {cell} | {' | '.join(numbers)} |")
+    return "\n".join(lines) + "\n"
 
 
 def report(rows: dict[str, dict], seeds: list[int]) -> str:
@@ -65,7 +106,7 @@ def main() -> None:
         finished = [values for seed in args.seeds if (values := run_cell(cell, flags, seed, args)) is not None]
         if finished:
             rows[cell] = summarise(finished)
-    table = report(rows, args.seeds)
+    table = report(rows, args.seeds) + "\n" + task_table(list(rows), args.seeds, args.output_dir)
     with open(os.path.join(args.output_dir, "results.md"), "w", encoding="utf-8") as handle:
         handle.write(table)
     print(table, flush=True)

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-from transformers import TrainingArguments
+from transformers import TrainingArguments, integrations
 
 from mixcse_hf.errors import UsageError
 from mixcse_hf.losses.mixcse import MIX_SIDES, MIXED_NEGATIVES, MixCSELoss
@@ -108,6 +108,22 @@ class DataArguments:
             )
         if (self.train_file is None) == (self.dataset_name is None):
             raise UsageError("set exactly one of train_file (a text file) or dataset_name (a datasets dataset)")
+
+
+INTEGRATION_CHECKS = {"comet_ml": "comet", "azure_ml": "azureml"}
+"""``report_to`` names whose ``transformers.integrations.is_<name>_available`` check has another name."""
+
+
+def check_reporting_integrations(report_to: list[str] | str | None) -> None:
+    """Refuse a ``report_to`` integration whose package is missing (the Trainer would stop with a traceback)."""
+    for name in [report_to] if isinstance(report_to, str) else report_to or []:
+        available = getattr(integrations, f"is_{INTEGRATION_CHECKS.get(name, name)}_available", None)
+        if available is not None and not available():
+            extra = " (or pip install 'mixcse_hf[tensorboard]')" if name == "tensorboard" else ""
+            raise UsageError(
+                f"report_to {name} needs the {name} package, which is not installed: pip install {name}{extra}, "
+                "or pass --report_to none"
+            )
 
 
 @dataclass
@@ -253,6 +269,7 @@ class MixCSETrainingArguments(TrainingArguments):
             # The same config trains in bf16 on a GPU and with CPU bf16 autocast (AMX/AVX512-BF16) elsewhere.
             self.use_cpu = True
         super().__post_init__()
+        check_reporting_integrations(self.report_to)
         if not self.temp > 0:
             raise UsageError(f"temp must be > 0 (the softmax temperature; the recipe uses 0.05), got {self.temp}")
         if self.mix_lambda and not 0 < self.mix_lambda < 1:

@@ -74,6 +74,41 @@ def check_keys(values: dict[str, Any], parser: HfArgumentParser, source: str) ->
             raise UsageError(f"unknown key {key!r} in {source}{hint}")
 
 
+UNSET_VALUES = ("null", "none", "None")
+
+
+def take_unset_flags(flags: list[str], parser: HfArgumentParser) -> tuple[list[str], list[str]]:
+    """``--key null`` (or ``none``, ``--key=null``) unsets ``key``, e.g. a config's ``train_file`` when switching to
+    ``dataset_name``: returns (the other flags, the keys to set to None). Only optional arguments can be unset."""
+    nullable = {name for cls in parser.dataclass_types for name in _nullable_fields(cls)}
+    kept, unset = [], []
+    index = 0
+    while index < len(flags):
+        flag = flags[index]
+        name, equals, inline = flag[2:].partition("=")
+        value = inline if equals else (flags[index + 1] if index + 1 < len(flags) else None)
+        if flag.startswith("--") and value in UNSET_VALUES:
+            if name not in nullable:
+                raise UsageError(f"--{name} cannot be unset (it has no null value); give it a value")
+            unset.append(name)
+            index += 1 if equals else 2
+        else:
+            kept.append(flag)
+            index += 1
+    return kept, unset
+
+
+def _nullable_fields(cls: type) -> set[str]:
+    """Fields annotated as optional (``X | None``), read from the annotations: HfArgumentParser rewrites the
+    dataclass fields' types without ``None``."""
+    return {
+        name
+        for klass in cls.__mro__
+        for name, annotation in vars(klass).get("__annotations__", {}).items()
+        if "None" in str(annotation) or "Optional" in str(annotation)
+    }
+
+
 def split_config_path(argv: Sequence[str]) -> tuple[str | None, list[str]]:
     """``[CONFIG] [--flag value ...]`` -> (config path or None, flags)."""
     if argv and not argv[0].startswith("-"):
@@ -89,6 +124,8 @@ def parse_run_args(argv: Sequence[str]) -> RunArguments:
         values = read_config_file(config_path)
         check_keys(values, parser, config_path)
         parser.set_defaults(**{key: _expand_env(value, key) for key, value in values.items()})
+    flags, unset = take_unset_flags(flags, parser)
+    parser.set_defaults(**dict.fromkeys(unset))
     try:
         model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=flags)
     except UsageError:

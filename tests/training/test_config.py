@@ -104,3 +104,27 @@ def test_shipped_configs_parse(config: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert model_args.model_name_or_path
     assert data_args.train_file.startswith(("/data/wiki/", "/data/nli/", "outputs/data/"))
     assert training_args.metric_for_best_model == "stsb_spearman"
+
+
+@pytest.mark.parametrize("spelling", [["--train_file", "null"], ["--train_file=none"], ["--train_file", "None"]])
+def test_null_unsets_a_config_key(tmp_path: Path, spelling: list[str]) -> None:
+    """Switching a config from train_file to dataset_name on the command line, without editing the YAML."""
+    config = _write(tmp_path / "c.yaml", BASE.format(out=tmp_path / "o"))
+    _, data_args, _ = parse_run_args([config, *spelling, "--dataset_name", "some/dataset"])
+    assert data_args.train_file is None and data_args.dataset_name == "some/dataset"
+    _, data_args, training_args = parse_run_args([config, "--max_train_samples", "null", "--mix_lambda", "none"])
+    assert data_args.max_train_samples is None and training_args.mix_lambda is None
+    with pytest.raises(UsageError, match="--temp cannot be unset"):
+        parse_run_args([config, "--temp", "null"])
+
+
+def test_a_missing_reporting_package_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from transformers import integrations
+
+    config = _write(tmp_path / "c.yaml", BASE.format(out=tmp_path / "o"))
+    monkeypatch.setattr(integrations, "is_tensorboard_available", lambda: False)
+    with pytest.raises(UsageError, match=r"needs the tensorboard package.*pip install tensorboard") as info:
+        parse_run_args([config, "--report_to", "tensorboard"])
+    assert "\n" not in str(info.value)
+    monkeypatch.setattr(integrations, "is_tensorboard_available", lambda: True)
+    assert parse_run_args([config, "--report_to", "tensorboard"])[2].report_to == ["tensorboard"]
