@@ -198,6 +198,10 @@ BAD_INPUTS = {
         "mixed_hard_negative mixes with weight mix_lambda",
     ),
     "mixing nothing": (["--mixed_negatives", "none"], "mixes nothing"),
+    "a file format as dataset_name": (
+        ["--train_file", "null", "--dataset_name", "text"],
+        "dataset_name 'text' is a file format, not a dataset: pass the file as --train_file",
+    ),
 }
 BAD_CONFIG_FILES = {
     "invalid YAML": (b"temp: [0.1\n", "is not valid YAML/JSON (line 2)"),

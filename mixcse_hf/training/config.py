@@ -74,11 +74,12 @@ def check_keys(values: dict[str, Any], parser: HfArgumentParser, source: str) ->
             raise UsageError(f"unknown key {key!r} in {source}{hint}")
 
 
-UNSET_VALUES = ("null", "none", "None")
+UNSET_VALUES = ("null",)
+"""YAML's spelling of no value. Not ``none``: that is a value of ``report_to`` and ``mixed_negatives``."""
 
 
 def take_unset_flags(flags: list[str], parser: HfArgumentParser) -> tuple[list[str], list[str]]:
-    """``--key null`` (or ``none``, ``--key=null``) unsets ``key``, e.g. a config's ``train_file`` when switching to
+    """``--key null`` (or ``--key=null``) unsets ``key``, e.g. a config's ``train_file`` when switching to
     ``dataset_name``: returns (the other flags, the keys to set to None). Only optional arguments can be unset."""
     nullable = {name for cls in parser.dataclass_types for name in _nullable_fields(cls)}
     kept, unset = [], []

@@ -38,6 +38,8 @@ TABLE_FORMATS = {
 }
 """``train_file`` suffix -> (``datasets`` builder, field separator); any other file is text, one sentence a line.
 CSV fields may be quoted (RFC 4180); TSV fields are taken as they are, quotes included (no quoting in TSV)."""
+FILE_BUILDERS = ("text", "csv", "json", "parquet", "arrow", "pandas")
+"""``datasets`` builders of file formats: as ``dataset_name`` without data files they read the working directory."""
 _BLANK = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]*")
 """Whitespace, control characters (NUL included) and invisible format characters: nothing to encode."""
 
@@ -190,6 +192,12 @@ def load_corpus(
     if train_file is not None:
         corpus, source = _load_train_file(train_file), train_file
     else:
+        if dataset_name in FILE_BUILDERS and not os.path.isdir(dataset_name):
+            # datasets would read every file with "train" in its name under the working directory.
+            raise UsageError(
+                f"dataset_name {dataset_name!r} is a file format, not a dataset: pass the file as --train_file "
+                f"(.txt, {', '.join(TABLE_FORMATS)})"
+            )
         try:
             corpus = datasets.load_dataset(dataset_name, dataset_config_name, split=dataset_split)
         except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as err:

@@ -106,14 +106,18 @@ def test_shipped_configs_parse(config: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert training_args.metric_for_best_model == "stsb_spearman"
 
 
-@pytest.mark.parametrize("spelling", [["--train_file", "null"], ["--train_file=none"], ["--train_file", "None"]])
+@pytest.mark.parametrize("spelling", [["--train_file", "null"], ["--train_file=null"]])
 def test_null_unsets_a_config_key(tmp_path: Path, spelling: list[str]) -> None:
     """Switching a config from train_file to dataset_name on the command line, without editing the YAML."""
     config = _write(tmp_path / "c.yaml", BASE.format(out=tmp_path / "o"))
     _, data_args, _ = parse_run_args([config, *spelling, "--dataset_name", "some/dataset"])
     assert data_args.train_file is None and data_args.dataset_name == "some/dataset"
-    _, data_args, training_args = parse_run_args([config, "--max_train_samples", "null", "--mix_lambda", "none"])
+    _, data_args, training_args = parse_run_args([config, "--max_train_samples", "null", "--mix_lambda", "null"])
     assert data_args.max_train_samples is None and training_args.mix_lambda is None
+    # "none" stays a value where options have one
+    flags = ["--report_to", "none", "--mixed_negatives", "none", "--mix_lambda", "0"]
+    _, _, training_args = parse_run_args([config, *flags])
+    assert training_args.report_to == [] and training_args.mixed_negatives == "none"
     with pytest.raises(UsageError, match="--temp cannot be unset"):
         parse_run_args([config, "--temp", "null"])
 
