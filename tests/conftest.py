@@ -194,3 +194,28 @@ def tiny_triplets(tmp_path: Path) -> Path:
         writer.writeheader()
         writer.writerows([*triplet_rows(), {"sent0": SENTENCES[0], "sent1": "", "hard_neg": SENTENCES[1]}])
     return path
+
+
+def padded_columns(tokenizer: AutoTokenizer, columns: dict[str, list[str]]) -> dict[str, dict[str, torch.Tensor]]:
+    """Each text column tokenised and padded to one length (the longest of :data:`SENTENCES`), as
+    ``TextColumnsCollator`` pads a batch so that all of its rows go through one forward pass."""
+    longest = max(len(ids) for ids in tokenizer(SENTENCES)["input_ids"])
+    return {
+        column: dict(tokenizer(sentences, padding="max_length", max_length=longest, return_tensors="pt"))
+        for column, sentences in columns.items()
+    }
+
+
+def parameter_grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters' gradients by name (copies), then cleared for the next backward pass."""
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return grads
+
+
+def assert_same_grads(expected: dict[str, torch.Tensor], actual: dict[str, torch.Tensor], tolerance: float) -> None:
+    """The same parameters got gradients, each within ``tolerance`` (max absolute difference)."""
+    assert set(expected) == set(actual)
+    for name, grad in expected.items():
+        difference = (actual[name] - grad).abs().max().item()
+        assert difference <= tolerance, f"{name}: {difference}"

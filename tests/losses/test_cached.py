@@ -16,7 +16,7 @@ from mixcse_hf.models import batch as batch_module
 from mixcse_hf.models.batch import BatchEmbedder, embed_batch, slice_rows
 from mixcse_hf.models.lora import apply_lora
 from mixcse_hf.models.pooling import POOLER_TYPES
-from tests.conftest import SENTENCES, train_tiny
+from tests.conftest import SENTENCES, assert_same_grads, padded_columns, parameter_grads, train_tiny
 
 LOSS = MixCSELoss(temp=0.05, mix_lambda=0.2)
 
@@ -36,23 +36,14 @@ def _batch(model_dir: str) -> dict[str, dict[str, torch.Tensor]]:
     return {"text": dict(AutoTokenizer.from_pretrained(model_dir)(SENTENCES, padding=True, return_tensors="pt"))}
 
 
-def _grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
-    model.zero_grad(set_to_none=True)
-    return grads
-
-
 def _cached_grads(model: torch.nn.Module, batch: dict, pooler: str, size: int, scale: float = 1.0) -> tuple:
     loss = CachedLoss(LOSS, size)(BatchEmbedder(model, pooler), batch)
     (loss * scale).backward()  # the Trainer divides by the accumulation steps (and fp16 scales) before backward
-    return loss.item(), _grads(model)
+    return loss.item(), parameter_grads(model)
 
 
 def _assert_same(expected: dict[str, torch.Tensor], actual: dict[str, torch.Tensor]) -> None:
-    assert set(expected) == set(actual)
-    for name, grad in expected.items():
-        difference = (actual[name] - grad).abs().max().item()
-        assert difference <= 1e-10, f"{name}: {difference}"
+    assert_same_grads(expected, actual, tolerance=1e-10)
 
 
 @pytest.mark.parametrize("pooler", POOLER_TYPES)
@@ -63,7 +54,7 @@ def test_cached_loss_equals_one_pass_without_dropout(tiny_model_dir: str, pooler
     model, batch = _model(tiny_model_dir, 0.0), _batch(tiny_model_dir)
     loss = LOSS(*embed_batch(model, batch, pooler))
     loss.backward()
-    expected = _grads(model)
+    expected = parameter_grads(model)
     cached_loss, actual = _cached_grads(model, batch, pooler, size)
     assert cached_loss == pytest.approx(loss.item(), abs=1e-12)
     _assert_same(expected, actual)
@@ -74,7 +65,7 @@ def test_cached_loss_with_lora_and_a_scaled_backward(tiny_model_dir: str) -> Non
     accumulation) scales them."""
     model, batch = _model(tiny_model_dir, 0.0, lora=True), _batch(tiny_model_dir)
     (LOSS(*embed_batch(model, batch, "cls")) * 0.5).backward()
-    expected = _grads(model)
+    expected = parameter_grads(model)
     assert any("lora_A" in name for name in expected) and any("modules_to_save" in name for name in expected)
     _, actual = _cached_grads(model, batch, "cls", 5, scale=0.5)
     _assert_same(expected, actual)
@@ -88,7 +79,7 @@ def test_cached_loss_replays_the_dropout_masks(tiny_model_dir: str) -> None:
     views = [embed_batch(model, slice_rows(batch, start, start + 5), "cls") for start in (0, 5, 10)]
     loss = LOSS(torch.cat([v[0] for v in views]), torch.cat([v[1] for v in views]))
     loss.backward()
-    expected = _grads(model)
+    expected = parameter_grads(model)
     after_reference = torch.get_rng_state()
 
     torch.manual_seed(123)
@@ -104,21 +95,17 @@ def test_cached_loss_on_triplets_with_dropout(tiny_model_dir: str) -> None:
     triplet_loss = MixCSELoss(temp=0.05, mix_lambda=0.3, mixed_hard_negative=True, hard_negative_weight=0.5)
     model, tokenizer = _model(tiny_model_dir, 0.1), AutoTokenizer.from_pretrained(tiny_model_dir)
     columns = {"anchor": SENTENCES, "positive": SENTENCES[1:] + SENTENCES[:1], "negative": SENTENCES[::-1]}
-    longest = max(len(ids) for ids in tokenizer(SENTENCES)["input_ids"])
-    batch = {
-        column: dict(tokenizer(sentences, padding="max_length", max_length=longest, return_tensors="pt"))
-        for column, sentences in columns.items()
-    }
+    batch = padded_columns(tokenizer, columns)
     torch.manual_seed(7)
     views = [embed_batch(model, slice_rows(batch, start, start + 5), "avg") for start in (0, 5, 10)]
     loss = triplet_loss(*(torch.cat([v[column] for v in views]) for column in range(3)))
     loss.backward()
-    expected = _grads(model)
+    expected = parameter_grads(model)
     torch.manual_seed(7)
     cached = CachedLoss(triplet_loss, 5)(BatchEmbedder(model, "avg"), batch)
     cached.backward()
     assert cached.item() == pytest.approx(loss.item(), abs=1e-12)
-    _assert_same(expected, _grads(model))
+    _assert_same(expected, parameter_grads(model))
 
 
 def test_cached_loss_wraps_a_loss_with_named_components(tiny_model_dir: str) -> None:
@@ -131,13 +118,13 @@ def test_cached_loss_wraps_a_loss_with_named_components(tiny_model_dir: str) -> 
     model, batch = _model(tiny_model_dir, 0.0), _batch(tiny_model_dir)
     plain = TwoParts()(*embed_batch(model, batch, "avg"))
     sum(plain.values()).backward()
-    expected = _grads(model)
+    expected = parameter_grads(model)
     cached = CachedLoss(TwoParts(), 5)(BatchEmbedder(model, "avg"), batch)
     assert {name: value.item() for name, value in cached.items()} == pytest.approx(
         {name: value.item() for name, value in plain.items()}, abs=1e-12
     )
     sum(cached.values()).backward()
-    _assert_same(expected, _grads(model))
+    _assert_same(expected, parameter_grads(model))
 
 
 def test_trainer_gradcache_matches_plain_training(tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from mixcse_hf.losses.mixcse import MixCSELoss as CoreLoss
 from mixcse_hf.losses.sentence_transformers import CachedMixCSELoss, MixCSELoss
 from mixcse_hf.training.arguments import MixCSETrainingArguments
 from mixcse_hf.training.trainer import MixCSETrainer
-from tests.conftest import SENTENCES, free_port
+from tests.conftest import SENTENCES, assert_same_grads, free_port, padded_columns, parameter_grads
 
 TOLERANCE = 1e-8
 TRIPLET_OPTIONS = {"mix_lambda": 0.3, "mixed_hard_negative": True, "hard_negative_weight": 0.5}
@@ -40,15 +40,8 @@ def _hf_model(model_dir: str, dropout: float = 0.1) -> torch.nn.Module:
     return model.double().train()
 
 
-def _features(tokenizer: AutoTokenizer, sentences: list[str], length: int | None = None) -> dict[str, torch.Tensor]:
-    padding = {"padding": "max_length", "max_length": length} if length else {"padding": True}
-    return dict(tokenizer(sentences, return_tensors="pt", **padding))
-
-
-def _grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
-    model.zero_grad(set_to_none=True)
-    return grads
+def _features(tokenizer: AutoTokenizer, sentences: list[str]) -> dict[str, torch.Tensor]:
+    return dict(tokenizer(sentences, padding=True, return_tensors="pt"))
 
 
 def _trainer_loss(model_dir: str, tmp_path: Path, inputs: dict, **options: object) -> tuple[float, dict]:
@@ -61,7 +54,7 @@ def _trainer_loss(model_dir: str, tmp_path: Path, inputs: dict, **options: objec
     torch.manual_seed(11)
     loss = trainer.compute_loss(model, inputs)
     loss.backward()
-    return loss.item(), _grads(model)
+    return loss.item(), parameter_grads(model)
 
 
 def _st_loss(model_dir: str, features: list[dict], **options: object) -> tuple[float, dict]:
@@ -69,13 +62,11 @@ def _st_loss(model_dir: str, features: list[dict], **options: object) -> tuple[f
     torch.manual_seed(11)
     loss = MixCSELoss(model, **options)(features, None)
     loss.backward()
-    return loss.item(), {name.removeprefix("0.model."): grad for name, grad in _grads(model).items()}
+    return loss.item(), {name.removeprefix("0.model."): grad for name, grad in parameter_grads(model).items()}
 
 
 def _assert_same(expected: dict[str, torch.Tensor], actual: dict[str, torch.Tensor]) -> None:
-    assert set(expected) == set(actual)
-    for name, grad in expected.items():
-        assert (actual[name] - grad).abs().max().item() <= TOLERANCE, name
+    assert_same_grads(expected, actual, TOLERANCE)
 
 
 @pytest.mark.parametrize("layout", ["unsupervised", "triplets"])
@@ -89,8 +80,7 @@ def test_same_loss_and_gradients_as_the_trainer(tiny_model_dir: str, tmp_path: P
         trainer_inputs, st_features = features, [features]
     else:
         options = TRIPLET_OPTIONS
-        longest = max(len(ids) for ids in tokenizer(SENTENCES)["input_ids"])
-        columns = {column: _features(tokenizer, sentences, longest) for column, sentences in COLUMNS.items()}
+        columns = padded_columns(tokenizer, COLUMNS)
         trainer_inputs, st_features = columns, list(columns.values())
     expected_loss, expected = _trainer_loss(tiny_model_dir, tmp_path, trainer_inputs, **options)
     actual_loss, actual = _st_loss(tiny_model_dir, st_features, **options)
@@ -112,11 +102,11 @@ def test_cached_variant_has_the_plain_gradients(tiny_model_dir: str, layout: str
     model = _st_model(tiny_model_dir, dropout=0.0)
     plain = MixCSELoss(model, **options)(features, None)
     plain.backward()
-    expected = _grads(model)
+    expected = parameter_grads(model)
     cached = CachedMixCSELoss(model, mini_batch_size=5, **options)(features, None)
     cached.backward()
     assert cached.item() == pytest.approx(plain.item(), abs=TOLERANCE)
-    _assert_same(expected, _grads(model))
+    _assert_same(expected, parameter_grads(model))
 
 
 def _train(model: SentenceTransformer, loss: torch.nn.Module, output_dir: Path, steps: int = 8) -> None:
@@ -204,9 +194,8 @@ def _gather_worker(rank: int, port: int, model_dir: str, out: str) -> None:
     model[0].model.pooler.requires_grad_(False)  # unused by CLS pooling: DDP would wait for its gradient
     model = DistributedDataParallel(model)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    longest = max(len(ids) for ids in tokenizer(SENTENCES)["input_ids"])
     rows = slice(rank * 6, (rank + 1) * 6)
-    features = [_features(tokenizer, sentences[rows], longest) for sentences in COLUMNS.values()]
+    features = list(padded_columns(tokenizer, {c: sentences[rows] for c, sentences in COLUMNS.items()}).values())
     loss = MixCSELoss(model, gather_across_devices=True, **TRIPLET_OPTIONS)(features, None)
     loss.backward()
     grads = {name: p.grad for name, p in model.module.named_parameters() if p.grad is not None}
@@ -219,11 +208,10 @@ def test_gather_across_devices_equals_one_process(tiny_model_dir: str, tmp_path:
     positives and hard negatives join the batch, and the gradients are those of 1 process holding all 12."""
     model = _st_model(tiny_model_dir, dropout=0.0)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    longest = max(len(ids) for ids in tokenizer(SENTENCES)["input_ids"])
-    features = [_features(tokenizer, sentences, longest) for sentences in COLUMNS.values()]
+    features = list(padded_columns(tokenizer, COLUMNS).values())
     loss = MixCSELoss(model, **TRIPLET_OPTIONS)(features, None)
     loss.backward()
-    expected = _grads(model)
+    expected = parameter_grads(model)
     mp.spawn(_gather_worker, args=(free_port(), tiny_model_dir, str(tmp_path)), nprocs=2, join=True)
     for rank in range(2):
         result = torch.load(tmp_path / f"rank{rank}.pt")

@@ -21,7 +21,7 @@ from mixcse_hf.losses.cached import CachedLoss
 from mixcse_hf.losses.mixcse import MixCSELoss
 from mixcse_hf.models.batch import BatchEmbedder, slice_rows
 from mixcse_hf.training.distributed import gather_with_grad
-from tests.conftest import REPO_ROOT, SENTENCES, free_port
+from tests.conftest import REPO_ROOT, SENTENCES, free_port, padded_columns
 
 TOLERANCE = 1e-10  # float64
 
@@ -47,12 +47,9 @@ def _batch(model_dir: str, layout: str) -> dict[str, dict[str, torch.Tensor]]:
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if layout == "text":
         return {"text": dict(tokenizer(SENTENCES[:8], padding=True, return_tensors="pt"))}
-    longest = max(len(ids) for ids in tokenizer(SENTENCES)["input_ids"])
-    columns = {"anchor": SENTENCES[:8], "positive": SENTENCES[2:10], "negative": SENTENCES[4:12]}
-    return {
-        column: dict(tokenizer(sentences, padding="max_length", max_length=longest, return_tensors="pt"))
-        for column, sentences in columns.items()
-    }
+    return padded_columns(
+        tokenizer, {"anchor": SENTENCES[:8], "positive": SENTENCES[2:10], "negative": SENTENCES[4:12]}
+    )
 
 
 def _loss(model: torch.nn.Module, batch: dict, pooler: str, layout: str, cached: bool = False) -> torch.Tensor:
