@@ -53,6 +53,11 @@ def total_loss(output: LossOutput) -> tuple[torch.Tensor, dict[str, torch.Tensor
     return sum(components[1:], components[0]), {f"loss_{name}": value.detach() for name, value in output.items()}
 
 
+def training_progress(global_step: int, max_steps: int) -> float:
+    """The fraction of training done that ``set_training_progress`` gets: steps taken over the planned steps."""
+    return global_step / max(max_steps, 1)
+
+
 def set_training_progress(loss: nn.Module, progress: float) -> None:
     for module in loss.modules():
         if hasattr(module, "set_training_progress"):

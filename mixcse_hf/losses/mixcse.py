@@ -8,6 +8,7 @@ are formed is in :mod:`mixcse_hf.losses.mixing`.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -299,20 +300,9 @@ class MixCSELoss(nn.Module):
         return {"grad_anchor_norm": total.norm(), "grad_mixed_share": mixed_norm / (other_norm + mixed_norm)}
 
     def options(self) -> dict[str, Any]:
-        """The constructor's arguments, as given: ``MixCSELoss(**loss.options())`` builds the same loss."""
-        return {
-            "temp": self.temp,
-            "mix_lambda": self.mix_lambda,
-            "mask_value": self.mask_value,
-            "mixed_negatives": self.mixed_negatives,
-            "mix_strategy": self.mix_strategy,
-            "lambda_schedule": self.lambda_schedule,
-            "mix_lambda_end": self.mix_lambda_end,
-            "mix_sides": self.mix_sides,
-            "hard_negative_weight": self.hard_negative_weight,
-            "mixed_hard_negative": self.mixed_hard_negative,
-            "log_gradient_signal": self.log_gradient_signal,
-        }
+        """The constructor's arguments (each stored under its own name): ``MixCSELoss(**loss.options())`` builds
+        the same loss."""
+        return {name: getattr(self, name) for name in inspect.signature(MixCSELoss).parameters}
 
     def extra_repr(self) -> str:
         return ", ".join(f"{name}={value!r}" for name, value in self.options().items())

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from mixcse_hf.losses import mixcse
+from mixcse_hf.losses.base import training_progress
 from mixcse_hf.training.distributed import gather_with_grad
 
 CITATION = """@inproceedings{zhang2022mixcse,
@@ -53,7 +54,7 @@ class TrainingProgressCallback(TrainerCallback):
     def on_step_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
-        self.loss.loss.set_training_progress(state.global_step / max(state.max_steps, 1))
+        self.loss.loss.set_training_progress(training_progress(state.global_step, state.max_steps))
 
 
 class MixCSELoss(nn.Module):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 
@@ -9,8 +10,8 @@ import torch
 from transformers import TrainingArguments, integrations
 
 from mixcse_hf.errors import UsageError
-from mixcse_hf.losses.mixcse import MIX_SIDES, MIXED_NEGATIVES, MixCSELoss
-from mixcse_hf.losses.mixing import LAMBDA_SCHEDULES, MIX_STRATEGIES, check_choice
+from mixcse_hf.losses.mixcse import MixCSELoss
+from mixcse_hf.losses.mixing import check_choice
 from mixcse_hf.models.encoder import check_pooler_type
 from mixcse_hf.models.pooling import POOLERS
 from mixcse_hf.training.identity import CHANGEABLE
@@ -277,16 +278,12 @@ class MixCSETrainingArguments(TrainingArguments):
                 f"mix_lambda must be in (0, 1) (the recipe uses 0.2), or 0 for plain SimCSE; got {self.mix_lambda}"
             )
         check_pooler_type(self.pooler_type)
-        check_choice("mixed_negatives", self.mixed_negatives, MIXED_NEGATIVES)
-        check_choice("mix_strategy", self.mix_strategy, MIX_STRATEGIES)
-        check_choice("lambda_schedule", self.lambda_schedule, LAMBDA_SCHEDULES)
-        check_choice("mix_sides", self.mix_sides, MIX_SIDES)
         if self.mix_lambda_end is not None and not 0 < self.mix_lambda_end < 1:
             raise UsageError(f"mix_lambda_end must be in (0, 1), got {self.mix_lambda_end}")
         if self.lambda_schedule in ("linear", "cosine") and self.mix_lambda_end is None:
             raise UsageError(f"lambda_schedule {self.lambda_schedule} needs --mix_lambda_end (the final lambda)")
         check_choice("mixed_negative_mask", self.mixed_negative_mask, tuple(MASK_VALUES))
-        try:  # whatever the checks above leave, the loss itself refuses
+        try:  # the loss refuses the rest (unknown choices, options that mix nothing…) with its own messages
             self.mixcse_loss()
         except ValueError as err:
             raise UsageError(str(err)) from err
@@ -314,17 +311,6 @@ class MixCSETrainingArguments(TrainingArguments):
         return MASK_VALUES[self.mixed_negative_mask]
 
     def mixcse_loss(self) -> MixCSELoss:
-        """The :class:`MixCSELoss` these arguments describe (the trainer's default loss)."""
-        return MixCSELoss(
-            temp=self.temp,
-            mix_lambda=self.mix_lambda,
-            mask_value=self.mask_value,
-            mixed_negatives=self.mixed_negatives,
-            mix_strategy=self.mix_strategy,
-            lambda_schedule=self.lambda_schedule,
-            mix_lambda_end=self.mix_lambda_end,
-            mix_sides=self.mix_sides,
-            hard_negative_weight=self.hard_negative_weight,
-            mixed_hard_negative=self.mixed_hard_negative,
-            log_gradient_signal=self.log_gradient_signal,
-        )
+        """The :class:`MixCSELoss` these arguments describe (the trainer's default loss): each of its constructor's
+        arguments is a field (or, ``mask_value``, a property) of the same name here."""
+        return MixCSELoss(**{name: getattr(self, name) for name in inspect.signature(MixCSELoss).parameters})

@@ -24,7 +24,14 @@ from mixcse_hf.evaluation.sts_data import StsPairs
 from mixcse_hf.hub.card import ModelCardInfo, write_model_card
 from mixcse_hf.hub.export import add_auto_map, export_checkpoint
 from mixcse_hf.hub.push import push_checkpoint, upload_model_folder
-from mixcse_hf.losses.base import BatchLoss, batch_loss, set_training_progress, total_loss, training_metrics
+from mixcse_hf.losses.base import (
+    BatchLoss,
+    batch_loss,
+    set_training_progress,
+    total_loss,
+    training_metrics,
+    training_progress,
+)
 from mixcse_hf.losses.cached import CachedLoss
 from mixcse_hf.models.batch import BatchEmbedder, as_text_batch
 from mixcse_hf.models.encoder import SentenceEncoder
@@ -116,7 +123,7 @@ class MixCSETrainer(Trainer):
         training = model.training
         self.loss.train(training)
         if training:
-            set_training_progress(self.loss, self.state.global_step / max(self.state.max_steps, 1))
+            set_training_progress(self.loss, training_progress(self.state.global_step, self.state.max_steps))
         loss, components = total_loss(batch_loss(self.loss, self.batch_embedder(model), as_text_batch(inputs)))
         if training:
             if not torch.isfinite(loss):
