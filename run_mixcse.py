@@ -3,7 +3,8 @@
     python run_mixcse.py CONFIG.yaml [--any_argument value ...]
     accelerate launch run_mixcse.py CONFIG.yaml [...]
 
-Config values are defaults that command-line flags override; ``--help`` lists every argument. Input problems
+Config values are defaults that command-line flags override; ``--help`` lists our arguments by group,
+``--help_all`` the Trainer's too. Input problems
 print one line and exit with status 2; a loss that turns NaN/inf stops training with one line and status 3,
 the last checkpoint intact (``--debug`` shows tracebacks).
 """
@@ -14,11 +15,17 @@ import logging
 import sys
 
 from mixcse_hf.errors import run_cli
-from mixcse_hf.training.config import parse_run_args
-from mixcse_hf.training.job import run
+from mixcse_hf.training.help import help_request
 
 
 def train(argv: list[str]) -> None:
+    if (text := help_request(argv)) is not None:
+        print(text, end="")
+        return
+    # Imported after the help check: they load torch and transformers, which takes seconds.
+    from mixcse_hf.training.config import parse_run_args
+    from mixcse_hf.training.job import run
+
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     summary = run(*parse_run_args(argv))
     if summary.main_process:

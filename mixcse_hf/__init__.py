@@ -2,24 +2,33 @@
 
 The public API: the trainer and its arguments, the loss, the inference wrapper and the evaluators. Code is grouped
 by role: ``losses/``, ``models/``, ``training/``, ``evaluation/``, ``hub/`` (and ``plot`` for figures).
+
+The names are imported on first use (PEP 562), so that light entry points (``run_mixcse.py --help``) and
+submodules do not pay for torch and transformers.
 """
 
 from __future__ import annotations
 
-from mixcse_hf.evaluation.evaluators import STSEvaluator
-from mixcse_hf.losses.cached import CachedLoss
-from mixcse_hf.losses.mixcse import MixCSELoss
-from mixcse_hf.models.encoder import SentenceEncoder
-from mixcse_hf.training.arguments import MixCSETrainingArguments
-from mixcse_hf.training.trainer import MixCSETrainer
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
-__all__ = [
-    "CachedLoss",
-    "MixCSELoss",
-    "MixCSETrainer",
-    "MixCSETrainingArguments",
-    "STSEvaluator",
-    "SentenceEncoder",
-    "__version__",
-]
+_PUBLIC_API = {
+    "CachedLoss": "mixcse_hf.losses.cached",
+    "MixCSELoss": "mixcse_hf.losses.mixcse",
+    "MixCSETrainer": "mixcse_hf.training.trainer",
+    "MixCSETrainingArguments": "mixcse_hf.training.arguments",
+    "STSEvaluator": "mixcse_hf.evaluation.evaluators",
+    "SentenceEncoder": "mixcse_hf.models.encoder",
+}
+__all__ = [*sorted(_PUBLIC_API), "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC_API:
+        raise AttributeError(f"module 'mixcse_hf' has no attribute {name!r}")
+    return getattr(importlib.import_module(_PUBLIC_API[name]), name)
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -23,3 +23,13 @@ def test_imports_load_neither_matplotlib_nor_mteb() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+def test_package_root_is_light_until_a_name_is_used() -> None:
+    code = (
+        "import sys, mixcse_hf, mixcse_hf.errors, mixcse_hf.training.options; "
+        "light = not {'torch', 'transformers'} & {m.split('.')[0] for m in sys.modules}; "
+        "mixcse_hf.MixCSELoss; print(light, 'torch' in sys.modules)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert proc.stdout.split() == ["True", "True"]

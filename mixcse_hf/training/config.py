@@ -14,7 +14,8 @@ import yaml
 from transformers import HfArgumentParser
 
 from mixcse_hf.errors import UsageError
-from mixcse_hf.training.arguments import DataArguments, MixCSETrainingArguments, ModelArguments
+from mixcse_hf.training.arguments import MixCSETrainingArguments
+from mixcse_hf.training.options import DataArguments, ModelArguments
 
 RunArguments = tuple[ModelArguments, DataArguments, MixCSETrainingArguments]
 RESOLVED_CONFIG_NAME = "run_config.yaml"

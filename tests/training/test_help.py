@@ -1,0 +1,71 @@
+"""``run_mixcse.py --help``: our arguments first, in groups, without importing torch; ``--help_all`` adds the
+Trainer's."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from transformers import TrainingArguments
+
+import run_mixcse
+from mixcse_hf.models.pooling import POOLERS
+from mixcse_hf.training.help import COMMON_TRAINER_OPTIONS, GROUPS, help_text
+from mixcse_hf.training.options import DataArguments, MixCSEOptions, ModelArguments
+
+REPO = Path(__file__).resolve().parents[2]
+OUR_FIELDS = [f.name for cls in (ModelArguments, DataArguments, MixCSEOptions) for f in dataclasses.fields(cls)]
+
+
+def test_groups_hold_every_argument_once() -> None:
+    grouped = [name for _, names in GROUPS.values() for name in names]
+    assert sorted(grouped) == sorted(OUR_FIELDS)
+
+
+def test_help_leads_with_our_groups_and_names_the_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_mixcse.main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: run_mixcse.py [CONFIG.yaml] [--ARGUMENT VALUE ...]")
+    assert len(text.splitlines()) < 250
+    positions = [text.index(f"\n{title}:\n") for title in GROUPS]
+    assert positions == sorted(positions)
+    for name in OUR_FIELDS:
+        assert f"  --{name} " in text or f"  --{name}\n" in text
+    assert "  --learning_rate" not in text  # the Trainer's options are behind --help_all
+    assert "--debug               show the traceback" in text
+
+
+def test_help_imports_neither_torch_nor_transformers() -> None:
+    code = (
+        "import sys, run_mixcse; run_mixcse.main(['--help']); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'datasets'}), file=sys.stderr)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, check=True
+    )
+    assert proc.stderr.strip() == "[]"
+    assert proc.stdout.startswith("usage: run_mixcse.py")
+
+
+def test_help_all_adds_every_trainer_option() -> None:
+    text = help_text(trainer_options=True)
+    trainer_fields = [f.name for f in dataclasses.fields(TrainingArguments) if f.init]
+    for name in trainer_fields:
+        if name != "debug":  # a config key only: --debug shows tracebacks
+            assert f"  --{name} " in text or f"  --{name}\n" in text, name
+    assert text.count("  --debug ") == 1
+    assert text.index("\nTrainer options:\n") > text.index("\nmodel:\n")
+
+
+def test_short_help_names_real_trainer_options() -> None:
+    trainer_fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    assert set(COMMON_TRAINER_OPTIONS) <= trainer_fields
+
+
+def test_pooler_help_names_every_pooler() -> None:
+    pooler_help = next(f for f in dataclasses.fields(MixCSEOptions) if f.name == "pooler_type").metadata["help"]
+    for pooler in POOLERS.values():
+        assert f"{pooler.name}: {pooler.description}" in pooler_help
