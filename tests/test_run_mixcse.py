@@ -277,3 +277,19 @@ def test_cli_exit_status_and_single_line_message(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: unknown key 'pooler' in {config}; did you mean 'pooler_type'?"]
+
+
+def test_accelerate_launch_with_the_shipped_default_is_quiet(
+    tmp_path: Path, tiny_model_dir: str, tiny_corpus: Path, tiny_senteval: Path
+) -> None:
+    """configs/accelerate/default.yaml: no "values were not passed" warning, one process, the run's bf16 applies."""
+    out = tmp_path / "out"
+    config = _config(tmp_path, tiny_model_dir, tiny_corpus, tiny_senteval, out, max_steps=2, bf16=True)
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file"]
+    command = [*launcher, str(REPO_ROOT / "configs/accelerate/default.yaml"), str(REPO_ROOT / "run_mixcse.py")]
+    proc = subprocess.run([*command, config], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "were not passed" not in proc.stderr
+    assert "Device cpu, 1 process(es)" in proc.stderr
+    assert yaml.safe_load((out / "run_config.yaml").read_text())["bf16"] is True
+    assert (out / "model.safetensors").is_file()
