@@ -23,10 +23,9 @@ from matplotlib.ticker import MaxNLocator
 from transformers.trainer_utils import get_last_checkpoint
 
 from mixcse_hf.errors import UsageError, run_cli
-from mixcse_hf.training.history import EVAL_PREFIX, evaluation_metrics, evaluation_points
+from mixcse_hf.training.history import EVAL_PREFIX, RESULTS_NAME, evaluation_metrics, evaluation_points
 
 STATE_FILE = "trainer_state.json"
-RESULTS_FILE = "sts_results.json"  # written by mixcse_hf.training.job (its RESULTS_NAME)
 PLOT_NAME = "training_curves.png"
 GEOMETRY_METRICS = ("alignment", "uniformity")
 CURVES_TITLE = "Evaluation during training"
@@ -224,7 +223,7 @@ def load_log_history(run_dir: str) -> list[dict]:
 
 def load_start_metrics(run_dir: str) -> dict[str, float] | None:
     """The start model's metrics from ``run_dir/sts_results.json`` (key ``start_metrics``); None without them."""
-    path = os.path.join(run_dir, RESULTS_FILE)
+    path = os.path.join(run_dir, RESULTS_NAME)
     if not os.path.isfile(path):
         return None
     with open(path, encoding="utf-8") as handle:

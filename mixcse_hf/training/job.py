@@ -27,7 +27,7 @@ from mixcse_hf.paths import check_output_dir
 from mixcse_hf.training.arguments import MixCSETrainingArguments
 from mixcse_hf.training.config import RESOLVED_CONFIG_NAME, save_resolved_config
 from mixcse_hf.training.data import load_corpus, text_column_count, tokenize_training_data, training_collator
-from mixcse_hf.training.history import evaluation_points
+from mixcse_hf.training.history import RESULTS_NAME, evaluation_points
 from mixcse_hf.training.identity import (
     RunIdentityCallback,
     defining_settings,
@@ -40,7 +40,6 @@ from mixcse_hf.training.resume import RunPlan, plan_run
 from mixcse_hf.training.trainer import MixCSETrainer
 
 logger = logging.getLogger(__name__)
-RESULTS_NAME = "sts_results.json"
 START_SCORES_NAME = "sts_start.json"
 """The start model's scores, recorded at a run's start for its resumed parts (the weights loaded when resuming
 are not the start model's: the MLP was re-initialised at the start)."""
