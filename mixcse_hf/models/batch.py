@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from mixcse_hf.models.encoder import embed
+from mixcse_hf.models.packing import embed_packed
 
 TextBatch = Mapping[str, Mapping[str, torch.Tensor]]
 UNSUPERVISED_COLUMN = "text"
@@ -40,15 +41,21 @@ def slice_rows(batch: TextBatch, start: int, stop: int) -> dict[str, dict[str, t
     return {column: {name: t[start:stop] for name, t in features.items()} for column, features in batch.items()}
 
 
-def embed_batch(model: nn.Module, batch: TextBatch, pooler_type: str) -> list[torch.Tensor]:
+def embed_batch(
+    model: nn.Module, batch: TextBatch, pooler_type: str, padding_free: bool = False, pack_length: int | None = None
+) -> list[torch.Tensor]:
     """One forward pass over every row of ``batch`` -> one (N, d) embedding per view: ``[z1, z2]`` for a single
     column (dropout draws an independent mask per row, so rows i and N+i are two views of sentence i), else
-    one per column in order."""
+    one per column in order. ``padding_free``: the rows are packed without pad tokens first
+    (:mod:`mixcse_hf.models.packing`, rows of at most ``pack_length`` tokens)."""
     views = list(batch.values())
     if len(views) == 1:
         views = views * 2
     joined = {name: torch.cat([view[name] for view in views]) for name in views[0]}
-    return list(embed(model, joined, pooler_type).chunk(len(views)))
+    embeddings = (
+        embed_packed(model, joined, pooler_type, pack_length) if padding_free else embed(model, joined, pooler_type)
+    )
+    return list(embeddings.chunk(len(views)))
 
 
 @dataclass
@@ -60,13 +67,17 @@ class BatchEmbedder:
         pooler_type: the training pooler.
         gather: concatenates a (N, d) tensor from every process, differentiably (identity on one process).
         no_sync: a context in which backward passes do not synchronise gradients across processes.
+        padding_free: embed packed rows without pad tokens; ``pack_length`` bounds their length (None: twice the
+            batch's padded length).
     """
 
     model: nn.Module
     pooler_type: str
     gather: Callable[[torch.Tensor], torch.Tensor] = lambda tensor: tensor
     no_sync: Callable[[], contextlib.AbstractContextManager] = field(default=contextlib.nullcontext)
+    padding_free: bool = False
+    pack_length: int | None = None
 
     def __call__(self, batch: TextBatch) -> list[torch.Tensor]:
         """The local embeddings of ``batch`` (see :func:`embed_batch`), not gathered."""
-        return embed_batch(self.model, batch, self.pooler_type)
+        return embed_batch(self.model, batch, self.pooler_type, self.padding_free, self.pack_length)

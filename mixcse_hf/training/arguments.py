@@ -35,6 +35,18 @@ def check_reporting_integrations(report_to: list[str] | str | None) -> None:
             )
 
 
+def check_padding_free(args: MixCSEOptions) -> None:
+    """``pack_length`` needs ``padding_free``; packing runs the MLP outside the sharded forward, so not with FSDP."""
+    if args.pack_length is not None and not args.padding_free:
+        raise UsageError("pack_length applies to padding_free training; pass --padding_free true or unset pack_length")
+    if args.pack_length is not None and args.pack_length < 2:
+        raise UsageError(f"pack_length must be >= max_seq_length (and >= 2), got {args.pack_length}")
+    if args.padding_free and args.fsdp:
+        raise UsageError(
+            "padding_free is not supported with FSDP; use DDP (multi_gpu_ddp_bf16.yaml) or drop padding_free"
+        )
+
+
 @dataclass
 class MixCSETrainingArguments(MixCSEOptions, TrainingArguments):
     def __post_init__(self) -> None:
@@ -70,6 +82,7 @@ class MixCSETrainingArguments(MixCSEOptions, TrainingArguments):
             raise UsageError(str(err)) from err
         if self.gradcache_mini_batch_size is not None and self.gradcache_mini_batch_size < 1:
             raise UsageError(f"gradcache_mini_batch_size must be >= 1, got {self.gradcache_mini_batch_size}")
+        check_padding_free(self)
         if self.push_to_hub and self.hub_strategy not in ("end", "every_save"):
             raise UsageError(
                 f"hub_strategy {str(self.hub_strategy.value)!r} would upload the Trainer's resume state; use end "

@@ -59,7 +59,10 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
         "Parameter-efficient training with PEFT.",
         ["use_lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "merge_lora"],
     ),
-    "GradCache": ("Large batches in bounded memory.", ["gradcache_mini_batch_size"]),
+    "GradCache and padding-free": (
+        "Large batches in bounded memory; less compute per batch.",
+        ["gradcache_mini_batch_size", "padding_free", "pack_length"],
+    ),
     "evaluation": (
         "STS-B Spearman before and after training (do_eval) and during it (eval_strategy, eval_steps).",
         ["senteval_dir", "start_evaluation"],

@@ -22,6 +22,7 @@ from mixcse_hf.hub.card import ModelCardInfo
 from mixcse_hf.hub.export import export_checkpoint
 from mixcse_hf.models.encoder import load_backbone, public_model_name, reinit_mlp
 from mixcse_hf.models.lora import apply_lora
+from mixcse_hf.models.packing import packable_backbone
 from mixcse_hf.models.pooling import get_pooler, inference_pooler
 from mixcse_hf.paths import check_output_dir
 from mixcse_hf.training.arguments import MixCSETrainingArguments
@@ -191,6 +192,8 @@ def build_model(
         reinit_mlp(model)
     if not uses_mlp and getattr(model, "pooler", None) is not None:
         model.pooler.requires_grad_(False)  # unused: frozen, so DDP needs no unused-parameter search
+    if training_args.padding_free:
+        packable_backbone(model)
     if model_args.use_lora:
         model = apply_lora(
             model,
@@ -212,6 +215,15 @@ def check_one_batch(rows: int, training_args: MixCSETrainingArguments) -> None:
         raise UsageError(
             f"the training data has {rows} row(s), fewer than one batch of {needed}: nothing would be "
             f"trained; add data or lower per_device_train_batch_size (>= 2)"
+        )
+
+
+def check_pack_length(data_args: DataArguments, training_args: MixCSETrainingArguments) -> None:
+    """Every sentence (up to ``max_seq_length`` tokens) must fit in a packed row."""
+    if training_args.pack_length is not None and training_args.pack_length < data_args.max_seq_length:
+        raise UsageError(
+            f"pack_length {training_args.pack_length} is shorter than max_seq_length {data_args.max_seq_length}: "
+            f"a sentence would not fit in a row; pass --pack_length {2 * data_args.max_seq_length} or unset it"
         )
 
 
@@ -279,6 +291,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Mix
     """Every input is checked before anything is written to ``output_dir``; training holds its lock."""
     if not training_args.do_train and not training_args.do_eval:
         raise UsageError("nothing to do: do_train and do_eval are both false; set do_train true to train")
+    check_pack_length(data_args, training_args)
     move_hub_token_to_environment(training_args)
     # Reading .device sets up the process group: world_size and main_process_first are valid only after it.
     logger.info("Device %s, %d process(es)", training_args.device, training_args.world_size)

@@ -202,6 +202,21 @@ class MixCSEOptions:
             "grows with it rather than with the batch size (same gradients, about one extra forward pass)."
         },
     )
+    padding_free: bool = field(
+        default=False,
+        metadata={
+            "help": "Pack each step's sentences into rows without pad tokens (position ids restarting per sentence, "
+            "attention kept inside each sentence): the same embeddings for less compute. BERT, RoBERTa, XLM-R and "
+            "MPNet encoders; see docs/performance.md for when it is faster."
+        },
+    )
+    pack_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "With padding_free: tokens per packed row (>= max_seq_length); unset: twice the batch's longest "
+            "sentence. Attention cost grows with it."
+        },
+    )
     dataloader_drop_last: bool = field(
         default=True,
         metadata={

@@ -110,6 +110,8 @@ class MixCSETrainer(Trainer):
             self.args.pooler_type,
             gather=gather_with_grad,
             no_sync=functools.partial(self.accelerator.no_sync, model),
+            padding_free=self.args.padding_free,
+            pack_length=self.args.pack_length,
         )
 
     def compute_loss(

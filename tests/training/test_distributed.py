@@ -52,20 +52,25 @@ def _batch(model_dir: str, layout: str) -> dict[str, dict[str, torch.Tensor]]:
     )
 
 
-def _loss(model: torch.nn.Module, batch: dict, pooler: str, layout: str, cached: bool = False) -> torch.Tensor:
-    """Plain: one forward pass; cached: GradCache in mini-batches of 3 rows (backward replays them). Every view
-    (the hard negatives too) is gathered from all processes."""
+def _loss(
+    model: torch.nn.Module, batch: dict, pooler: str, layout: str, cached: bool = False, packed: bool = False
+) -> torch.Tensor:
+    """Plain: one forward pass; cached: GradCache in mini-batches of 3 rows (backward replays them); packed:
+    padding-free rows. Every view (the hard negatives too) is gathered from all processes."""
     no_sync = model.no_sync if isinstance(model, DistributedDataParallel) else BatchEmbedder.no_sync
-    embedder = BatchEmbedder(model, pooler, gather_with_grad, no_sync)
+    embedder = BatchEmbedder(model, pooler, gather_with_grad, no_sync, padding_free=packed, pack_length=24)
     return CachedLoss(LOSSES[layout], 3)(embedder, batch) if cached else batch_loss(LOSSES[layout], embedder, batch)
 
 
-def _worker(rank: int, world: int, port: int, model_dir: str, pooler: str, layout: str, cached: bool, out: str) -> None:
+def _worker(
+    rank: int, world: int, port: int, model_dir: str, pooler: str, layout: str, cached: bool, packed: bool, out: str
+) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     model = DistributedDataParallel(_deterministic_model(model_dir, pooler), broadcast_buffers=False)
     rows = 8 // world
-    loss = _loss(model, slice_rows(_batch(model_dir, layout), rank * rows, (rank + 1) * rows), pooler, layout, cached)
+    local_batch = slice_rows(_batch(model_dir, layout), rank * rows, (rank + 1) * rows)
+    loss = _loss(model, local_batch, pooler, layout, cached, packed)
     loss.backward()
     grads = {name: p.grad for name, p in model.module.named_parameters() if p.grad is not None}
     torch.save({"loss": loss.detach(), "grads": grads}, os.path.join(out, f"rank{rank}.pt"))
@@ -73,27 +78,29 @@ def _worker(rank: int, world: int, port: int, model_dir: str, pooler: str, layou
 
 
 @pytest.mark.parametrize(
-    ("pooler", "layout", "cached"),
+    ("pooler", "layout", "cached", "packed"),
     [
-        ("cls", "text", False),
-        ("avg", "text", False),
-        ("cls", "text", True),
-        ("avg", "text", True),
-        ("cls", "triplets", False),
-        ("avg", "triplets", True),
+        ("cls", "text", False, False),
+        ("avg", "text", False, False),
+        ("cls", "text", True, False),
+        ("avg", "text", True, False),
+        ("cls", "triplets", False, False),
+        ("avg", "triplets", True, False),
+        ("cls", "text", True, True),
+        ("avg_first_last", "triplets", False, True),
     ],
 )
 def test_two_processes_equal_one_process(
-    tiny_model_dir: str, tmp_path: Path, pooler: str, layout: str, cached: bool
+    tiny_model_dir: str, tmp_path: Path, pooler: str, layout: str, cached: bool, packed: bool
 ) -> None:
-    """Plain or through CachedLoss (GradCache), unsupervised or on triplets (mixed hard negatives, hard-negative
-    weight) on 2 processes: the gradients of 1 process, plain, whole batch."""
+    """Plain or through CachedLoss (GradCache), padded or padding-free, unsupervised or on triplets (mixed hard
+    negatives, hard-negative weight) on 2 processes: the gradients of 1 process, plain, padded, whole batch."""
     model = _deterministic_model(tiny_model_dir, pooler)
     loss = _loss(model, _batch(tiny_model_dir, layout), pooler, layout)
     loss.backward()
     expected = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
 
-    spawn_args = (2, free_port(), tiny_model_dir, pooler, layout, cached, str(tmp_path))
+    spawn_args = (2, free_port(), tiny_model_dir, pooler, layout, cached, packed, str(tmp_path))
     mp.spawn(_worker, args=spawn_args, nprocs=2, join=True)
     for rank in range(2):
         result = torch.load(tmp_path / f"rank{rank}.pt")

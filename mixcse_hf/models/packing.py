@@ -1,0 +1,163 @@
+"""Padding-free encoding: a step's sentences packed into rows without pad tokens, the same embeddings for less work.
+
+A padded batch (N, L) spends every layer's compute on its pad tokens (about a third of a random batch of wiki
+sentences at length 32). Packing puts the N sentences one after another into R rows of at most ``pack_length``
+tokens (first fit, in batch order), with
+
+- ``position_ids`` restarting at each sentence, at the position the model gives a sentence's first token (BERT 0;
+  RoBERTa, XLM-R and MPNet ``padding_idx + 1``);
+- a block-diagonal 4-D attention mask (R, 1, W, W), so each token attends only to its own sentence: boolean for
+  SDPA (its CPU flash kernel takes it), additive for eager attention (MPNet has only that); the row tails attend
+  to themselves only, so no softmax row is empty;
+- pooling per sentence: the hidden states are gathered back into the padded (N, L) layout, so every pooler of
+  :data:`mixcse_hf.models.pooling.POOLERS` applies unchanged (the MLP is the encoder's own pooler layer, run on
+  each sentence's [CLS]).
+
+With dropout off, packed and padded embeddings agree to float rounding (``tests/models/test_packing.py``).
+Attention costs grow with the row length, so rows are bounded by ``pack_length`` (default: twice the batch's
+padded length).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from accelerate.utils import extract_model_from_parallel
+from torch import nn
+from transformers import PreTrainedModel
+
+from mixcse_hf.errors import UsageError
+from mixcse_hf.models.lora import backbone_of
+from mixcse_hf.models.pooling import get_pooler, needs_hidden_states, pool
+
+PACKABLE_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "mpnet")
+"""Encoders whose ``forward`` takes ``position_ids`` and a 4-D attention mask as they are (transformers 5)."""
+PACKED_FEATURES = ("input_ids", "token_type_ids")
+"""Per-token features moved into the packed rows; ``attention_mask`` is replaced, ``position_ids`` built."""
+
+
+def packable_backbone(model: nn.Module) -> PreTrainedModel:
+    """The ``transformers`` encoder inside ``model`` (DDP, PEFT unwrapped), checked to accept packed rows."""
+    backbone = backbone_of(extract_model_from_parallel(model))
+    model_type = getattr(backbone.config, "model_type", type(backbone).__name__)
+    if model_type not in PACKABLE_MODEL_TYPES:
+        raise UsageError(
+            f"padding_free does not support {type(backbone).__name__} ({model_type}): it needs position_ids and "
+            f"a 4-D attention mask, supported for {', '.join(PACKABLE_MODEL_TYPES)}; pass --padding_free false"
+        )
+    if backbone.config._attn_implementation not in ("sdpa", "eager"):
+        raise UsageError(
+            f"padding_free needs sdpa or eager attention, not {backbone.config._attn_implementation}; load the "
+            "model with attn_implementation='sdpa' or pass --padding_free false"
+        )
+    return backbone
+
+
+def first_position(backbone: PreTrainedModel) -> int:
+    """The position id the model gives a sentence's first token: RoBERTa-style embeddings count from
+    ``padding_idx + 1``, BERT's (no ``padding_idx``) from 0."""
+    return getattr(backbone.embeddings, "padding_idx", -1) + 1
+
+
+def first_fit(lengths: list[int], pack_length: int) -> tuple[list[int], list[int], list[int]]:
+    """Place sentences of ``lengths`` tokens, in order, into the first row with room (rows of ``pack_length``
+    tokens) -> (row of each sentence, its first column, tokens used per row)."""
+    rows, starts, used = [], [], []
+    for length in lengths:
+        row = next((r for r, filled in enumerate(used) if filled + length <= pack_length), len(used))
+        if row == len(used):
+            used.append(0)
+        rows.append(row)
+        starts.append(used[row])
+        used[row] += length
+    return rows, starts, used
+
+
+@dataclass
+class PackedBatch:
+    """Packed rows and the way back to the padded layout.
+
+    Attributes:
+        features: ``input_ids`` (and ``token_type_ids``), ``position_ids`` (R, W) and ``attention_mask``
+            (R, 1, W, W), the encoder's inputs.
+        index: (N, L) positions in the flattened (R * W) rows of each sentence's tokens (0 past its end).
+        sentence_mask: (N, L) 1 for each sentence's tokens: the padded layout's attention mask.
+    """
+
+    features: dict[str, torch.Tensor]
+    index: torch.Tensor
+    sentence_mask: torch.Tensor
+
+    def unpack(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(R, W, d) hidden states of the packed rows -> (N, L, d) per sentence, differentiably."""
+        return hidden.reshape(-1, hidden.size(-1))[self.index]
+
+    @property
+    def real_token_share(self) -> float:
+        return float(self.sentence_mask.sum() / self.features["input_ids"].numel())
+
+
+def pack_features(
+    features: Mapping[str, torch.Tensor], pack_length: int | None, position_start: int, mask_dtype: torch.dtype
+) -> PackedBatch:
+    """Pack padded tokenised ``features`` (``input_ids``, ``attention_mask``…, each (N, L)) into rows of at most
+    ``pack_length`` tokens (None: 2 L). ``mask_dtype``: ``torch.bool`` for SDPA, a float dtype for an additive
+    mask (eager attention)."""
+    mask = features["attention_mask"].bool()
+    device, (count, width) = mask.device, mask.shape
+    lengths = mask.sum(1)
+    limit = pack_length or 2 * width
+    longest = int(lengths.max())
+    if longest > limit:
+        raise UsageError(f"a sentence has {longest} tokens, more than pack_length {limit}; raise --pack_length")
+    rows, starts, used = first_fit(lengths.tolist(), limit)
+    packed_width = max(used)
+    sentence_start = torch.tensor(rows, device=device) * packed_width + torch.tensor(starts, device=device)
+    offsets = torch.arange(width, device=device).expand(count, width)
+    # Destination of each real token, in the order boolean indexing reads them: sentence by sentence.
+    destination = (sentence_start[:, None] + offsets)[mask]
+    size = len(used) * packed_width
+    packed = {}
+    for name in PACKED_FEATURES:
+        if name in features:
+            flat = features[name].new_zeros(size)
+            flat[destination] = features[name][mask]
+            packed[name] = flat.view(len(used), packed_width)
+    positions = torch.full((size,), position_start, dtype=torch.long, device=device)
+    positions[destination] = offsets[mask] + position_start
+    packed["position_ids"] = positions.view(len(used), packed_width)
+    segments = torch.full((size,), -1, dtype=torch.long, device=device)  # row tails: a segment of their own
+    segments[destination] = torch.arange(count, device=device).repeat_interleave(lengths)
+    packed["attention_mask"] = block_diagonal_mask(segments.view(len(used), packed_width), mask_dtype)
+    sentence_mask = offsets < lengths[:, None]
+    index = torch.where(sentence_mask, sentence_start[:, None] + offsets, 0)
+    return PackedBatch(packed, index, sentence_mask.long())
+
+
+def block_diagonal_mask(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(R, W) segment ids -> (R, 1, W, W): True (or 0.0) where query and key share a segment, else False (or the
+    dtype's lowest value, added to the attention scores)."""
+    same = (segments[:, :, None] == segments[:, None, :])[:, None]
+    if dtype == torch.bool:
+        return same
+    return torch.zeros(same.shape, dtype=dtype, device=same.device).masked_fill(~same, torch.finfo(dtype).min)
+
+
+def embed_packed(
+    model: nn.Module, features: Mapping[str, torch.Tensor], pooler_type: str, pack_length: int | None = None
+) -> torch.Tensor:
+    """:func:`mixcse_hf.models.encoder.embed` without pad tokens: pooled embeddings (N, d) of padded
+    ``features`` (N, L), computed on packed rows (see the module docstring)."""
+    backbone = packable_backbone(model)
+    eager = backbone.config._attn_implementation == "eager"
+    mask_dtype = backbone.embeddings.word_embeddings.weight.dtype if eager else torch.bool
+    packed = pack_features(features, pack_length, first_position(backbone), mask_dtype)
+    outputs = model(**packed.features, output_hidden_states=needs_hidden_states(pooler_type), return_dict=True)
+    per_sentence = {"last_hidden_state": packed.unpack(outputs["last_hidden_state"])}
+    if needs_hidden_states(pooler_type):
+        per_sentence["hidden_states"] = [packed.unpack(hidden) for hidden in outputs["hidden_states"]]
+    if get_pooler(pooler_type).uses_mlp:
+        per_sentence["pooler_output"] = backbone.pooler(per_sentence["last_hidden_state"])
+    return pool(per_sentence, packed.sentence_mask, pooler_type)
