@@ -33,6 +33,10 @@ SENTENCES = [
 ]
 
 
+TINY_SHAPE = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+"""The size of every tiny random encoder of the tests."""
+
+
 def free_port() -> int:
     """A free localhost TCP port, for a test's process group."""
     import socket
@@ -59,14 +63,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A 2-layer, 32-wide random BERT saved with the real all-MiniLM-L6-v2 tokenizer (seeded, ~1M params)."""
     path = tmp_path_factory.mktemp("tiny-bert")
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
+    config = BertConfig(vocab_size=30522, max_position_embeddings=128, **TINY_SHAPE)
     BertModel(config).save_pretrained(path)
     AutoTokenizer.from_pretrained(minilm_path()).save_pretrained(path)
     return str(path)

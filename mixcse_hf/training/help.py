@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from mixcse_hf.training.options import DataArguments, MixCSEOptions, ModelArguments
+from mixcse_hf.training.options import LOSS_OPTIONS, DataArguments, MixCSEOptions, ModelArguments
 
 PROG = "run_mixcse.py"
 HELP_FLAGS = ("-h", "--help")
@@ -27,34 +27,9 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
     ),
     "data": (
         "What to train on: train_file or dataset_name.",
-        [
-            "train_file",
-            "dataset_name",
-            "dataset_config_name",
-            "dataset_split",
-            "text_column",
-            "text_columns",
-            "max_seq_length",
-            "max_train_samples",
-            "preprocessing_num_workers",
-        ],
+        [field.name for field in dataclasses.fields(DataArguments) if field.name != "senteval_dir"],
     ),
-    "MixCSE loss": (
-        "The contrastive loss and its mixed negatives.",
-        [
-            "temp",
-            "mix_lambda",
-            "mixed_negatives",
-            "mixed_negative_mask",
-            "mix_strategy",
-            "lambda_schedule",
-            "mix_lambda_end",
-            "mix_sides",
-            "hard_negative_weight",
-            "mixed_hard_negative",
-            "log_gradient_signal",
-        ],
-    ),
+    "MixCSE loss": ("The contrastive loss and its mixed negatives.", [*LOSS_OPTIONS, "log_gradient_signal"]),
     "LoRA": (
         "Parameter-efficient training with PEFT.",
         ["use_lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "merge_lora"],

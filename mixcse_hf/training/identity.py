@@ -28,24 +28,13 @@ from transformers import TrainerCallback, TrainerControl, TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from mixcse_hf.errors import UsageError
+from mixcse_hf.training.options import LOSS_OPTIONS
 
 logger = logging.getLogger(__name__)
 
 RUN_FILE = "mixcse_run.json"
 LOCK_FILE = ".mixcse.lock"
 
-LOSS_OPTIONS = (
-    "temp",
-    "mix_lambda",
-    "mixed_negatives",
-    "mixed_negative_mask",
-    "mix_strategy",
-    "lambda_schedule",
-    "mix_lambda_end",
-    "mix_sides",
-    "hard_negative_weight",
-    "mixed_hard_negative",
-)
 SCHEDULE_OPTIONS = (
     "learning_rate",
     "lr_scheduler_type",

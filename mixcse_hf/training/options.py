@@ -9,6 +9,20 @@ from dataclasses import dataclass, field
 
 from mixcse_hf.errors import UsageError
 
+LOSS_OPTIONS = (
+    "temp",
+    "mix_lambda",
+    "mixed_negatives",
+    "mixed_negative_mask",
+    "mix_strategy",
+    "lambda_schedule",
+    "mix_lambda_end",
+    "mix_sides",
+    "hard_negative_weight",
+    "mixed_hard_negative",
+)
+"""The fields of :class:`MixCSEOptions` that configure the loss (a run's identity records each)."""
+
 
 @dataclass
 class ModelArguments:

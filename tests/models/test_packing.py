@@ -29,7 +29,7 @@ from mixcse_hf.models.encoder import embed
 from mixcse_hf.models.lora import apply_lora
 from mixcse_hf.models.packing import embed_packed, first_fit, pack_features
 from mixcse_hf.models.pooling import POOLER_TYPES
-from tests.conftest import SENTENCES, assert_same_grads, parameter_grads, train_tiny
+from tests.conftest import SENTENCES, TINY_SHAPE, assert_same_grads, parameter_grads, train_tiny
 
 ARCHITECTURES = {
     "bert": (BertConfig, BertModel),
@@ -42,15 +42,7 @@ LENGTHS = [5, 17, 3, 11, 9, 20, 7, 2]
 def _random_encoder(architecture: str) -> torch.nn.Module:
     config_class, model_class = ARCHITECTURES[architecture]
     torch.manual_seed(0)
-    config = config_class(
-        vocab_size=100,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    return model_class(config).eval()
+    return model_class(config_class(vocab_size=100, max_position_embeddings=64, **TINY_SHAPE)).eval()
 
 
 def _padded(model: torch.nn.Module, lengths: list[int]) -> dict[str, torch.Tensor]:
