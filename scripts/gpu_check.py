@@ -1,7 +1,7 @@
 """GPU check: a short bf16 MixCSE training of a bert-base-sized encoder (random init, synthetic sentences: no
 downloads), printing sentences/s and peak GPU memory. Called by scripts/gpu_check.sh.
 
-    python scripts/gpu_check.py [--steps 60] [--batch_size 64] [--max_seq_length 32] [--smoke]
+    python scripts/gpu_check.py [--steps 60] [--batch_size 64] [--max_seq_length 32] [--padding_free] [--smoke]
 
 ``--smoke`` runs 2 steps of a small encoder on the CPU in float32, to check the script itself.
 """
@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--max_seq_length", type=int, default=32)
     parser.add_argument("--gradcache_mini_batch_size", type=int, default=None)
+    parser.add_argument("--padding_free", action="store_true", help="pack the rows without pad tokens")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
     if args.smoke:
@@ -75,6 +76,7 @@ def main() -> None:
             *(["--use_cpu", "true"] if args.smoke else ["--bf16", "true"]),
             *(["--gradcache_mini_batch_size", str(args.gradcache_mini_batch_size)] if args.gradcache_mini_batch_size
               else []),
+            *(["--padding_free", "true"] if args.padding_free else []),
         ]  # fmt: skip
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
@@ -85,7 +87,9 @@ def main() -> None:
     gradcache = (
         f", GradCache mini-batches of {args.gradcache_mini_batch_size}" if args.gradcache_mini_batch_size else ""
     )
-    print(f"batch {args.batch_size} x length {args.max_seq_length}, {'float32' if args.smoke else 'bf16'}{gradcache}")
+    packed = ", padding-free" if args.padding_free else ""
+    precision = "float32" if args.smoke else "bf16"
+    print(f"batch {args.batch_size} x length {args.max_seq_length}, {precision}{gradcache}{packed}")
     print(f"median step: {seconds:.4f} s -> {args.batch_size / seconds:.1f} sentences/s")
     if torch.cuda.is_available():
         print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")

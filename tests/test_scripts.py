@@ -15,11 +15,12 @@ def test_gpu_check_smoke() -> None:
         "--smoke",
         "--gradcache_mini_batch_size",
         "3",
+        "--padding_free",
     ]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "sentences/s" in proc.stdout
-    assert "GradCache mini-batches of 3" in proc.stdout
+    assert "GradCache mini-batches of 3, padding-free" in proc.stdout
 
 
 def _sick_triplets_module():
