@@ -50,6 +50,7 @@ setup(
         "console_scripts": [
             "mixcse-train=run_mixcse:main",
             "mixcse-eval=mixcse_hf.evaluation.cli:main",
+            "mixcse-encode=mixcse_hf.encode:main",
             "mixcse-push=mixcse_hf.hub.push:main",
             "mixcse-plot=mixcse_hf.plot:main",
         ]

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from importlib.metadata import entry_points
+
+import pytest
 
 import mixcse_hf
 from mixcse_hf.loss import MixCSELoss as LegacyMixCSELoss
+from tests.conftest import REPO_ROOT
 
 
 def test_public_api() -> None:
@@ -33,3 +37,32 @@ def test_package_root_is_light_until_a_name_is_used() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert proc.stdout.split() == ["True", "True"]
+
+
+CONSOLE_SCRIPTS = {
+    "mixcse-train": "run_mixcse",
+    "mixcse-eval": "mixcse_hf.evaluation.cli",
+    "mixcse-encode": "mixcse_hf.encode",
+    "mixcse-plot": "mixcse_hf.plot",
+    "mixcse-push": "mixcse_hf.hub.push",
+}
+
+
+def test_console_scripts_are_the_documented_ones() -> None:
+    installed = {e.name: e.module for e in entry_points(group="console_scripts") if e.name.startswith("mixcse-")}
+    assert installed == CONSOLE_SCRIPTS
+
+
+@pytest.mark.parametrize("script", sorted(CONSOLE_SCRIPTS))
+def test_each_console_script_helps_under_its_name(script: str) -> None:
+    """Its module runs on its own (no import cycle) and its usage line names the command."""
+    proc = subprocess.run(
+        [sys.executable, "-m", CONSOLE_SCRIPTS[script], "--help"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    prog = "run_mixcse.py" if script == "mixcse-train" else script
+    assert proc.stdout.startswith(f"usage: {prog}")

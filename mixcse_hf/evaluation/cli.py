@@ -122,8 +122,9 @@ def evaluate_model(encoder: SentenceEncoder, args: EvalArguments) -> EvalReport:
     scores, align_uniform = {}, None
     for task, subsets in data.items():
         pairs = StsPairs.concat(subsets.values())
-        first, second = encode_pairs(encoder, pairs, args.batch_size)
+        first, second = encode_pairs(encoder, pairs, args.batch_size, desc=TASK_NAMES[task])
         scores[task] = score_embeddings(task, subsets, first, second)
+        logger.info("%s: %d pairs, Spearman x100 (all) %.2f", TASK_NAMES[task], len(pairs), scores[task].all)
         if task == "stsb":  # the same embeddings: STS-B is encoded once
             alignment, uniformity = alignment_uniformity(pairs, first, second)
             align_uniform = {"alignment": alignment, "uniformity": uniformity}
@@ -146,7 +147,7 @@ def load_encoder(args: EvalArguments) -> SentenceEncoder:
 
 def evaluate_command(argv: list[str]) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    (args,) = HfArgumentParser(EvalArguments).parse_args_into_dataclasses(args=argv)
+    (args,) = HfArgumentParser(EvalArguments, prog="mixcse-eval").parse_args_into_dataclasses(args=argv)
     if args.output_json:
         check_output_file(args.output_json, "output_json")
     report = evaluate_model(load_encoder(args), args)

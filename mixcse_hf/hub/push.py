@@ -84,7 +84,9 @@ def upload_model_folder(
 
 
 def push_command(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="mixcse-push", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("path", help="a run's output_dir or one of its checkpoint-* folders")
     parser.add_argument("repo_id", help="Hub repository, e.g. your-name/mixcse-bert-base")
     parser.add_argument("--private", action="store_true", help="create the repository as private")

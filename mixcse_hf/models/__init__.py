@@ -1,7 +1,2 @@
-"""Models: the pooler registry and the inference wrapper :class:`SentenceEncoder`."""
-
-from __future__ import annotations
-
-from mixcse_hf.models.encoder import SentenceEncoder
-
-__all__ = ["SentenceEncoder"]
+"""Models: the pooler registry (``pooling``), the inference wrapper (``encoder.SentenceEncoder``), batches of text
+columns (``batch``), packed rows (``packing``) and LoRA (``lora``)."""

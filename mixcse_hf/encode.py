@@ -1,0 +1,342 @@
+"""Embed a file of sentences: one float32 vector per input sentence, in input order.
+
+    mixcse-encode MODEL INPUT OUTPUT [--text_column text] [--batch_size 64] [--pooler P] [--normalize]
+        [--dtype float32|bfloat16|float16] [--max_seq_length L] [--chunk_size 10000] [--device D]
+        [--progress] [--overwrite]
+
+(also ``python -m mixcse_hf.encode``).
+
+MODEL: a mixcse_hf checkpoint, a plain HF encoder or a sentence-transformers directory, or a Hub id
+(sentence-transformers/all-MiniLM-L6-v2 loads from its installed offline package).
+
+INPUT, by extension (UTF-8):
+  .txt          one sentence per line; row i of OUTPUT is line i, so a blank line is an error naming it
+  .csv, .tsv    a header row, then one sentence per row in the column --text_column
+  .jsonl        one JSON object per line, the sentence under the key --text_column
+An empty or whitespace-only sentence is an error in every format, and so is an input without sentences.
+
+OUTPUT, by extension:
+  .npy          float32 array (N, d), streamed to disk: memory stays one chunk
+  .safetensors  float32 tensor "embeddings" (N, d); the safetensors package saves a whole tensor, so all
+                N x d x 4 bytes of it stay in memory until the end (use .npy for very large inputs)
+  .jsonl        one {"text": ..., "embedding": [...]} per line, streamed
+
+INPUT is read twice: a first pass counts and checks every sentence, so that a problem with the input, the
+model or an option stops the command (one line on stderr, exit status 2) before anything is written; the
+second encodes --chunk_size sentences at a time, batched by length within each chunk. OUTPUT is written under a
+temporary name beside it and renamed once complete: a failed run leaves no partial file, and an OUTPUT
+replaced with --overwrite stays intact until then. A summary line goes to stderr at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from numpy.lib.format import write_array_header_1_0
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from mixcse_hf.errors import UsageError, run_cli
+from mixcse_hf.models.encoder import SentenceEncoder, resolve_model_path
+from mixcse_hf.models.pooling import POOLER_TYPES
+from mixcse_hf.paths import check_output_file
+
+INPUT_EXTENSIONS = (".txt", ".csv", ".tsv", ".jsonl")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+FLOAT32 = np.dtype("<f4")
+Chunks = Iterable[tuple[list[str], torch.Tensor]]
+"""(sentences, their embeddings (len(sentences), d) float32 on the CPU), in input order."""
+
+
+def file_extension(path: str, supported: Iterable[str], what: str) -> str:
+    """``path``'s lower-case extension if it is one of ``supported``, else a UsageError listing them."""
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in supported:
+        raise UsageError(
+            f"{what} {path!r}: unsupported extension {extension or '(none)'!r}; use one of {', '.join(supported)}"
+        )
+    return extension
+
+
+def read_lines(path: str) -> Iterator[str]:
+    """The lines of a text file without their line ending; a blank line is a UsageError."""
+    with open(path, encoding="utf-8-sig") as handle:
+        for number, line in enumerate(handle, start=1):
+            text = line.rstrip("\n")  # universal newlines: \r\n arrives as \n
+            if not text.strip():
+                raise UsageError(
+                    f"INPUT {path!r} line {number} is blank; every line is one sentence and one row of OUTPUT, "
+                    "so remove blank lines first"
+                )
+            yield text
+
+
+def read_table(path: str, text_column: str, delimiter: str) -> Iterator[str]:
+    """Column ``text_column`` of a CSV/TSV file with a header row; a missing column or empty cell is a UsageError."""
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter=delimiter, strict=True)
+        columns = reader.fieldnames or []
+        if text_column not in columns:
+            found = ", ".join(columns) or "none"
+            raise UsageError(f"INPUT {path!r} has no column {text_column!r} (columns: {found}); pass --text_column")
+        for row in reader:
+            text = row[text_column]
+            if text is None or not text.strip():
+                raise UsageError(f"INPUT {path!r} line {reader.line_num}: column {text_column!r} is empty")
+            yield text
+
+
+def read_jsonl(path: str, text_column: str) -> Iterator[str]:
+    """Key ``text_column`` of each line's JSON object; anything else on a line is a UsageError naming it."""
+    with open(path, encoding="utf-8-sig") as handle:
+        for number, line in enumerate(handle, start=1):
+            where = f"INPUT {path!r} line {number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UsageError(f"{where} is not JSON ({err.msg}); .jsonl holds one object per line") from err
+            if not isinstance(record, dict):
+                raise UsageError(f"{where} is a JSON {type(record).__name__}, not an object")
+            if text_column not in record:
+                keys = ", ".join(record) or "none"
+                raise UsageError(f"{where} has no key {text_column!r} (keys: {keys}); pass --text_column")
+            text = record[text_column]
+            if not isinstance(text, str) or not text.strip():
+                raise UsageError(f"{where}: {text_column!r} is not a non-empty string")
+            yield text
+
+
+def read_texts(path: str, extension: str, text_column: str) -> Iterator[str]:
+    """The sentences of INPUT in order, by its extension (one of :data:`INPUT_EXTENSIONS`)."""
+    if extension == ".txt":
+        return read_lines(path)
+    if extension == ".jsonl":
+        return read_jsonl(path, text_column)
+    return read_table(path, text_column, "\t" if extension == ".tsv" else ",")
+
+
+def check_input(path: str) -> str:
+    """INPUT's extension, once it is a supported one and INPUT is an existing file."""
+    extension = file_extension(path, INPUT_EXTENSIONS, "INPUT")
+    if not os.path.isfile(path):
+        problem = "is a directory" if os.path.isdir(path) else "does not exist"
+        raise UsageError(f"INPUT {path!r} {problem}; pass a {'/'.join(INPUT_EXTENSIONS)} file")
+    return extension
+
+
+def count_texts(path: str, extension: str, text_column: str) -> int:
+    """Read INPUT once, checking every sentence; returns how many there are (at least one)."""
+    try:
+        count = sum(1 for _ in read_texts(path, extension, text_column))
+    except UnicodeDecodeError as err:
+        raise UsageError(f"INPUT {path!r} is not UTF-8 text ({err.reason}); convert it first") from err
+    except csv.Error as err:
+        raise UsageError(f"INPUT {path!r} is not valid {extension[1:].upper()} ({err})") from err
+    except OSError as err:
+        raise UsageError(f"cannot read INPUT {path!r} ({err.strerror})") from err
+    if count == 0:
+        raise UsageError(f"INPUT {path!r} holds no sentences")
+    return count
+
+
+def batched(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    """Consecutive lists of ``size`` items (the last one shorter)."""
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def write_npy(path: str, shape: tuple[int, int], chunks: Chunks) -> None:
+    """A float32 ``.npy`` of ``shape``: the header, then each chunk's rows appended, so memory stays one chunk (the
+    pages written through a ``numpy.lib.format.open_memmap`` map would count in RSS until the kernel evicts them)."""
+    with open(path, "wb") as handle:
+        write_array_header_1_0(handle, {"descr": FLOAT32.str, "fortran_order": False, "shape": shape})
+        for _, embeddings in chunks:
+            handle.write(embeddings.numpy().astype(FLOAT32, copy=False).tobytes())
+
+
+def write_safetensors(path: str, shape: tuple[int, int], chunks: Chunks) -> None:
+    """A ``.safetensors`` file with one float32 tensor ``embeddings`` of ``shape``, gathered in memory first."""
+    embeddings = torch.empty(shape, dtype=torch.float32)
+    row = 0
+    for _, chunk in chunks:
+        embeddings[row : row + len(chunk)] = chunk
+        row += len(chunk)
+    save_file({"embeddings": embeddings}, path)
+
+
+def write_jsonl(path: str, shape: tuple[int, int], chunks: Chunks) -> None:
+    """One ``{"text": ..., "embedding": [...]}`` line per sentence, streamed (``shape`` is not needed)."""
+    with open(path, "w", encoding="utf-8") as handle:
+        for texts, embeddings in chunks:
+            for text, row in zip(texts, embeddings.tolist(), strict=True):
+                handle.write(json.dumps({"text": text, "embedding": row}, ensure_ascii=False) + "\n")
+
+
+WRITERS: dict[str, Callable[[str, tuple[int, int], Chunks], None]] = {
+    ".npy": write_npy,
+    ".safetensors": write_safetensors,
+    ".jsonl": write_jsonl,
+}
+
+
+def check_output(path: str, overwrite: bool) -> str:
+    """OUTPUT's extension, once it is known, OUTPUT can be written, and it exists only with ``overwrite``."""
+    extension = file_extension(path, WRITERS, "OUTPUT")
+    check_output_file(path, "OUTPUT")
+    if os.path.exists(path) and not overwrite:
+        raise UsageError(f"OUTPUT {path!r} exists; pass --overwrite to replace it")
+    return extension
+
+
+@contextmanager
+def replaced_on_success(path: str) -> Iterator[str]:
+    """A temporary path beside ``path``: renamed to ``path`` when the block succeeds, removed when it fails."""
+    directory, name = os.path.split(os.path.abspath(path))
+    temporary = os.path.join(directory, f".{name}.{os.getpid()}.partial")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def encoded_chunks(
+    encoder: SentenceEncoder, texts: Iterator[str], count: int, args: argparse.Namespace, progress: tqdm
+) -> Iterator[tuple[list[str], torch.Tensor]]:
+    """``args.chunk_size`` sentences at a time with their embeddings; INPUT no longer holding the ``count``
+    sentences of the first pass is a UsageError (raised before a surplus chunk is encoded)."""
+    done = 0
+    for chunk in batched(texts, args.chunk_size):
+        done += len(chunk)
+        if done > count:
+            break
+        embeddings = encoder.encode(
+            chunk,
+            batch_size=args.batch_size,
+            show_progress_bar=False,
+            normalize=args.normalize,
+            on_batch=progress.update,
+        )
+        yield chunk, embeddings
+    if done != count:
+        raise UsageError(f"INPUT {args.input!r} changed while being encoded ({count} sentences when first read)")
+
+
+def pick_device(name: str | None) -> torch.device:
+    """``name`` as a torch device that is present; ``None``: the accelerator (e.g. cuda) if any, else cpu."""
+    accelerator = torch.accelerator.current_accelerator()
+    if name is None:
+        return accelerator or torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise UsageError(f"--device {name!r} is not a torch device ({err})") from err
+    if device.type != "cpu" and (accelerator is None or accelerator.type != device.type):
+        raise UsageError(f"--device {name!r}: no {device.type} device here; use --device cpu")
+    return device
+
+
+def sentence_transformers_max_seq_length(path: str) -> int | None:
+    """``max_seq_length`` of a sentence-transformers directory's ``sentence_bert_config.json``, else ``None``."""
+    config_file = os.path.join(path, "sentence_bert_config.json")
+    if not os.path.isfile(config_file):
+        return None
+    with open(config_file, encoding="utf-8") as handle:
+        return json.load(handle).get("max_seq_length")
+
+
+def load_encoder(args: argparse.Namespace, device: torch.device) -> SentenceEncoder:
+    """MODEL with the requested pooler, truncation length and compute dtype, on ``device``."""
+    encoder = SentenceEncoder.from_pretrained(args.model, args.pooler)
+    encoder.max_seq_length = args.max_seq_length or sentence_transformers_max_seq_length(resolve_model_path(args.model))
+    encoder.model.to(device=device, dtype=DTYPES[args.dtype])
+    return encoder
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: MODEL INPUT OUTPUT and the options (help: this module's docstring)."""
+    parser = argparse.ArgumentParser(
+        prog="mixcse-encode", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("model", metavar="MODEL", help="model directory or Hub id")
+    parser.add_argument("input", metavar="INPUT", help=f"sentences: {', '.join(INPUT_EXTENSIONS)}")
+    parser.add_argument("output", metavar="OUTPUT", help=f"embeddings: {', '.join(WRITERS)}")
+    parser.add_argument("--text_column", default="text", help="column (.csv/.tsv) or key (.jsonl) of the sentences")
+    parser.add_argument("--batch_size", type=int, default=64, help="sentences per forward pass (default 64)")
+    parser.add_argument(
+        "--pooler",
+        choices=POOLER_TYPES,
+        help="default: the one a mixcse_hf checkpoint recorded, a sentence-transformers model's own pooling, "
+        "else cls_before_pooler",
+    )
+    parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="compute dtype; OUTPUT stays float32")
+    parser.add_argument("--normalize", action="store_true", help="L2-normalise every embedding")
+    parser.add_argument(
+        "--max_seq_length",
+        type=int,
+        help="truncation in tokens; default: a sentence-transformers model's max_seq_length, else the tokenizer's",
+    )
+    parser.add_argument(
+        "--chunk_size",
+        type=int,
+        default=10000,
+        help="sentences read and encoded at a time, which bounds memory (default 10000)",
+    )
+    parser.add_argument("--device", help="torch device; default: cuda (or another accelerator) if present, else cpu")
+    parser.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is no terminal")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+    return parser
+
+
+def check_sizes(args: argparse.Namespace) -> None:
+    """--batch_size, --chunk_size and --max_seq_length (when given) are at least 1."""
+    for name in ("batch_size", "chunk_size", "max_seq_length"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name} must be >= 1, got {value}")
+
+
+def encode_command(argv: list[str]) -> None:
+    """Check everything, load MODEL, count INPUT, then encode it chunk by chunk into OUTPUT; a summary on stderr."""
+    args = build_parser().parse_args(argv)
+    check_sizes(args)
+    input_extension = check_input(args.input)
+    write = WRITERS[check_output(args.output, args.overwrite)]
+    show = args.progress or sys.stderr.isatty()
+    encoder = load_encoder(args, pick_device(args.device))
+    count = count_texts(args.input, input_extension, args.text_column)
+    dimension = encoder.model.config.hidden_size
+    start = time.perf_counter()
+    with (
+        tqdm(total=count, unit="sentence", desc="Encoding", disable=not show, file=sys.stderr) as progress,
+        replaced_on_success(args.output) as temporary,
+    ):
+        texts = read_texts(args.input, input_extension, args.text_column)
+        write(temporary, (count, dimension), encoded_chunks(encoder, texts, count, args, progress))
+    seconds = time.perf_counter() - start
+    print(
+        f"encoded {count} sentence{'s' * (count != 1)} (d={dimension}) in {seconds:.1f} s "
+        f"({count / seconds:.1f} sentences/s) -> {args.output}",
+        file=sys.stderr,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``mixcse-encode`` on ``argv`` (default ``sys.argv[1:]``) -> exit status (2: a one-line input error)."""
+    return run_cli(encode_command, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
