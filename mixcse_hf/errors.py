@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 
@@ -26,6 +27,7 @@ def run_cli(body: Callable[[list[str]], int | None], argv: list[str] | None = No
     3; ``--debug`` anywhere in ``argv`` lets the exception (and its traceback) through instead.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    quiet_library_progress_bars()
     debug = "--debug" in argv
     if debug:
         argv.remove("--debug")
@@ -36,3 +38,16 @@ def run_cli(body: Callable[[list[str]], int | None], argv: list[str] | None = No
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2 if isinstance(err, UsageError) else 3
+
+
+def quiet_library_progress_bars() -> None:
+    """Outside a terminal (a log file, a pipe), the HF libraries' own progress bars ("Loading weights", datasets'
+    map) are off: each would leave its redraws and a blank line in the log. The Trainer's bar is kept."""
+    if sys.stderr.isatty():
+        return
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # transformers and huggingface_hub read it at import
+    os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()

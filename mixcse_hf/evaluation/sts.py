@@ -20,11 +20,16 @@ STS_SPEARMAN_METRIC = Path(__file__).with_name("metrics") / "sts_spearman"
 
 
 def encode_pairs(
-    encoder: SentenceEncoder, pairs: StsPairs, batch_size: int = 128, show_progress_bar: bool | None = None
+    encoder: SentenceEncoder,
+    pairs: StsPairs,
+    batch_size: int = 128,
+    show_progress_bar: bool | None = None,
+    desc: str = "Encoding",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Embeddings of both sides of ``pairs`` in one encode call -> two (len(pairs), d) tensors."""
+    """Embeddings of both sides of ``pairs`` in one encode call (progress bar ``desc``) -> two (len(pairs), d)
+    tensors."""
     embeddings = encoder.encode(
-        pairs.sentences1 + pairs.sentences2, batch_size=batch_size, show_progress_bar=show_progress_bar
+        pairs.sentences1 + pairs.sentences2, batch_size=batch_size, show_progress_bar=show_progress_bar, desc=desc
     )
     return embeddings[: len(pairs)], embeddings[len(pairs) :]
 
@@ -44,10 +49,14 @@ def spearman100(gold: np.ndarray | list[float], predicted: np.ndarray | torch.Te
 
 
 def sts_spearman(
-    encoder: SentenceEncoder, pairs: StsPairs, batch_size: int = 128, show_progress_bar: bool | None = None
+    encoder: SentenceEncoder,
+    pairs: StsPairs,
+    batch_size: int = 128,
+    show_progress_bar: bool | None = None,
+    desc: str = "Encoding",
 ) -> float:
     """Spearman correlation x 100 between gold scores and cosine similarities of the encoded pairs."""
-    first, second = encode_pairs(encoder, pairs, batch_size, show_progress_bar)
+    first, second = encode_pairs(encoder, pairs, batch_size, show_progress_bar, desc)
     return spearman100(pairs.scores, F.cosine_similarity(first, second, dim=-1).numpy())
 
 

@@ -12,7 +12,8 @@ import importlib
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from peft import PeftConfig, PeftModel
@@ -164,18 +165,23 @@ def default_pooler(model: PreTrainedModel, path: str) -> str:
     return sentence_transformers_pooler(resolve_model_path(path)) or "cls_before_pooler"
 
 
-def load_backbone(
-    model_name_or_path: str, pooler_type: str, mlp_only_train: bool
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load an ``AutoModel`` encoder and its tokenizer, and record the pooling choice in its config."""
-    check_pooler_type(pooler_type)
-    model, tokenizer = load_pretrained(model_name_or_path)
+def check_pooler_fits(model: PreTrainedModel, pooler_type: str) -> None:
+    """A pooler that reads the MLP needs an encoder with a pooler layer; otherwise a one-line UsageError."""
     if get_pooler(pooler_type).uses_mlp and getattr(model, "pooler", None) is None:
         without_mlp = ", ".join(name for name, pooler in POOLERS.items() if not pooler.uses_mlp)
         raise UsageError(
             f"pooler_type {pooler_type!r} uses the encoder's pooler layer (dense + tanh over [CLS]) as the MLP, but "
             f"{type(model).__name__} has none; use one of {without_mlp}"
         )
+
+
+def load_backbone(
+    model_name_or_path: str, pooler_type: str, mlp_only_train: bool
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load an ``AutoModel`` encoder and its tokenizer, and record the pooling choice in its config."""
+    check_pooler_type(pooler_type)
+    model, tokenizer = load_pretrained(model_name_or_path)
+    check_pooler_fits(model, pooler_type)
     setattr(model.config, CONFIG_POOLER_KEY, pooler_type)
     setattr(model.config, CONFIG_MLP_ONLY_TRAIN_KEY, mlp_only_train)
     return model, tokenizer
@@ -206,33 +212,52 @@ class SentenceEncoder:
 
     @classmethod
     def from_pretrained(cls, path: str, pooler_type: str | None = None) -> SentenceEncoder:
-        """Load a checkpoint; ``pooler_type=None`` picks :func:`default_pooler`."""
+        """Load a checkpoint; ``pooler_type=None`` picks :func:`default_pooler`. A pooler the model cannot run (the
+        MLP without a pooler layer) is a one-line :class:`UsageError`."""
         model, tokenizer = load_pretrained(path)
-        return cls(model, tokenizer, pooler_type or default_pooler(model, path))
+        encoder = cls(model, tokenizer, pooler_type or default_pooler(model, path))
+        check_pooler_fits(model, encoder.pooler_type)
+        return encoder
 
     @torch.no_grad()
     def encode(
-        self, sentences: Sequence[str], batch_size: int = 64, show_progress_bar: bool | None = None
+        self,
+        sentences: Sequence[str],
+        batch_size: int = 64,
+        show_progress_bar: bool | None = None,
+        normalize: bool = False,
+        on_batch: Callable[[int], object] | None = None,
+        desc: str = "Encoding",
     ) -> torch.Tensor:
         """Embed ``sentences`` -> float32 tensor (len(sentences), d) on the CPU, in input order.
 
         Sentences are batched by length (longest first) to minimise padding; the model runs in eval mode
-        and its previous train/eval mode is restored afterwards.
+        and its previous train/eval mode is restored afterwards. ``normalize`` L2-normalises each row;
+        ``on_batch`` is called with the number of sentences of each batch once it is encoded (e.g. a
+        progress bar's ``update``). The progress bar, labelled ``desc``, shows by default only on a terminal
+        (in a log file each bar would leave its redraws behind) and at INFO logging.
         """
         if show_progress_bar is None:
-            show_progress_bar = logger.getEffectiveLevel() <= logging.INFO and len(sentences) > batch_size
+            show_progress_bar = (
+                sys.stderr.isatty() and logger.getEffectiveLevel() <= logging.INFO and len(sentences) > batch_size
+            )
         order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
         device = next(self.model.parameters()).device
         was_training = self.model.training
         self.model.eval()
         chunks = []
         try:
-            for start in tqdm(range(0, len(order), batch_size), desc="Encoding", disable=not show_progress_bar):
+            for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not show_progress_bar):
                 batch = [sentences[i] for i in order[start : start + batch_size]]
                 features = self.tokenizer(
                     batch, padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="pt"
                 ).to(device)
-                chunks.append(embed(self.model, features, self.pooler_type).float().cpu())
+                embeddings = embed(self.model, features, self.pooler_type).float()
+                if normalize:
+                    embeddings = nn.functional.normalize(embeddings, dim=-1)
+                chunks.append(embeddings.cpu())
+                if on_batch is not None:
+                    on_batch(len(batch))
         finally:
             self.model.train(was_training)
         if not chunks:

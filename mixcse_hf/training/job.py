@@ -101,8 +101,10 @@ def evaluate_sts(
     for pooler in poolers:
         encoder.pooler_type = pooler
         for split, pairs in sts.items():
-            value = sts_spearman(encoder, pairs, batch_size=trainer.args.per_device_eval_batch_size)
+            desc = f"{model_label} model, STS-B {split} ({pooler})"
+            value = sts_spearman(encoder, pairs, batch_size=trainer.args.per_device_eval_batch_size, desc=desc)
             summary.record(pooler, model_label, split, value)
+            logger.info("%s: Spearman x100 %.2f", desc, value)
 
 
 def score_start_model(

@@ -109,3 +109,20 @@ def test_unwritable_output_json_fails_before_evaluating(
     args = ["--model_name_or_path", tiny_model_dir, "--senteval_dir", str(tiny_senteval)]
     assert main([*args, "--output_json", str(tmp_path / target)]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_one_labelled_line_per_task_and_no_bars_in_a_log(tiny_model_dir: str, tiny_senteval: Path) -> None:
+    """As a real process writing to a pipe (a log): one line per task, named, and no progress-bar redraws."""
+    command = [sys.executable, "-m", "mixcse_hf.evaluation", "--model_name_or_path", tiny_model_dir]
+    proc = subprocess.run(
+        [*command, "--senteval_dir", str(tiny_senteval), "--pooler", "avg", "--batch_size", "4"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stderr.splitlines()
+    for name in ("STS12", "STS13", "STS14", "STS15", "STS16", "STS-B", "SICK-R"):
+        assert sum(f" {name}: " in line and "pairs, Spearman x100 (all)" in line for line in lines) == 1
+    assert "\r" not in proc.stderr and "Encoding" not in proc.stderr
+    assert "" not in [line.strip() for line in lines]

@@ -24,7 +24,9 @@ class LookupEncoder:
         self.generator = torch.Generator().manual_seed(seed)
         self.vectors: dict[str, torch.Tensor] = {}
 
-    def encode(self, sentences: list[str], batch_size: int = 64, show_progress_bar: bool | None = None) -> torch.Tensor:
+    def encode(
+        self, sentences: list[str], batch_size: int = 64, show_progress_bar: bool | None = None, desc: str = ""
+    ) -> torch.Tensor:
         for sentence in sentences:
             if sentence not in self.vectors:
                 self.vectors[sentence] = torch.randn(8, generator=self.generator)

@@ -114,3 +114,12 @@ def test_sentence_transformers_folders_of_either_pooling_format(
     assert sentence_transformers_pooler(str(tmp_path)) == pooler
     expected = model.encode(SENTENCES[:3], convert_to_tensor=True)
     torch.testing.assert_close(SentenceEncoder.from_pretrained(str(tmp_path)).encode(SENTENCES[:3]), expected)
+
+
+def test_progress_bar_is_labelled_and_off_outside_a_terminal(tiny_model_dir: str, capsys) -> None:
+    encoder = SentenceEncoder.from_pretrained(tiny_model_dir, "avg")
+    capsys.readouterr()
+    encoder.encode(SENTENCES, batch_size=2)  # stderr is captured, not a terminal: no bar
+    assert capsys.readouterr().err == ""
+    encoder.encode(SENTENCES, batch_size=2, show_progress_bar=True, desc="start model, STS-B dev (avg)")
+    assert "start model, STS-B dev (avg): 100%" in capsys.readouterr().err
