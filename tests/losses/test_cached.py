@@ -157,11 +157,11 @@ def test_bf16_autocast_trains_with_float32_logits(
     logit_dtypes: list[torch.dtype] = []
     original_embed, original_logits = batch_module.embed_batch, MixCSELoss.logits
 
-    def recording_embed(model: torch.nn.Module, batch: dict, pooler: str) -> list:
+    def recording_embed(model: torch.nn.Module, batch: dict, pooler: str, *packing: object) -> list:
         if not inner_dtypes:
             query = model.get_submodule("encoder.layer.0.attention.self.query")
             query.register_forward_hook(lambda module, args, output: inner_dtypes.append(output.dtype))
-        return original_embed(model, batch, pooler)
+        return original_embed(model, batch, pooler, *packing)
 
     def recording_logits(self: MixCSELoss, *embeddings: torch.Tensor) -> torch.Tensor:
         logits = original_logits(self, *embeddings)
