@@ -34,6 +34,8 @@ TRAINER_VARIANTS = {
     "mixcse_bf16": ["--bf16", "true"],
     "gradcache_64": ["--gradcache_mini_batch_size", "64"],
     "gradcache_128": ["--gradcache_mini_batch_size", "128"],
+    "mixcse_packed": ["--padding_free", "true"],
+    "mixcse_packed_bf16": ["--padding_free", "true", "--bf16", "true"],
 }
 
 

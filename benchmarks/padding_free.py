@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import sys
 
-from harness import DEFAULT_MODEL, TRAINER_VARIANTS, machine, run_variants
+from harness import DEFAULT_MODEL, machine, run_variants
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -64,8 +64,6 @@ def real_token_shares(max_seq_length: int, batch_size: int, batches: int) -> dic
 
 
 def speed(args: argparse.Namespace) -> dict:
-    TRAINER_VARIANTS["mixcse_packed"] = ["--padding_free", "true"]
-    TRAINER_VARIANTS["mixcse_packed_bf16"] = ["--padding_free", "true", "--bf16", "true"]
     results = {}
     for length in args.lengths:
         options = ["--steps", str(args.steps), "--warmup", str(args.warmup), "--max_seq_length", str(length)]
