@@ -260,6 +260,7 @@ def sentence_transformers_max_seq_length(path: str) -> int | None:
 def load_encoder(args: argparse.Namespace, device: torch.device) -> SentenceEncoder:
     """MODEL with the requested pooler, truncation length and compute dtype, on ``device``."""
     encoder = SentenceEncoder.from_pretrained(args.model, args.pooler)
+    encoder.padding_free = args.padding_free
     encoder.max_seq_length = args.max_seq_length or sentence_transformers_max_seq_length(resolve_model_path(args.model))
     encoder.model.to(device=device, dtype=DTYPES[args.dtype])
     return encoder
@@ -283,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="compute dtype; OUTPUT stays float32")
     parser.add_argument("--normalize", action="store_true", help="L2-normalise every embedding")
+    parser.add_argument(
+        "--padding_free", action="store_true", help="encode packed rows without pad tokens (same embeddings, faster)"
+    )
     parser.add_argument(
         "--max_seq_length",
         type=int,

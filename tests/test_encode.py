@@ -102,6 +102,14 @@ def test_normalize_gives_unit_vectors_of_the_same_direction(
     assert_matches(embeddings, torch.nn.functional.normalize(expected, dim=-1))
 
 
+def test_padding_free_writes_the_same_embeddings(
+    tiny_model_dir: str, txt_input: Path, out_dir: Path, expected: torch.Tensor
+) -> None:
+    output = out_dir / "embeddings.npy"
+    assert main([tiny_model_dir, str(txt_input), str(output), "--padding_free", *CHUNKED]) == 0
+    np.testing.assert_allclose(np.load(output), expected.numpy(), rtol=0, atol=1e-5)
+
+
 def test_bfloat16_compute_writes_float32_close_to_float32(
     tiny_model_dir: str, txt_input: Path, out_dir: Path, expected: torch.Tensor
 ) -> None:

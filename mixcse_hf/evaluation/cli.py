@@ -72,6 +72,10 @@ class EvalArguments:
         },
     )
     device: str | None = field(default=None, metadata={"help": "Torch device; default cuda when available, else cpu."})
+    padding_free: bool = field(
+        default=False,
+        metadata={"help": "Encode packed rows without pad tokens: the same embeddings, faster (BERT/RoBERTa/MPNet)."},
+    )
 
 
 @dataclass
@@ -140,6 +144,7 @@ def evaluate_model(encoder: SentenceEncoder, args: EvalArguments) -> EvalReport:
 
 def load_encoder(args: EvalArguments) -> SentenceEncoder:
     encoder = SentenceEncoder.from_pretrained(args.model_name_or_path, args.pooler)
+    encoder.padding_free = args.padding_free
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     encoder.model.to(device=device, dtype=getattr(torch, args.dtype))
     return encoder

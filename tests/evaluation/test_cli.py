@@ -12,6 +12,7 @@ import pytest
 from mixcse_hf.evaluation.cli import main
 from mixcse_hf.evaluation.sts import score_task
 from mixcse_hf.evaluation.sts_data import STS_YEARS, TASKS, file_sha256, load_task
+from mixcse_hf.models import encoder as encoder_module
 from mixcse_hf.models.encoder import SentenceEncoder
 from tests.conftest import REPO_ROOT, minilm_path
 
@@ -126,3 +127,19 @@ def test_one_labelled_line_per_task_and_no_bars_in_a_log(tiny_model_dir: str, ti
         assert sum(f" {name}: " in line and "pairs, Spearman x100 (all)" in line for line in lines) == 1
     assert "\r" not in proc.stderr and "Encoding" not in proc.stderr
     assert "" not in [line.strip() for line in lines]
+
+
+def test_padding_free_evaluation_gives_the_same_table(
+    tiny_model_dir: str, tiny_senteval: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    packed_batches = []
+    original = encoder_module.embed_packed
+    monkeypatch.setattr(encoder_module, "embed_packed", lambda *args: packed_batches.append(1) or original(*args))
+    reports = []
+    for flags in ([], ["--padding_free", "true"]):
+        path = tmp_path / f"report{len(flags)}.json"
+        args = ["--model_name_or_path", tiny_model_dir, "--senteval_dir", str(tiny_senteval), "--pooler", "avg"]
+        assert main([*args, "--output_json", str(path), *flags]) == 0
+        reports.append(json.loads(path.read_text()))
+    assert packed_batches  # the second run packed its batches
+    assert reports[0]["average"] == pytest.approx(reports[1]["average"], abs=1e-4)

@@ -24,8 +24,9 @@ from mixcse_hf.errors import UsageError
 from mixcse_hf.losses.cached import CachedLoss
 from mixcse_hf.losses.mixcse import MixCSELoss
 from mixcse_hf.models import batch as batch_module
+from mixcse_hf.models import encoder as encoder_module
 from mixcse_hf.models.batch import BatchEmbedder, embed_batch
-from mixcse_hf.models.encoder import embed
+from mixcse_hf.models.encoder import SentenceEncoder, embed
 from mixcse_hf.models.lora import apply_lora
 from mixcse_hf.models.packing import embed_packed, first_fit, pack_features
 from mixcse_hf.models.pooling import POOLER_TYPES
@@ -170,3 +171,21 @@ def test_bad_packing_settings_stop_before_writing(
     with pytest.raises(UsageError, match=message):
         train_tiny(tiny_model_dir, tiny_corpus, tmp_path / "out", "--debug", *flags)
     assert not (tmp_path / "out").exists()
+
+
+def test_sentence_encoder_padding_free_gives_the_same_embeddings(
+    tiny_model_dir: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    packed_batches = []
+
+    def spy(model: torch.nn.Module, features: dict, pooler: str) -> torch.Tensor:
+        packed_batches.append(features["input_ids"].size(0))
+        return embed_packed(model, features, pooler)
+
+    monkeypatch.setattr(encoder_module, "embed_packed", spy)
+    expected = SentenceEncoder.from_pretrained(tiny_model_dir, "avg_first_last").encode(SENTENCES, batch_size=5)
+    packed = SentenceEncoder.from_pretrained(tiny_model_dir, "avg_first_last")
+    packed.padding_free = True
+    actual = packed.encode(SENTENCES, batch_size=5)
+    assert packed_batches == [5, 5, 2]
+    assert (actual - expected).abs().max().item() < 1e-5
