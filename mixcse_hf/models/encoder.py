@@ -197,7 +197,7 @@ class SentenceEncoder:
         pooler_type: a name in the registry :data:`POOLERS`.
         max_seq_length: truncation length; ``None`` keeps the tokenizer's model maximum.
         padding_free: encode each batch as packed rows without pad tokens (:mod:`mixcse_hf.models.packing`;
-            the same embeddings, about 1.3x faster on STS-B on a CPU).
+            the same embeddings; length-sorted batches carry little padding, so the gain is small).
     """
 
     def __init__(
