@@ -1,9 +1,12 @@
-"""Checks that an output path can be written, made before any work starts (one-line :class:`UsageError` s)."""
+"""Checks that an output path can be written, made before any work starts (one-line :class:`UsageError` s), and
+the small JSON files runs keep beside their outputs, written atomically."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from typing import Any
 
 from mixcse_hf.errors import UsageError
 
@@ -45,3 +48,28 @@ def check_output_file(path: str, what: str) -> None:
         raise UsageError(f"{what} {path!r}: its directory {parent!r} does not exist; create it first")
     if not _can_create_in(parent):
         raise UsageError(f"{what} {path!r}: its directory {parent!r} is not writable; choose a writable path")
+
+
+def write_json_atomically(path: str, value: Any, **dump_options: Any) -> None:
+    """Write ``value`` as JSON to a temporary file beside ``path``, then rename it over ``path``: a crash leaves the
+    old file or the new one, never half of one. ``dump_options`` go to :func:`json.dump`."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        "w", dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp", delete=False, encoding="utf-8"
+    ) as handle:
+        try:
+            json.dump(value, handle, **dump_options)
+        except BaseException:
+            os.remove(handle.name)
+            raise
+    os.replace(handle.name, path)
+
+
+def read_json(path: str) -> Any | None:
+    """The JSON value in ``path``, or None when the file is missing or unreadable."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return None

@@ -11,12 +11,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from typing import Any
 
 import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
+
+from mixcse_hf.paths import read_json, write_json_atomically
 
 CACHE_ENV = "MIXCSE_CACHE_DIR"
 logger = logging.getLogger(__name__)
@@ -57,19 +58,12 @@ def _path(key: str) -> str:
 
 def load_scores(key: str) -> dict[str, Any] | None:
     """The scores stored under ``key``, or None (absent or unreadable)."""
-    try:
-        with open(_path(key), encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, ValueError):
-        return None
+    return read_json(_path(key))
 
 
 def save_scores(key: str, scores: dict[str, Any]) -> None:
     """Store ``scores`` under ``key`` (atomically); a cache that cannot be written is skipped with a warning."""
     try:
-        os.makedirs(cache_dir(), exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=cache_dir(), suffix=".tmp", delete=False, encoding="utf-8") as tmp:
-            json.dump(scores, tmp)
-        os.replace(tmp.name, _path(key))
+        write_json_atomically(_path(key), scores)
     except OSError as err:
         logger.warning("Could not cache scores in %s (%s); set %s to a writable directory", cache_dir(), err, CACHE_ENV)

@@ -28,6 +28,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from mixcse_hf.errors import UsageError
+from mixcse_hf.paths import write_json_atomically
 from mixcse_hf.training.options import LOSS_OPTIONS
 
 logger = logging.getLogger(__name__)
@@ -110,11 +111,7 @@ def read_identity(directory: str) -> dict[str, Any] | None:
 
 def write_identity(directory: str, identity: dict[str, Any]) -> None:
     """Atomically (write, then rename), so a crash leaves the old file or the new one."""
-    os.makedirs(directory, exist_ok=True)
-    temporary = os.path.join(directory, f".{RUN_FILE}.tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(identity, handle, indent=2, default=str)
-    os.replace(temporary, os.path.join(directory, RUN_FILE))
+    write_json_atomically(os.path.join(directory, RUN_FILE), identity, indent=2, default=str)
 
 
 def _comparable(value: Any) -> Any:

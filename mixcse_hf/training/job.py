@@ -24,7 +24,7 @@ from mixcse_hf.models.encoder import load_backbone, public_model_name, reinit_ml
 from mixcse_hf.models.lora import apply_lora
 from mixcse_hf.models.packing import packable_backbone
 from mixcse_hf.models.pooling import get_pooler, inference_pooler
-from mixcse_hf.paths import check_output_dir
+from mixcse_hf.paths import check_output_dir, read_json, write_json_atomically
 from mixcse_hf.training.arguments import MixCSETrainingArguments
 from mixcse_hf.training.config import RESOLVED_CONFIG_NAME, save_resolved_config
 from mixcse_hf.training.data import load_corpus, text_column_count, tokenize_training_data, training_collator
@@ -59,6 +59,16 @@ class RunSummary:
 
     def record(self, pooler: str, model: str, split: str, value: float) -> None:
         self.spearman.setdefault(pooler, {}).setdefault(model, {})[split] = round(value, 2)
+
+    def record_model(self, model: str, scores: dict[str, dict[str, float]]) -> None:
+        """Record ``scores`` (pooler -> split -> value) of ``model``: what :meth:`model_scores` returns."""
+        for pooler, splits in scores.items():
+            for split, value in splits.items():
+                self.record(pooler, model, split, value)
+
+    def model_scores(self, model: str) -> dict[str, dict[str, float]]:
+        """pooler -> split -> the Spearman x100 recorded for ``model``."""
+        return {pooler: models[model] for pooler, models in self.spearman.items() if model in models}
 
     def flat_metrics(self) -> dict[str, float]:
         """``{model}_{pooler}_stsb_{split}_spearman`` -> value, for ``Trainer.save_metrics``."""
@@ -116,9 +126,7 @@ def score_start_model(
         recorded = read_start_scores(trainer.args.output_dir, plan.identity["run_id"])
         if recorded is None:
             logger.info("Resuming: this run recorded no start-model scores; the summary has no start row")
-        for pooler, splits in (recorded or {}).items():
-            for split, value in splits.items():
-                summary.record(pooler, "start", split, value)
+        summary.record_model("start", recorded or {})
         return
     key = fingerprint(
         trainer.model,
@@ -130,9 +138,7 @@ def score_start_model(
     cached = load_scores(key)
     if cached is not None:
         logger.info("Start model: STS-B scores from the cache (%s)", cache_dir())
-        for pooler, splits in cached.items():
-            for split, value in splits.items():
-                summary.record(pooler, "start", split, value)
+        summary.record_model("start", cached)
         return
     pairs = " + ".join(f"{len(split_pairs)} {split}" for split, split_pairs in sts.items())
     logger.info(
@@ -142,12 +148,7 @@ def score_start_model(
     )
     evaluate_sts(trainer, sts, summary, "start", poolers)
     if trainer.is_world_process_zero():
-        save_scores(key, start_scores(summary))
-
-
-def start_scores(summary: RunSummary) -> dict[str, dict[str, float]]:
-    """pooler -> split -> the start model's Spearman x100."""
-    return {pooler: models["start"] for pooler, models in summary.spearman.items() if "start" in models}
+        save_scores(key, summary.model_scores("start"))
 
 
 def record_start_scores(output_dir: str, plan: RunPlan, summary: RunSummary) -> None:
@@ -155,22 +156,17 @@ def record_start_scores(output_dir: str, plan: RunPlan, summary: RunSummary) -> 
     if plan.resume_from is not None:
         return
     path = os.path.join(output_dir, START_SCORES_NAME)
-    scores = start_scores(summary)
+    scores = summary.model_scores("start")
     if not scores:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)  # an overwritten run's
         return
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump({"run_id": plan.identity["run_id"], "spearman": scores}, handle, indent=2)
+    write_json_atomically(path, {"run_id": plan.identity["run_id"], "spearman": scores}, indent=2)
 
 
 def read_start_scores(output_dir: str, run_id: str) -> dict[str, dict[str, float]] | None:
     """What :func:`record_start_scores` wrote for run ``run_id``, else None."""
-    try:
-        with open(os.path.join(output_dir, START_SCORES_NAME), encoding="utf-8") as handle:
-            saved = json.load(handle)
-    except (OSError, ValueError):
-        return None
+    saved = read_json(os.path.join(output_dir, START_SCORES_NAME)) or {}
     return saved.get("spearman") if saved.get("run_id") == run_id else None
 
 
