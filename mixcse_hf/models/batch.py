@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 from mixcse_hf.models.encoder import embed
-from mixcse_hf.models.packing import embed_packed
 
 TextBatch = Mapping[str, Mapping[str, torch.Tensor]]
 UNSUPERVISED_COLUMN = "text"
@@ -52,10 +51,7 @@ def embed_batch(
     if len(views) == 1:
         views = views * 2
     joined = {name: torch.cat([view[name] for view in views]) for name in views[0]}
-    embeddings = (
-        embed_packed(model, joined, pooler_type, pack_length) if padding_free else embed(model, joined, pooler_type)
-    )
-    return list(embeddings.chunk(len(views)))
+    return list(embed(model, joined, pooler_type, padding_free, pack_length).chunk(len(views)))
 
 
 @dataclass

@@ -50,8 +50,17 @@ def check_pooler_type(pooler_type: str) -> None:
         raise UsageError(f"pooler_type must be one of {', '.join(POOLER_TYPES)}; got {pooler_type!r}")
 
 
-def embed(model: nn.Module, features: Mapping[str, torch.Tensor], pooler_type: str) -> torch.Tensor:
-    """One forward pass of ``model`` over tokenised ``features`` -> pooled embeddings (B, d)."""
+def embed(
+    model: nn.Module,
+    features: Mapping[str, torch.Tensor],
+    pooler_type: str,
+    padding_free: bool = False,
+    pack_length: int | None = None,
+) -> torch.Tensor:
+    """One forward pass of ``model`` over tokenised ``features`` -> pooled embeddings (B, d). ``padding_free``:
+    over packed rows of at most ``pack_length`` tokens instead (:func:`mixcse_hf.models.packing.embed_packed`)."""
+    if padding_free:
+        return embed_packed(model, features, pooler_type, pack_length)
     outputs = model(**features, output_hidden_states=needs_hidden_states(pooler_type), return_dict=True)
     return pool(outputs, features["attention_mask"], pooler_type)
 
@@ -257,8 +266,7 @@ class SentenceEncoder:
                 features = self.tokenizer(
                     batch, padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="pt"
                 ).to(device)
-                embedding = embed_packed if self.padding_free else embed
-                embeddings = embedding(self.model, features, self.pooler_type).float()
+                embeddings = embed(self.model, features, self.pooler_type, self.padding_free).float()
                 if normalize:
                     embeddings = nn.functional.normalize(embeddings, dim=-1)
                 chunks.append(embeddings.cpu())

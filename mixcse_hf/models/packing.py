@@ -154,9 +154,10 @@ def embed_packed(
     eager = backbone.config._attn_implementation == "eager"
     mask_dtype = backbone.embeddings.word_embeddings.weight.dtype if eager else torch.bool
     packed = pack_features(features, pack_length, first_position(backbone), mask_dtype)
-    outputs = model(**packed.features, output_hidden_states=needs_hidden_states(pooler_type), return_dict=True)
+    hidden_states = needs_hidden_states(pooler_type)
+    outputs = model(**packed.features, output_hidden_states=hidden_states, return_dict=True)
     per_sentence = {"last_hidden_state": packed.unpack(outputs["last_hidden_state"])}
-    if needs_hidden_states(pooler_type):
+    if hidden_states:
         per_sentence["hidden_states"] = [packed.unpack(hidden) for hidden in outputs["hidden_states"]]
     if get_pooler(pooler_type).uses_mlp:
         per_sentence["pooler_output"] = backbone.pooler(per_sentence["last_hidden_state"])

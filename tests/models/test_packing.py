@@ -23,7 +23,6 @@ from transformers import (
 from mixcse_hf.errors import UsageError
 from mixcse_hf.losses.cached import CachedLoss
 from mixcse_hf.losses.mixcse import MixCSELoss
-from mixcse_hf.models import batch as batch_module
 from mixcse_hf.models import encoder as encoder_module
 from mixcse_hf.models.batch import BatchEmbedder, embed_batch
 from mixcse_hf.models.encoder import SentenceEncoder, embed
@@ -152,7 +151,7 @@ def test_run_mixcse_trains_padding_free(
         row_lengths.append(pack_length)
         return embed_packed(model, features, pooler, pack_length)
 
-    monkeypatch.setattr(batch_module, "embed_packed", spy)
+    monkeypatch.setattr(encoder_module, "embed_packed", spy)
     out = train_tiny(tiny_model_dir, tiny_corpus, tmp_path / "out", "--padding_free", "true", "--pack_length", "64")
     assert (out / "model.safetensors").is_file()
     assert row_lengths == [64, 64]  # both training steps packed
@@ -178,9 +177,9 @@ def test_sentence_encoder_padding_free_gives_the_same_embeddings(
 ) -> None:
     packed_batches = []
 
-    def spy(model: torch.nn.Module, features: dict, pooler: str) -> torch.Tensor:
+    def spy(model: torch.nn.Module, features: dict, pooler: str, pack_length: int | None) -> torch.Tensor:
         packed_batches.append(features["input_ids"].size(0))
-        return embed_packed(model, features, pooler)
+        return embed_packed(model, features, pooler, pack_length)
 
     monkeypatch.setattr(encoder_module, "embed_packed", spy)
     expected = SentenceEncoder.from_pretrained(tiny_model_dir, "avg_first_last").encode(SENTENCES, batch_size=5)
