@@ -15,6 +15,7 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import datasets
 import torch
@@ -132,6 +133,20 @@ def is_supervised(corpus: datasets.Dataset) -> bool:
     return corpus.column_names != [TEXT_COLUMN]
 
 
+def table_options(path: str, separator: str) -> dict[str, Any]:
+    """``datasets`` csv-builder options for a CSV/TSV ``path``: every field text (no numeric inference), empty
+    fields "" (dropped as blank) rather than NaN, quotes as :data:`TABLE_FORMATS` says."""
+    quoting = csv.QUOTE_NONE if separator == "\t" else csv.QUOTE_MINIMAL
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        header = next(csv.reader(handle, delimiter=separator, quoting=quoting), [])
+    return {
+        "sep": separator,
+        "quoting": quoting,
+        "keep_default_na": False,
+        "features": datasets.Features({column: datasets.Value("string") for column in header}),
+    }
+
+
 def _load_train_file(path: str) -> datasets.Dataset:
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in TABLE_FORMATS:
@@ -139,18 +154,7 @@ def _load_train_file(path: str) -> datasets.Dataset:
         return datasets.load_dataset("text", data_files={"train": path}, split="train")
     builder, separator = TABLE_FORMATS[suffix]
     check_text_file(path, lines=False, utf8=builder != "parquet")
-    options: dict = {}
-    if builder == "csv":
-        quoting = csv.QUOTE_NONE if separator == "\t" else csv.QUOTE_MINIMAL
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            header = next(csv.reader(handle, delimiter=separator, quoting=quoting), [])
-        # Every field is text: no numeric inference, and empty fields stay "" (dropped as blank), not NaN.
-        options = {
-            "sep": separator,
-            "quoting": quoting,
-            "keep_default_na": False,
-            "features": datasets.Features({column: datasets.Value("string") for column in header}),
-        }
+    options = table_options(path, separator) if builder == "csv" else {}
     try:
         return datasets.load_dataset(builder, data_files={"train": path}, split="train", **options)
     except (datasets.exceptions.DatasetGenerationError, ValueError) as err:

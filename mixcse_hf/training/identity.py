@@ -69,6 +69,8 @@ DEFINING = {
         "text_columns",
         "max_seq_length",
         "max_train_samples",
+        "streaming",
+        "shuffle_buffer_size",
     ),
     "training": (
         "pooler_type",
@@ -82,7 +84,13 @@ DEFINING = {
 """Argument names, by dataclass, whose values define a run."""
 
 
-ADDED_LATER = {"text_columns": None, "hard_negative_weight": 0.0, "mixed_hard_negative": False}
+ADDED_LATER = {
+    "text_columns": None,
+    "hard_negative_weight": 0.0,
+    "mixed_hard_negative": False,
+    "streaming": False,
+    "shuffle_buffer_size": 10_000,
+}
 """Defining settings that runs recorded before they existed trained with, at these values (no supervised data)."""
 
 

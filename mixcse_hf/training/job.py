@@ -38,6 +38,7 @@ from mixcse_hf.training.identity import (
 )
 from mixcse_hf.training.options import DataArguments, ModelArguments
 from mixcse_hf.training.resume import RunPlan, plan_run
+from mixcse_hf.training.streaming import StreamingCorpus, TokenizingCollator, row_source
 from mixcse_hf.training.trainer import MixCSETrainer
 
 logger = logging.getLogger(__name__)
@@ -237,10 +238,45 @@ def check_loss_fits_data(columns: list[str], training_args: MixCSETrainingArgume
             )
 
 
+def check_streaming(data_args: DataArguments, training_args: MixCSETrainingArguments) -> None:
+    """A stream has no length: the run's length must come from max_steps."""
+    if data_args.streaming and training_args.do_train and training_args.max_steps <= 0:
+        raise UsageError(
+            "streaming data has no length, so num_train_epochs cannot end the run: pass --max_steps N (optimizer "
+            "steps; epochs of the corpus follow each other until then)"
+        )
+
+
+def build_streaming_corpus(data_args: DataArguments, training_args: MixCSETrainingArguments) -> StreamingCorpus:
+    """The training rows as a :class:`StreamingCorpus`, checked to hold at least one global batch."""
+    source = row_source(
+        data_args.train_file, data_args.dataset_name, data_args.dataset_config_name, data_args.dataset_split
+    )
+    corpus = StreamingCorpus(
+        source,
+        global_batch_size=training_args.per_device_train_batch_size * training_args.world_size,
+        shuffle_buffer_size=data_args.shuffle_buffer_size,
+        seed=training_args.data_seed if training_args.data_seed is not None else training_args.seed,
+        text_column=data_args.text_column,
+        text_columns=data_args.text_columns,
+        max_rows=data_args.max_train_samples,
+    )
+    check_loss_fits_data(corpus.column_names, training_args)
+    if not corpus.has_one_batch():
+        raise UsageError(
+            f"the training data has fewer usable rows than one batch of {corpus.global_batch_size}: nothing would "
+            "be trained; add data or lower per_device_train_batch_size (>= 2)"
+        )
+    return corpus
+
+
 def build_train_dataset(
     data_args: DataArguments, training_args: MixCSETrainingArguments, tokenizer: PreTrainedTokenizerBase
-) -> datasets.Dataset:
-    """The tokenised training data: flat features (unsupervised) or one mapping per column (supervised)."""
+) -> datasets.Dataset | StreamingCorpus:
+    """The training data: with ``streaming``, raw rows read as training goes (:class:`StreamingCorpus`); else
+    tokenised up front, flat features (unsupervised) or one mapping per column (supervised)."""
+    if data_args.streaming:
+        return build_streaming_corpus(data_args, training_args)
     with training_args.main_process_first(desc="corpus loading and tokenisation"):
         corpus = load_corpus(
             data_args.train_file,
@@ -290,6 +326,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Mix
     if not training_args.do_train and not training_args.do_eval:
         raise UsageError("nothing to do: do_train and do_eval are both false; set do_train true to train")
     check_pack_length(data_args, training_args)
+    check_streaming(data_args, training_args)
     move_hub_token_to_environment(training_args)
     # Reading .device sets up the process group: world_size and main_process_first are valid only after it.
     logger.info("Device %s, %d process(es)", training_args.device, training_args.world_size)
@@ -352,7 +389,9 @@ def train_and_evaluate(
         train_dataset=train_dataset,
         eval_dataset=sts["dev"].to_dataset() if "dev" in sts else None,
         processing_class=tokenizer,
-        data_collator=training_collator(train_dataset, tokenizer),
+        data_collator=TokenizingCollator(tokenizer, data_args.max_seq_length)
+        if isinstance(train_dataset, StreamingCorpus)
+        else training_collator(train_dataset, tokenizer),
         card_info=model_card_info(model_args, data_args, training_args, train_dataset),
         callbacks=[RunIdentityCallback()] if plan is not None else None,
     )

@@ -106,6 +106,18 @@ class DataArguments:
     preprocessing_num_workers: int | None = field(
         default=None, metadata={"help": "Processes for tokenising the corpus (datasets.map num_proc); unset: one."}
     )
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Read and tokenise the training data as training goes (in dataloader_num_workers workers) "
+            "instead of tokenising it all first: for corpora of any size. Needs max_steps (the stream has no "
+            "length); epochs follow each other, each shuffled with shuffle_buffer_size."
+        },
+    )
+    shuffle_buffer_size: int = field(
+        default=10_000,
+        metadata={"help": "With streaming: rows held for shuffling (memory grows with it); 0 keeps the file order."},
+    )
 
     def __post_init__(self) -> None:
         if self.max_seq_length < 2:
@@ -114,6 +126,13 @@ class DataArguments:
             )
         if (self.train_file is None) == (self.dataset_name is None):
             raise UsageError("set exactly one of train_file (a text file) or dataset_name (a datasets dataset)")
+        if self.shuffle_buffer_size < 0:
+            raise UsageError(f"shuffle_buffer_size must be >= 0 (0: no shuffling), got {self.shuffle_buffer_size}")
+        if self.streaming and self.preprocessing_num_workers:
+            raise UsageError(
+                "preprocessing_num_workers tokenises the whole corpus first; with streaming, tokenisation runs in "
+                "the dataloader's workers: pass --dataloader_num_workers N instead"
+            )
 
 
 @dataclass

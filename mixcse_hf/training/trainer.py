@@ -14,8 +14,9 @@ from typing import Any
 import datasets
 import torch
 from torch import nn
-from transformers import Trainer
-from transformers.trainer import TRAINING_ARGS_NAME
+from transformers import Trainer, TrainerState
+from transformers.trainer import TRAINER_STATE_NAME, TRAINING_ARGS_NAME
+from transformers.trainer_utils import TrainOutput, get_last_checkpoint
 from transformers.utils.hub import PushInProgress
 
 from mixcse_hf.errors import TrainingDiverged, UsageError
@@ -41,6 +42,7 @@ from mixcse_hf.training.distributed import gather_with_grad
 from mixcse_hf.training.history import evaluation_metrics, evaluation_points
 from mixcse_hf.training.identity import read_identity
 from mixcse_hf.training.resume import last_complete_checkpoint
+from mixcse_hf.training.streaming import StreamingCorpus
 
 Evaluator = Callable[[SentenceEncoder], dict[str, float]]
 RECIPE_LEARNING_RATE = 3e-5
@@ -48,8 +50,8 @@ RECIPE_LEARNING_RATE = 3e-5
 
 class MixCSETrainer(Trainer):
     """Trains an ``AutoModel`` encoder through the Trainer's own loop (``training_step`` is not overridden); the
-    hooks it overrides are ``compute_loss``, ``evaluate``, ``log``, ``_save``, ``_push_from_checkpoint`` and
-    ``create_model_card``.
+    hooks it overrides are ``compute_loss``, ``evaluate``, ``log``, ``_save``, ``_push_from_checkpoint``,
+    ``create_model_card`` and, for streaming data (resume), ``train`` and ``get_train_dataloader``.
 
     Args:
         args: :class:`mixcse_hf.training.arguments.MixCSETrainingArguments`.
@@ -99,6 +101,48 @@ class MixCSETrainer(Trainer):
             self.loss = CachedLoss(self.loss, mini_batch_size)
         self._stat_sums: dict[str, torch.Tensor] = {}
         self._stat_batches = 0
+        if isinstance(self.train_dataset, StreamingCorpus):
+            self._shard_stream_by_process()
+
+    def _shard_stream_by_process(self) -> None:
+        """Each process reads the stream and keeps its rows of each global batch (accelerate's
+        ``IterableDatasetShard``); the default for iterable data, batches read on process 0 and sent to the others,
+        would make process 0 read and tokenise for all."""
+        config = self.accelerator.dataloader_config
+        if config.dispatch_batches:
+            raise UsageError(
+                "accelerator_config dispatch_batches true does not apply to streaming data (each process reads its "
+                "own rows); unset it"
+            )
+        config.dispatch_batches = False
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any) -> TrainOutput:
+        """``Trainer.train``; resuming on a :class:`StreamingCorpus`, the stream itself starts at the checkpoint's
+        batch (rows read again, not tokenised) instead of the Trainer drawing and dropping the batches before it."""
+        if not isinstance(self.train_dataset, StreamingCorpus):
+            return super().train(resume_from_checkpoint, **kwargs)
+        checkpoint = resume_from_checkpoint
+        if checkpoint is True:
+            checkpoint = get_last_checkpoint(self.args.output_dir)
+        done = 0
+        if checkpoint and not self.args.ignore_data_skip:
+            state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
+            done = state.global_step * self.args.gradient_accumulation_steps
+        self.train_dataset.start_batch = done
+        skip_setting, self.args.ignore_data_skip = self.args.ignore_data_skip, True
+        try:
+            return super().train(resume_from_checkpoint, **kwargs)
+        finally:
+            self.args.ignore_data_skip = skip_setting
+
+    def get_train_dataloader(self) -> torch.utils.data.DataLoader:
+        loader = super().get_train_dataloader()
+        if isinstance(self.train_dataset, StreamingCorpus):
+            # Starting an epoch draws the workers' base seed from the loader's generator, by default the global RNG
+            # that a resume has just restored for the dropout masks; a stream needs no random worker seed.
+            base = getattr(loader, "base_dataloader", loader)  # accelerate's DataLoaderShard wraps a DataLoader
+            base.generator = torch.Generator().manual_seed(self.args.seed)
+        return loader
 
     def _sts_evaluator(self, eval_dataset: datasets.Dataset) -> STSEvaluator:
         return STSEvaluator(StsPairs.from_dataset(eval_dataset), batch_size=self.args.per_device_eval_batch_size)

@@ -1,0 +1,242 @@
+"""Streaming training data (``--streaming true``): rows read lazily from a text file, a table or a ``datasets``
+source, never held or tokenised whole.
+
+The stream is one endless sequence of rows: epoch after epoch of the corpus, each epoch shuffled with a buffer
+(seeded by the run's seed and the epoch), blank rows dropped. It is cut into *global batches* of
+``per_device_train_batch_size x processes`` rows. Dataloader worker ``w`` of ``W`` yields the global batches
+``s + w, s + w + W, ...`` whole (``s``: the first batch, 0 unless resuming); accelerate's ``IterableDatasetShard``
+then gives process ``p`` rows ``[p*B, (p+1)*B)`` of each, and the collator (:class:`TokenizingCollator`, in the
+worker) tokenises only those. So every process and worker count sees the batches of one process holding the global
+batch, each row of an epoch exactly once.
+
+Resuming at optimizer step ``s`` starts the stream at global batch ``s x gradient_accumulation_steps``
+(:attr:`StreamingCorpus.start_batch`): the skipped rows are read and shuffled again but not tokenised.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+
+from mixcse_hf.errors import UsageError
+from mixcse_hf.training.data import (
+    FILE_BUILDERS,
+    SUPERVISED_COLUMNS,
+    TABLE_FORMATS,
+    TEXT_COLUMN,
+    TextColumnsCollator,
+    check_text_file,
+    detect_columns,
+    is_blank,
+    table_options,
+)
+
+Row = tuple[str, ...]
+UTF8_CHECKED_BYTES = 1 << 20
+"""How much of a streamed text file is checked for UTF-8 before training; the rest is checked as it is read."""
+
+
+@dataclass(frozen=True)
+class TextFileRows:
+    """One sentence per line of ``path``, as the ``datasets`` text builder splits lines (``str.splitlines``)."""
+
+    path: str
+
+    def __call__(self) -> Iterator[dict[str, Any]]:
+        with open(self.path, encoding="utf-8") as handle:
+            line_number = 0
+            try:
+                for line_number, line in enumerate(handle, start=1):  # noqa: B007 (read in the except)
+                    for piece in line.splitlines():
+                        yield {TEXT_COLUMN: piece}
+            except UnicodeDecodeError as err:
+                raise UsageError(
+                    f"train_file {self.path!r} is not valid UTF-8 after line {line_number}: {err.reason}; re-encode "
+                    "it, e.g. iconv -f latin1 -t utf-8"
+                ) from err
+
+
+@dataclass(frozen=True)
+class DatasetsRows:
+    """The rows of ``datasets.load_dataset(*args, streaming=True, **kwargs)``: a table file or a Hub/local dataset."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self) -> Iterator[dict[str, Any]]:
+        import datasets
+
+        return iter(datasets.load_dataset(*self.args, streaming=True, **self.kwargs))
+
+
+def row_source(
+    train_file: str | None,
+    dataset_name: str | None,
+    dataset_config_name: str | None = None,
+    dataset_split: str = "train",
+) -> Callable[[], Iterator[dict[str, Any]]]:
+    """A picklable callable that opens the training data afresh (once per epoch and worker) as dicts."""
+    if train_file is not None:
+        suffix = os.path.splitext(train_file)[1].lower()
+        if suffix not in TABLE_FORMATS:
+            check_text_file(train_file, utf8=False)
+            check_utf8_start(train_file)
+            return TextFileRows(train_file)
+        builder, separator = TABLE_FORMATS[suffix]
+        check_text_file(train_file, lines=False, utf8=False)
+        options = table_options(train_file, separator) if builder == "csv" else {}
+        return DatasetsRows((builder,), {"data_files": {"train": train_file}, "split": "train", **options})
+    if dataset_name in FILE_BUILDERS and not os.path.isdir(dataset_name):
+        raise UsageError(
+            f"dataset_name {dataset_name!r} is a file format, not a dataset: pass the file as --train_file"
+        )
+    return DatasetsRows((dataset_name, dataset_config_name), {"split": dataset_split})
+
+
+def check_utf8_start(path: str) -> None:
+    """Refuse a text file whose first MiB is not UTF-8 (a cut multi-byte character at the block's end is fine)."""
+    with open(path, "rb") as handle:
+        head = handle.read(UTF8_CHECKED_BYTES)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.start < len(head) - 3:
+            line = head[: err.start].count(b"\n") + 1
+            raise UsageError(
+                f"train_file {path!r} is not valid UTF-8 (line {line}: {err.reason}); re-encode it, "
+                "e.g. iconv -f latin1 -t utf-8"
+            ) from err
+
+
+def as_text(value: Any, column: str) -> str | None:
+    """A cell as text: strings as they are, numbers and booleans written out, missing values None."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float | bool):
+        return str(value)
+    raise UsageError(f"column {column!r} holds {type(value).__name__} values, not text; pick text columns")
+
+
+class StreamingCorpus(torch.utils.data.IterableDataset):
+    """The training rows as a stream: endless, shuffled with a buffer, dealt to workers in whole global batches.
+
+    Args:
+        open_rows: a picklable callable returning an iterator of dicts over the corpus (:func:`row_source`).
+        global_batch_size: rows per global batch (per-device batch x processes).
+        shuffle_buffer_size: rows held for shuffling; 0 or 1 keeps the corpus order.
+        seed: with the epoch, seeds the shuffle.
+        text_column, text_columns: the columns to train on (:func:`~mixcse_hf.training.data.detect_columns`).
+        max_rows: train on the first ``max_rows`` non-blank rows of the corpus only.
+
+    Yields dicts ``{"text": str}`` (one column) or ``{"anchor", "positive"[, "negative"]: str}``, for
+    :class:`TokenizingCollator`. :attr:`start_batch` skips that many global batches (resume).
+    """
+
+    def __init__(
+        self,
+        open_rows: Callable[[], Iterator[dict[str, Any]]],
+        global_batch_size: int,
+        shuffle_buffer_size: int,
+        seed: int,
+        text_column: str = TEXT_COLUMN,
+        text_columns: Sequence[str] | None = None,
+        max_rows: int | None = None,
+    ) -> None:
+        self.open_rows = open_rows
+        self.global_batch_size = global_batch_size
+        self.shuffle_buffer_size = shuffle_buffer_size
+        self.seed = seed
+        self.max_rows = max_rows
+        self.start_batch = 0
+        first = next(open_rows(), None)
+        if first is None:
+            raise UsageError("the training data has no rows; it needs one sentence (or one row) per line")
+        self.source_columns = detect_columns(list(first), text_columns, text_column)
+        count = len(self.source_columns)
+        self.column_names = [TEXT_COLUMN] if count == 1 else list(SUPERVISED_COLUMNS[:count])
+
+    def epoch_rows(self, epoch: int) -> Iterator[Row]:
+        """One pass over the corpus: rows with no blank field, the first ``max_rows`` only, shuffled."""
+        rows = (tuple(as_text(row.get(column), column) for column in self.source_columns) for row in self.open_rows())
+        kept = (row for row in rows if not any(is_blank(text) for text in row))
+        return self._shuffled(itertools.islice(kept, self.max_rows), epoch)
+
+    def _shuffled(self, rows: Iterator[Row], epoch: int) -> Iterator[Row]:
+        """The ``datasets`` buffer shuffle: each new row takes the place of a random buffered row, which is yielded."""
+        if self.shuffle_buffer_size <= 1:
+            yield from rows
+            return
+        rng = random.Random(self.seed * 1_000_003 + epoch)
+        buffer: list[Row] = []
+        for row in rows:
+            if len(buffer) < self.shuffle_buffer_size:
+                buffer.append(row)
+                continue
+            index = rng.randrange(len(buffer))
+            yield buffer[index]
+            buffer[index] = row
+        rng.shuffle(buffer)
+        yield from buffer
+
+    def rows(self) -> Iterator[Row]:
+        """Epoch after epoch, endlessly; refuses a corpus with fewer rows than one global batch (a batch would hold
+        a sentence twice)."""
+        for epoch in itertools.count():
+            count = 0
+            for count, row in enumerate(self.epoch_rows(epoch), start=1):  # noqa: B007 (read after the loop)
+                yield row
+            if count < self.global_batch_size:
+                raise UsageError(
+                    f"the training data has {count} usable row(s), fewer than one batch of {self.global_batch_size}: "
+                    "add data or lower per_device_train_batch_size"
+                )
+
+    def global_batches(self) -> Iterator[list[Row]]:
+        rows = self.rows()
+        while True:
+            yield list(itertools.islice(rows, self.global_batch_size))
+
+    def has_one_batch(self) -> bool:
+        """Whether the corpus holds at least one global batch of usable rows (reads only that far)."""
+        first_rows = itertools.islice(self.epoch_rows(0), self.global_batch_size)
+        return sum(1 for _ in first_rows) == self.global_batch_size
+
+    def __iter__(self) -> Iterator[dict[str, str]]:
+        worker = torch.utils.data.get_worker_info()
+        worker_id, workers = (worker.id, worker.num_workers) if worker is not None else (0, 1)
+        for index, batch in enumerate(self.global_batches()):
+            # The DataLoader takes batches from its workers in turn, starting with worker 0.
+            if index >= self.start_batch and (index - self.start_batch) % workers == worker_id:
+                for row in batch:
+                    yield dict(zip(self.column_names, row, strict=True))
+
+
+@dataclass
+class TokenizingCollator:
+    """Raw rows of :class:`StreamingCorpus` -> the batch the map-style path feeds the trainer: tokenised (truncated to
+    ``max_seq_length``) and padded by ``DataCollatorWithPadding`` (one column) or :class:`TextColumnsCollator`."""
+
+    tokenizer: PreTrainedTokenizerBase
+    max_seq_length: int
+
+    def __call__(self, rows: list[dict[str, str]]) -> dict[str, Any]:
+        columns = list(rows[0])
+        encoded = {
+            column: self.tokenizer([row[column] for row in rows], truncation=True, max_length=self.max_seq_length)
+            for column in columns
+        }
+        features = {
+            column: [dict(zip(enc, values, strict=True)) for values in zip(*enc.values(), strict=True)]
+            for column, enc in encoded.items()
+        }
+        if columns == [TEXT_COLUMN]:
+            return DataCollatorWithPadding(self.tokenizer)(features[TEXT_COLUMN])
+        per_row = [{column: features[column][i] for column in columns} for i in range(len(rows))]
+        return TextColumnsCollator(self.tokenizer)(per_row)

@@ -1,0 +1,214 @@
+"""Streaming data: sharding across processes and workers (no row twice in an epoch, none left out), the batches of
+one process holding the global batch, exact resume after SIGKILL, equality with map-style tokenisation."""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from accelerate.data_loader import IterableDatasetShard
+from safetensors.torch import load_file
+from transformers import AutoTokenizer
+
+from mixcse_hf.errors import UsageError
+from mixcse_hf.training.data import load_corpus, tokenize_training_data, training_collator
+from mixcse_hf.training.identity import read_identity
+from mixcse_hf.training.resume import checkpoint_problem
+from mixcse_hf.training.streaming import StreamingCorpus, TokenizingCollator, row_source
+from run_mixcse import main
+from tests.conftest import REPO_ROOT, SENTENCES, triplet_rows
+
+ROWS = 50
+
+
+@pytest.fixture
+def numbered_corpus(tmp_path: Path) -> Path:
+    """``ROWS`` distinct sentences, with blank lines between some of them."""
+    path = tmp_path / "numbered.txt"
+    lines = []
+    for index in range(ROWS):
+        lines.append(f"sentence number {index} .")
+        if index % 7 == 3:
+            lines.append("  ")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _corpus(path: Path, global_batch: int, buffer: int = 16, seed: int = 0, **kwargs) -> StreamingCorpus:
+    return StreamingCorpus(row_source(str(path), None), global_batch, buffer, seed, **kwargs)
+
+
+def _process_batches(corpus: StreamingCorpus, batch: int, processes: int, rank: int, workers: int, count: int):
+    """The first ``count`` batches process ``rank`` gets: accelerate's shard inside a DataLoader, as prepared."""
+    shard = IterableDatasetShard(corpus, batch_size=batch, drop_last=True, num_processes=processes, process_index=rank)
+    loader = torch.utils.data.DataLoader(shard, batch_size=batch, num_workers=workers, collate_fn=list)
+    return [[row["text"] for row in rows] for rows in itertools.islice(loader, count)]
+
+
+def _global_batches(corpus: StreamingCorpus, batch: int, processes: int, workers: int, count: int) -> list[list[str]]:
+    per_process = [_process_batches(corpus, batch, processes, rank, workers, count) for rank in range(processes)]
+    return [list(itertools.chain.from_iterable(step)) for step in zip(*per_process, strict=True)]
+
+
+@pytest.mark.parametrize(("processes", "workers"), [(1, 2), (2, 0), (2, 2), (3, 1)])
+def test_every_layout_sees_the_batches_of_one_process(numbered_corpus: Path, processes: int, workers: int) -> None:
+    """Process p's rows of each step, in rank order, are the global batch of 1 process, 0 workers; the first ROWS
+    rows of the stream are the corpus, each once, the next ROWS again each once, in another order."""
+    batch = 4
+    global_batch = batch * processes
+    steps = 2 * ROWS // global_batch + 1  # more than two epochs of the 50 rows
+    expected = _global_batches(_corpus(numbered_corpus, global_batch), global_batch, 1, 0, steps)
+    got = _global_batches(_corpus(numbered_corpus, global_batch), batch, processes, workers, steps)
+    assert got == expected
+
+    stream = list(itertools.chain.from_iterable(got))
+    corpus = [f"sentence number {index} ." for index in range(ROWS)]
+    first, second = stream[:ROWS], stream[ROWS : 2 * ROWS]
+    assert collections.Counter(first) == collections.Counter(corpus)
+    assert collections.Counter(second) == collections.Counter(corpus)
+    assert first != corpus and second != first  # shuffled, and differently per epoch
+
+
+def test_shuffling_is_seeded(numbered_corpus: Path) -> None:
+    def first_rows(**kwargs) -> list[str]:
+        return [row["text"] for row in itertools.islice(iter(_corpus(numbered_corpus, 4, **kwargs)), ROWS)]
+
+    assert first_rows(seed=1) == first_rows(seed=1)
+    assert first_rows(seed=1) != first_rows(seed=2)
+    assert first_rows(buffer=0) == [f"sentence number {index} ." for index in range(ROWS)]
+    assert first_rows(buffer=0, max_rows=10)[10:20] == [f"sentence number {index} ." for index in range(10)]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_start_batch_continues_the_uninterrupted_stream(numbered_corpus: Path, workers: int) -> None:
+    corpus = _corpus(numbered_corpus, 8)
+    uninterrupted = _global_batches(corpus, 4, 2, workers, 15)
+    corpus.start_batch = 9
+    assert _global_batches(corpus, 4, 2, workers, 6) == uninterrupted[9:]
+
+
+def test_the_collator_batches_as_the_map_style_path(tiny_model_dir: str, numbered_corpus: Path, tmp_path: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    collator = TokenizingCollator(tokenizer, max_seq_length=6)
+    tokenized = tokenize_training_data(load_corpus(str(numbered_corpus)), tokenizer, 6)
+    rows = [{"text": f"sentence number {index} ."} for index in range(5)]
+    expected = training_collator(tokenized, tokenizer)([tokenized[index] for index in range(5)])
+    got = collator(rows)
+    assert set(got) == set(expected)
+    for key in expected:
+        assert torch.equal(got[key], expected[key])
+
+    table = tmp_path / "triplets.jsonl"
+    table.write_text("".join(json.dumps(row) + "\n" for row in triplet_rows()), encoding="utf-8")
+    supervised = tokenize_training_data(load_corpus(str(table)), tokenizer, 6)
+    corpus = _corpus(table, 4, buffer=0)
+    streamed = list(itertools.islice(iter(corpus), 4))
+    assert corpus.column_names == ["anchor", "positive", "negative"]
+    expected = training_collator(supervised, tokenizer)([supervised[index] for index in range(4)])
+    got = collator(streamed)
+    for column in expected:
+        for key in expected[column]:
+            assert torch.equal(got[column][key], expected[column][key]), (column, key)
+
+
+def _config(tmp_path: Path, model_dir: str, corpus: Path, **extra: object) -> Path:
+    values = {
+        "model_name_or_path": model_dir,
+        "train_file": str(corpus),
+        "streaming": True,
+        "shuffle_buffer_size": 16,
+        "per_device_train_batch_size": 4,
+        "max_seq_length": 16,
+        "max_steps": 20,
+        "save_strategy": "steps",
+        "save_steps": 3,
+        "logging_steps": 1,
+        "report_to": "none",
+        "do_train": True,
+        "seed": 5,
+        "disable_tqdm": True,
+        **extra,
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    return path
+
+
+def test_sigkill_mid_stream_then_resume_matches_an_uninterrupted_run(
+    tiny_model_dir: str, numbered_corpus: Path, tmp_path: Path
+) -> None:
+    """20 steps of 4 rows over 50 rows (the stream wraps into its second epoch); killed after checkpoint-9, in the
+    first epoch's last rows, and resumed: the same losses and weights as a run that never stopped."""
+    config = _config(tmp_path, tiny_model_dir, numbered_corpus, dataloader_num_workers=1)
+    reference = tmp_path / "reference"
+    assert main([str(config), "--output_dir", str(reference)]) == 0
+
+    crashed = tmp_path / "crashed"
+    process = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "run_mixcse.py"), str(config), "--output_dir", str(crashed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 600
+    checkpoint = crashed / "checkpoint-9"
+    while (
+        not (checkpoint_problem(str(checkpoint)) is None and read_identity(str(checkpoint))) and process.poll() is None
+    ):
+        assert time.monotonic() < deadline, "no checkpoint-9 within 10 minutes"
+        time.sleep(0.002)
+    os.kill(process.pid, signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    assert main([str(config), "--output_dir", str(crashed)]) == 0
+
+    expected = yaml.safe_load((reference / "trainer_state.json").read_text())["log_history"]
+    resumed = yaml.safe_load((crashed / "trainer_state.json").read_text())["log_history"]
+    losses = {entry["step"]: entry["loss"] for entry in expected if "loss" in entry}
+    resumed_losses = {entry["step"]: entry["loss"] for entry in resumed if "loss" in entry}
+    assert max(resumed_losses) == 20
+    for step in range(10, 21):
+        assert resumed_losses[step] == pytest.approx(losses[step], abs=1e-6), f"loss differs at step {step}"
+    reference_weights = load_file(reference / "model.safetensors")
+    resumed_weights = load_file(crashed / "model.safetensors")
+    assert max((reference_weights[k] - resumed_weights[k]).abs().max().item() for k in reference_weights) <= 1e-5
+
+
+def test_streaming_needs_max_steps(tiny_model_dir: str, numbered_corpus: Path, tmp_path: Path) -> None:
+    config = _config(tmp_path, tiny_model_dir, numbered_corpus, max_steps=-1)
+    with pytest.raises(UsageError, match="--max_steps N"):
+        main([str(config), "--output_dir", str(tmp_path / "out"), "--debug"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_stream_shorter_than_a_batch_is_refused(tiny_model_dir: str, tmp_path: Path) -> None:
+    corpus = tmp_path / "short.txt"
+    corpus.write_text("\n".join(SENTENCES[:3]) + "\n\n \n", encoding="utf-8")
+    with pytest.raises(UsageError, match="fewer usable rows than one batch of 4"):
+        main([str(_config(tmp_path, tiny_model_dir, corpus)), "--output_dir", str(tmp_path / "out"), "--debug"])
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(UsageError, match="3 usable row"):
+        next(iter(_corpus(corpus, 4)))
+
+
+def test_bad_input_is_refused_before_training(tmp_path: Path) -> None:
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("caf\xe9 au lait\n".encode("latin-1") * 3)
+    with pytest.raises(UsageError, match=r"not valid UTF-8 \(line 1"):
+        row_source(str(latin1), None)
+    late = tmp_path / "late.txt"
+    late.write_bytes(b"fine line\n" * 200_000 + "caf\xe9\n".encode("latin-1"))
+    source = row_source(str(late), None)  # past the checked start: refused as it is read
+    with pytest.raises(UsageError, match=r"after line \d+"):
+        sum(1 for _ in source())
+    with pytest.raises(UsageError, match="dataloader_num_workers"):
+        main(["--model_name_or_path", "x", "--train_file", str(late), "--streaming", "true",
+              "--preprocessing_num_workers", "2", "--debug"])  # fmt: skip
