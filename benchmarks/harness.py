@@ -4,10 +4,10 @@ within one invocation (so machine noise hits all of them), and the figures are s
     python benchmarks/harness.py child VARIANT [--steps N --warmup W --batch_size B --max_seq_length L ...]
 
 prints one JSON line: seconds of each measured step, peak RSS, parameter counts. ``run_variants`` drives it.
-Variants: ``mixcse``, ``simcse``, ``lora``, ``mixcse_bf16``, ``gradcache_64``, ``gradcache_128`` (MixCSETrainer;
-extra flags go to run_mixcse's parser), ``st`` and ``st_bf16`` (sentence-transformers' SimCSE recipe),
-``st_mixcse`` and ``st_mixcse_bf16`` (SentenceTransformerTrainer with our sentence-transformers MixCSELoss) and
-``floor`` (the bare encoder).
+Variants: ``mixcse``, ``simcse``, ``lora``, ``mixcse_bf16``, ``gradcache_64``, ``gradcache_128``,
+``mixcse_packed``, ``mixcse_packed_bf16``, ``mixcse_streaming`` (MixCSETrainer; extra flags go to run_mixcse's
+parser), ``st`` and ``st_bf16`` (sentence-transformers' SimCSE recipe), ``st_mixcse`` and ``st_mixcse_bf16``
+(SentenceTransformerTrainer with our sentence-transformers MixCSELoss) and ``floor`` (the bare encoder).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ TRAINER_VARIANTS = {
     "gradcache_128": ["--gradcache_mini_batch_size", "128"],
     "mixcse_packed": ["--padding_free", "true"],
     "mixcse_packed_bf16": ["--padding_free", "true", "--bf16", "true"],
+    "mixcse_streaming": ["--streaming", "true"],
 }
 
 
@@ -44,12 +45,16 @@ class StepTimer(TrainerCallback):
 
     def __init__(self) -> None:
         self.ends: list[float] = []
+        self.first_step_end: float | None = None
+        """Wall-clock time (``time.time()``) at the end of the first optimizer step."""
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.ends = [time.perf_counter()]
 
     def on_step_end(self, args, state, control, **kwargs):
         self.ends.append(time.perf_counter())
+        if self.first_step_end is None:
+            self.first_step_end = time.time()
 
     def step_seconds(self) -> list[float]:
         return [b - a for a, b in itertools.pairwise(self.ends)]
@@ -66,24 +71,23 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def timed_training(flags: list[str]) -> tuple[list[float], torch.nn.Module]:
+def timed_training(flags: list[str], timer: StepTimer | None = None) -> tuple[list[float], torch.nn.Module]:
     """Train through MixCSETrainer with run_mixcse flags (no output written beyond ``--output_dir``); returns the
-    seconds of every step and the trained model."""
-    from transformers import DataCollatorWithPadding
-
+    seconds of every step and the trained model. ``timer``: the step timer to use (read afterwards)."""
     from mixcse_hf.training.config import parse_run_args
-    from mixcse_hf.training.job import build_model, build_train_dataset
+    from mixcse_hf.training.job import build_collator, build_model, build_train_dataset
     from mixcse_hf.training.trainer import MixCSETrainer
 
     model_args, data_args, training_args = parse_run_args(flags)
     model, tokenizer = build_model(model_args, training_args, resuming=False)
-    timer = StepTimer()
+    timer = timer or StepTimer()
+    train_dataset = build_train_dataset(data_args, training_args, tokenizer)
     trainer = MixCSETrainer(
         model=model,
         args=training_args,
-        train_dataset=build_train_dataset(data_args, training_args, tokenizer),
+        train_dataset=train_dataset,
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=build_collator(train_dataset, tokenizer, data_args.max_seq_length),
         callbacks=[timer],
     )
     trainer.train()
@@ -100,8 +104,9 @@ def trainer_child(variant: str, options: argparse.Namespace, extra: list[str]) -
             "--logging_steps", "1000", "--disable_tqdm", "true", "--seed", "42",
             *TRAINER_VARIANTS[variant], *extra,
         ]  # fmt: skip
-        step_seconds, model = timed_training(flags)
-    return measurement(step_seconds, options.warmup, model)
+        timer = StepTimer()
+        step_seconds, model = timed_training(flags, timer)
+    return {**measurement(step_seconds, options.warmup, model), "first_step_end": timer.first_step_end}
 
 
 def sentence_transformers_child(options: argparse.Namespace, bf16: bool = False, mixcse: bool = False) -> dict:

@@ -122,8 +122,8 @@ def _check_named_columns(named: list[str], column_names: Sequence[str], option: 
 
 
 def text_column_count(tokenized: datasets.Dataset | None) -> int:
-    """How many text columns :func:`tokenize_training_data`'s output holds: 1 for flat features (unsupervised,
-    also with no data), else one per named column."""
+    """How many text columns :func:`tokenize_training_data`'s output (or a streamed corpus) holds: 1 for flat
+    features (unsupervised, also with no data), else one per named column."""
     if tokenized is None or "input_ids" in tokenized.column_names:
         return 1
     return len(tokenized.column_names)

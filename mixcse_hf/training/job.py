@@ -8,6 +8,7 @@ import logging
 import os
 import resource
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import datasets
@@ -292,6 +293,15 @@ def build_train_dataset(
         return tokenize_training_data(corpus, tokenizer, data_args.max_seq_length, data_args.preprocessing_num_workers)
 
 
+def build_collator(
+    train_dataset: datasets.Dataset | StreamingCorpus | None, tokenizer: PreTrainedTokenizerBase, max_seq_length: int
+) -> Callable[[list[dict]], dict]:
+    """Batches of :func:`build_train_dataset`'s rows: tokenised here when streamed, else padded."""
+    if isinstance(train_dataset, StreamingCorpus):
+        return TokenizingCollator(tokenizer, max_seq_length)
+    return training_collator(train_dataset, tokenizer)
+
+
 def write_run_outputs(trainer: MixCSETrainer, summary: RunSummary) -> None:
     """After the final evaluation: the card with its numbers, the training-curve plot and the results JSON."""
     output_dir = trainer.args.output_dir
@@ -389,9 +399,7 @@ def train_and_evaluate(
         train_dataset=train_dataset,
         eval_dataset=sts["dev"].to_dataset() if "dev" in sts else None,
         processing_class=tokenizer,
-        data_collator=TokenizingCollator(tokenizer, data_args.max_seq_length)
-        if isinstance(train_dataset, StreamingCorpus)
-        else training_collator(train_dataset, tokenizer),
+        data_collator=build_collator(train_dataset, tokenizer, data_args.max_seq_length),
         card_info=model_card_info(model_args, data_args, training_args, train_dataset),
         callbacks=[RunIdentityCallback()] if plan is not None else None,
     )
@@ -439,7 +447,7 @@ def model_card_info(
     model_args: ModelArguments,
     data_args: DataArguments,
     training_args: MixCSETrainingArguments,
-    train_dataset: datasets.Dataset | None = None,
+    train_dataset: datasets.Dataset | StreamingCorpus | None = None,
 ) -> ModelCardInfo:
     batches_per_step = training_args.world_size * training_args.gradient_accumulation_steps
     text_columns = text_column_count(train_dataset)
