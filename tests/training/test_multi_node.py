@@ -3,6 +3,7 @@ the model one process trains on the global batch, for map-style and streaming da
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +102,54 @@ def test_two_nodes_train_as_one_process_with_the_global_batch(
     print(f"largest weight update {moved:.3g}, two nodes vs one process: max abs difference {difference:.3g}")
     assert difference <= RELATIVE_TOLERANCE * moved
     assert "batch size (global)` | 8 |" in (two / "README.md").read_text()
+
+
+def _fake_command(directory: Path, name: str, body: str) -> None:
+    path = directory / name
+    path.write_text("#!/usr/bin/env bash\n" + body, encoding="utf-8")
+    path.chmod(0o755)
+
+
+def test_the_slurm_script_launches_one_accelerate_per_node(tmp_path: Path) -> None:
+    """scripts/slurm/multi_node.sbatch under stand-ins for srun (2 nodes), scontrol and accelerate: each node gets
+    its machine rank, the head node's address, every process counted, the config file and flags passed on."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "launches.txt"
+    _fake_command(bin_dir, "scontrol", 'printf "gpu-node-a\\ngpu-node-b\\n"\n')
+    _fake_command(
+        bin_dir,
+        "srun",
+        'while [[ $1 == --* ]]; do shift; done\nfor node in 0 1; do SLURM_NODEID=$node "$@" || exit; done\n',
+    )
+    _fake_command(bin_dir, "accelerate", f'echo "$*" >> {log}\n')
+    environment = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "SLURM_JOB_NODELIST": "gpu-node-[a-b]",
+        "SLURM_NNODES": "2",
+        "GPUS_PER_NODE": "4",
+    }
+    script = str(REPO_ROOT / "scripts" / "slurm" / "multi_node.sbatch")
+    arguments = ["configs/unsup_mixcse_bert_base.yaml", "--per_device_train_batch_size", "16"]
+    proc = subprocess.run(["bash", script, *arguments], env=environment, capture_output=True, text=True, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr
+    launches = log.read_text().splitlines()
+    assert len(launches) == 2
+    for rank, launch in enumerate(launches):
+        assert f"--machine_rank {rank} " in launch
+        assert "--num_machines 2 --num_processes 8 " in launch
+        assert "--main_process_ip gpu-node-a --main_process_port 29500 " in launch
+        assert "--config_file configs/accelerate/multi_node_ddp_bf16.yaml " in launch
+        assert launch.endswith("run_mixcse.py configs/unsup_mixcse_bert_base.yaml --per_device_train_batch_size 16")
+
+    usage = subprocess.run(["bash", script], env=environment, capture_output=True, text=True, cwd=REPO_ROOT)
+    assert usage.returncode == 2 and "usage: sbatch" in usage.stderr
+
+
+def test_the_multi_node_accelerate_config_loads() -> None:
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(REPO_ROOT / "configs" / "accelerate" / "multi_node_ddp_bf16.yaml"))
+    assert (config.distributed_type.value, config.mixed_precision, config.num_machines) == ("MULTI_GPU", "bf16", 2)
+    assert config.rdzv_backend == "static"
