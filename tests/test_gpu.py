@@ -3,7 +3,7 @@ the loss and its gradients under bf16 and fp16 autocast against float32 on the s
 plain pass on CUDA, a few trainer steps in bf16 and in fp16 (GradScaler), and the attention implementation used.
 
 The precision check trains all-MiniLM-L6-v2 (``tests.conftest.minilm_path``: on the device, the bundle's copy),
-dropout off, on two views of 12 sentences. Tolerances, relative to the float32 result (‖x − x₃₂‖ / ‖x₃₂‖, all
+dropout off, on two views of 12 sentences. Tolerances, relative to the float32 result (‖x - x₃₂‖ / ‖x₃₂‖, all
 parameters' gradients as one vector): bf16 loss 2e-2, gradients 1e-1; fp16 loss 1e-2, gradients 2e-2. bf16 keeps
 8 significant bits (rounding 2⁻⁹ ≈ 2e-3 per operand), fp16 11 (2⁻¹² ≈ 2.4e-4); the logits are cosines divided by
 τ = 0.05, which multiplies the embeddings' rounding by 20, and the gradients add each layer's rounding. The same
@@ -48,7 +48,7 @@ def random_bert(tokenizer_dir: str, device: str, dropout: float, seed: int = 0) 
 def two_views(tokenizer_dir: str, device: str) -> dict[str, dict[str, torch.Tensor]]:
     """Anchor and positive columns: each sentence and the same sentence without its last word, padded alike."""
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    positives = [" ".join(sentence.split()[:-2] + ["."]) for sentence in SENTENCES]
+    positives = [" ".join([*sentence.split()[:-2], "."]) for sentence in SENTENCES]
     features = tokenizer(SENTENCES + positives, padding=True, return_tensors="pt").to(device)
     n = len(SENTENCES)
     return {
