@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The GPU check of issue 14 as one command (docs/gpu.md): on the device tool's machine, with the bundle that
 # scripts/prepare_device_bundle.sh fills here carried along:
-#   run(command="bash scripts/device_check.sh", carry=[".device_bundle"], timeout_s=480)
+#   run(command="bash scripts/device_check.sh", carry=[".device_bundle"], timeout_s=460)
 #   bash scripts/device_check.sh --smoke [PART ...]    # every part at toy size on this CPU (OUT: a temp dir)
 # Installs the carried wheels into /tmp/site (no dependencies, nothing from a registry), imports mixcse_hf from this
 # checkout, runs the parts (environment tests quickstart throughput compile) each under its own time limit within
-# DEVICE_CHECK_BUDGET seconds (default 420), and writes $OUT/device_check.{json,md,log} and $OUT/gpu_tests.xml.
+# DEVICE_CHECK_BUDGET seconds (default 400), and writes $OUT/device_check.{json,md,log} and $OUT/gpu_tests.xml.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 smoke=()
@@ -29,8 +29,8 @@ if [[ ${#smoke[@]} -eq 0 ]]; then
 else
     export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
-declare -A limit=([environment]=45 [tests]=120 [quickstart]=150 [throughput]=200 [compile]=120)
-deadline=$((SECONDS + ${DEVICE_CHECK_BUDGET:-420}))
+declare -A limit=([environment]=45 [tests]=100 [quickstart]=120 [throughput]=200 [compile]=90)
+deadline=$((SECONDS + ${DEVICE_CHECK_BUDGET:-400}))
 log="$OUT/device_check.log"
 echo "device check: parts ${parts[*]}, results in $OUT" | tee -a "$log"
 for part in "${parts[@]}"; do
