@@ -16,6 +16,7 @@ fi
 parts=("$@")
 [[ ${#parts[@]} -gt 0 ]] || parts=(environment tests quickstart throughput compile)
 OUT="${OUT:-$(mktemp -d)}"
+mkdir -p "$OUT"
 bundle="${MIXCSE_DEVICE_BUNDLE:-.device_bundle}"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_UPDATE_DOWNLOAD_COUNTS=0 TOKENIZERS_PARALLELISM=false
 if [[ ${#smoke[@]} -eq 0 ]]; then
