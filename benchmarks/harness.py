@@ -3,11 +3,14 @@ within one invocation (so machine noise hits all of them), and the figures are s
 
     python benchmarks/harness.py child VARIANT [--steps N --warmup W --batch_size B --max_seq_length L ...]
 
-prints one JSON line: seconds of each measured step, peak RSS, parameter counts. ``run_variants`` drives it.
-Variants: ``mixcse``, ``simcse``, ``lora``, ``mixcse_bf16``, ``gradcache_64``, ``gradcache_128``,
-``mixcse_packed``, ``mixcse_packed_bf16``, ``mixcse_streaming`` (MixCSETrainer; extra flags go to run_mixcse's
-parser), ``st`` and ``st_bf16`` (sentence-transformers' SimCSE recipe), ``st_mixcse`` and ``st_mixcse_bf16``
-(SentenceTransformerTrainer with our sentence-transformers MixCSELoss) and ``floor`` (the bare encoder).
+prints one JSON line: seconds of each measured step, peak RSS (and peak GPU memory on CUDA), parameter counts.
+``run_variants`` drives it. Variants: ``mixcse``, ``simcse``, ``lora``, ``mixcse_bf16``, ``simcse_bf16``,
+``gradcache_64``, ``gradcache_128``, ``mixcse_packed``, ``mixcse_packed_bf16``, ``mixcse_streaming``
+(MixCSETrainer; extra flags go to run_mixcse's parser), ``st`` and ``st_bf16`` (sentence-transformers' SimCSE
+recipe), ``st_mixcse`` and ``st_mixcse_bf16`` (SentenceTransformerTrainer with our sentence-transformers
+MixCSELoss) and ``floor`` and ``floor_bf16`` (the bare encoder). Everything runs on the GPU when there is one.
+``write_random_encoder`` saves a random-init encoder (bert-base by default) to time without a download;
+``encoder_training_flops`` counts a training step's FLOPs.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ TRAINER_VARIANTS = {
     "simcse": ["--mix_lambda", "0"],
     "lora": ["--use_lora", "true"],
     "mixcse_bf16": ["--bf16", "true"],
+    "simcse_bf16": ["--mix_lambda", "0", "--bf16", "true"],
     "gradcache_64": ["--gradcache_mini_batch_size", "64"],
     "gradcache_128": ["--gradcache_mini_batch_size", "128"],
     "mixcse_packed": ["--padding_free", "true"],
@@ -40,8 +44,15 @@ TRAINER_VARIANTS = {
 }
 
 
+def synchronize() -> None:
+    """Wait for the GPU's queued work, so that a host clock read after it times the work itself."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 class StepTimer(TrainerCallback):
-    """Wall time between consecutive optimizer steps (data loading, forward, backward, optimizer, callbacks)."""
+    """Wall time between consecutive optimizer steps (data loading, forward, backward, optimizer, callbacks); on a
+    GPU each step's end waits for its kernels (the same for every variant)."""
 
     def __init__(self) -> None:
         self.ends: list[float] = []
@@ -52,6 +63,7 @@ class StepTimer(TrainerCallback):
         self.ends = [time.perf_counter()]
 
     def on_step_end(self, args, state, control, **kwargs):
+        synchronize()
         self.ends.append(time.perf_counter())
         if self.first_step_end is None:
             self.first_step_end = time.time()
@@ -69,6 +81,41 @@ def measurement(step_seconds: list[float], warmup: int, model: torch.nn.Module) 
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def peak_gpu_mb() -> float | None:
+    """This process's peak of allocated GPU memory (MiB), ``None`` without CUDA."""
+    return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+
+
+BERT_BASE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072}
+
+
+def write_random_encoder(directory: str, tokenizer_path: str, seed: int = 0, **shape: int) -> None:
+    """Save a randomly initialised BERT (``shape`` overrides bert-base's sizes) with the tokenizer at
+    ``tokenizer_path`` into ``directory``, in float32: a model to time without downloading one."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    torch.manual_seed(seed)
+    BertModel(BertConfig(vocab_size=len(tokenizer), **{**BERT_BASE, **shape})).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+
+
+def encoder_forward_flops(config, rows: int, length: int) -> float:
+    """Forward FLOPs of a BERT-style encoder over ``rows`` padded rows of ``length`` tokens: per layer and token,
+    2 FLOPs per weight of the Q, K, V, output and two feed-forward matrices (4·d² + 2·d·d_ff weights), plus
+    attention's scores and weighted sum, 2·2·length·d per token. Embeddings, norms, softmax, the pooler and the
+    loss are left out (under 1% at bert-base, length 32)."""
+    d, d_ff, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    per_token = 2 * (4 * d * d + 2 * d * d_ff) + 4 * length * d
+    return float(layers * rows * length * per_token)
+
+
+def encoder_training_flops(config, rows: int, length: int, forwards: int = 3) -> float:
+    """A training step's FLOPs: backward ≈ 2 forwards, so 3 forwards' worth (4 with GradCache, which embeds the
+    batch once more without a graph)."""
+    return forwards * encoder_forward_flops(config, rows, length)
 
 
 def timed_training(flags: list[str], timer: StepTimer | None = None) -> tuple[list[float], torch.nn.Module]:
@@ -124,7 +171,7 @@ def sentence_transformers_child(options: argparse.Namespace, bf16: bool = False,
 
     transformer = Transformer(resolve_model_path(options.model), max_seq_length=options.max_seq_length)
     pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="cls")
-    model = SentenceTransformer(modules=[transformer, pooling], device="cpu")
+    model = SentenceTransformer(modules=[transformer, pooling], device="cuda" if torch.cuda.is_available() else "cpu")
     samples = (options.warmup + options.steps) * options.batch_size
     sentences = load_corpus(train_file=options.train_file, max_train_samples=samples)["text"]
     timer = StepTimer()
@@ -155,8 +202,9 @@ def sentence_transformers_child(options: argparse.Namespace, bf16: bool = False,
     return measurement(timer.step_seconds(), options.warmup, model)
 
 
-def floor_child(options: argparse.Namespace) -> dict:
-    """The bare encoder: forward of the same 2N padded rows, a trivial loss on [CLS], backward, AdamW step."""
+def floor_child(options: argparse.Namespace, bf16: bool = False) -> dict:
+    """The bare encoder: forward of the same 2N padded rows, a trivial loss on [CLS], backward, AdamW step; on the
+    GPU when there is one, under bf16 autocast if ``bf16``."""
     from torch.utils.data import DataLoader
     from transformers import DataCollatorWithPadding
 
@@ -164,8 +212,9 @@ def floor_child(options: argparse.Namespace) -> dict:
     from mixcse_hf.training.data import load_corpus, tokenize_corpus
 
     torch.manual_seed(42)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, tokenizer = load_pretrained(options.model)
-    model.train()
+    model.to(device).train()
     samples = (options.warmup + options.steps) * options.batch_size
     corpus = load_corpus(train_file=options.train_file, max_train_samples=samples)
     loader = DataLoader(
@@ -178,10 +227,13 @@ def floor_child(options: argparse.Namespace) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-5)
     ends = [time.perf_counter()]
     for batch in loader:
-        doubled = {name: torch.cat([tensor, tensor]) for name, tensor in batch.items()}
-        model(**doubled).last_hidden_state[:, 0].pow(2).mean().backward()
+        doubled = {name: torch.cat([tensor, tensor]).to(device) for name, tensor in batch.items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            loss = model(**doubled).last_hidden_state[:, 0].float().pow(2).mean()
+        loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        synchronize()
         ends.append(time.perf_counter())
     return measurement([b - a for a, b in itertools.pairwise(ends)], options.warmup, model)
 
@@ -200,11 +252,16 @@ def child_main(argv: list[str]) -> None:
     if options.variant in ("st", "st_bf16", "st_mixcse", "st_mixcse_bf16"):
         variant = options.variant
         result = sentence_transformers_child(options, bf16="bf16" in variant, mixcse="mixcse" in variant)
-    elif options.variant == "floor":
-        result = floor_child(options)
+    elif options.variant in ("floor", "floor_bf16"):
+        result = floor_child(options, bf16=options.variant == "floor_bf16")
     else:
         result = trainer_child(options.variant, options, extra)
-    result.update(variant=options.variant, peak_rss_mb=peak_rss_mb(), torch_threads=torch.get_num_threads())
+    result.update(
+        variant=options.variant,
+        peak_rss_mb=peak_rss_mb(),
+        peak_gpu_mb=peak_gpu_mb(),
+        torch_threads=torch.get_num_threads(),
+    )
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -231,9 +288,11 @@ def run_variants(variants: list[str], rounds: int, options: list[str]) -> dict[s
     summary = {}
     for variant, results in runs.items():
         steps = [s for r in results for s in r["step_seconds"]]
+        gpu_peaks = [r["peak_gpu_mb"] for r in results if r.get("peak_gpu_mb") is not None]
         summary[variant] = {
             "median_step_seconds": statistics.median(steps),
             "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+            "peak_gpu_mb": max(gpu_peaks) if gpu_peaks else None,
             "trainable_params": results[0]["trainable_params"],
             "total_params": results[0]["total_params"],
             "measured_steps": len(steps),

