@@ -73,7 +73,10 @@ class DatasetsRows:
     def __call__(self) -> Iterator[dict[str, Any]]:
         import datasets
 
-        return iter(datasets.load_dataset(*self.args, streaming=True, **self.kwargs))
+        try:
+            return iter(datasets.load_dataset(*self.args, streaming=True, **self.kwargs))
+        except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as err:
+            raise UsageError(f"cannot stream {self.args[0]!r}: {str(err).splitlines()[0]}") from err
 
 
 def row_source(

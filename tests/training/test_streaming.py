@@ -212,3 +212,8 @@ def test_bad_input_is_refused_before_training(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="dataloader_num_workers"):
         main(["--model_name_or_path", "x", "--train_file", str(late), "--streaming", "true",
               "--preprocessing_num_workers", "2", "--debug"])  # fmt: skip
+
+
+def test_a_missing_dataset_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="cannot stream"):
+        StreamingCorpus(row_source(None, str(tmp_path / "no-such-dataset")), 4, 0, 0)
