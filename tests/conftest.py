@@ -229,3 +229,66 @@ def assert_same_grads(expected: dict[str, torch.Tensor], actual: dict[str, torch
     for name, grad in expected.items():
         difference = (actual[name] - grad).abs().max().item()
         assert difference <= tolerance, f"{name}: {difference}"
+
+
+def resume_config(tmp_path: Path, model_dir: str, corpus: Path, **extra: object) -> Path:
+    """A run config for crash/resume tests: batch 4, length 16, 30 steps saved every 3, every loss logged, seed 5;
+    ``extra`` overrides or adds keys."""
+    import yaml
+
+    values = {
+        "model_name_or_path": model_dir,
+        "train_file": str(corpus),
+        "per_device_train_batch_size": 4,
+        "max_seq_length": 16,
+        "max_steps": 30,
+        "save_strategy": "steps",
+        "save_steps": 3,
+        "logging_steps": 1,
+        "report_to": "none",
+        "do_train": True,
+        "seed": 5,
+        "disable_tqdm": True,
+        **extra,
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    return path
+
+
+def kill_after_checkpoint(config: Path, output_dir: Path, step: int) -> None:
+    """Run ``run_mixcse.py config`` into ``output_dir`` and SIGKILL it as soon as ``checkpoint-{step}`` is complete,
+    its run identity included (what a resume looks for)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mixcse_hf.training.identity import read_identity
+    from mixcse_hf.training.resume import checkpoint_problem
+
+    command = [sys.executable, str(REPO_ROOT / "run_mixcse.py"), str(config), "--output_dir", str(output_dir)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = str(output_dir / f"checkpoint-{step}")
+    deadline = time.monotonic() + 600  # a guard against a hung run, generous for a loaded machine
+    while not (checkpoint_problem(checkpoint) is None and read_identity(checkpoint)) and process.poll() is None:
+        assert time.monotonic() < deadline, f"no checkpoint-{step} within 10 minutes"
+        time.sleep(0.002)
+    os.kill(process.pid, signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+
+
+def logged_losses(output_dir: Path) -> dict[int, float]:
+    """Step -> training loss, from ``trainer_state.json``."""
+    import json
+
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    return {entry["step"]: entry["loss"] for entry in state["log_history"] if "loss" in entry}
+
+
+def max_weight_difference(first: Path, second: Path) -> float:
+    """The largest absolute difference between the ``model.safetensors`` weights of two model folders."""
+    from safetensors.torch import load_file
+
+    a, b = load_file(first / "model.safetensors"), load_file(second / "model.safetensors")
+    return max((a[name] - b[name]).abs().max().item() for name in a)

@@ -2,51 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
-from safetensors.torch import load_file
 
 from mixcse_hf.errors import UsageError
 from mixcse_hf.losses.mixcse import MixCSELoss
 from mixcse_hf.training.resume import checkpoint_problem, last_complete_checkpoint, plan_run
 from run_mixcse import main
-from tests.conftest import REPO_ROOT, train_tiny
-
-
-def _config(tmp_path: Path, tiny_model_dir: str, corpus: Path, **extra: object) -> Path:
-    values = {
-        "model_name_or_path": tiny_model_dir,
-        "train_file": str(corpus),
-        "per_device_train_batch_size": 4,
-        "max_seq_length": 16,
-        "max_steps": 30,
-        "save_strategy": "steps",
-        "save_steps": 3,
-        "logging_steps": 1,
-        "report_to": "none",
-        "do_train": True,
-        "seed": 5,
-        "disable_tqdm": True,
-        **extra,
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(values), encoding="utf-8")
-    return path
-
-
-def _losses(output_dir: Path) -> dict[int, float]:
-    state = json.loads((output_dir / "trainer_state.json").read_text())
-    return {entry["step"]: entry["loss"] for entry in state["log_history"] if "loss" in entry}
+from tests.conftest import kill_after_checkpoint, logged_losses, max_weight_difference, resume_config, train_tiny
 
 
 def test_partial_checkpoint_is_never_resumed(tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path) -> None:
@@ -67,33 +33,20 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(
     tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path
 ) -> None:
     """Kill a run (SIGKILL) right after a checkpoint, resume it, and compare with a run that never stopped."""
-    config = _config(tmp_path, tiny_model_dir, tiny_corpus)
+    config = resume_config(tmp_path, tiny_model_dir, tiny_corpus)
     reference = tmp_path / "reference"
     assert main([str(config), "--output_dir", str(reference)]) == 0
 
     crashed = tmp_path / "crashed"
-    process = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "run_mixcse.py"), str(config), "--output_dir", str(crashed)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 600  # a guard against a hung run, generous for a loaded machine
-    while checkpoint_problem(str(crashed / "checkpoint-6")) is not None and process.poll() is None:
-        assert time.monotonic() < deadline, "no checkpoint-6 within 10 minutes"
-        time.sleep(0.002)
-    os.kill(process.pid, signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    kill_after_checkpoint(config, crashed, 6)
     assert not (crashed / "model.safetensors").exists()
-
     assert main([str(config), "--output_dir", str(crashed)]) == 0  # finds the last complete checkpoint
 
-    expected, resumed = _losses(reference), _losses(crashed)
+    expected, resumed = logged_losses(reference), logged_losses(crashed)
     assert max(resumed) == max(expected) == 30
     for step in range(max(resumed) - 20, 31):
         assert resumed[step] == pytest.approx(expected[step], abs=1e-6), f"loss differs at step {step}"
-    reference_weights = load_file(reference / "model.safetensors")
-    resumed_weights = load_file(crashed / "model.safetensors")
-    difference = max((reference_weights[k] - resumed_weights[k]).abs().max().item() for k in reference_weights)
+    difference = max_weight_difference(reference, crashed)
     print(f"resumed vs uninterrupted: max abs weight difference {difference:.3g}")
     assert difference <= 1e-5
 
@@ -110,7 +63,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
         return loss * float("nan") if calls["count"] >= 5 else loss
 
     monkeypatch.setattr(MixCSELoss, "loss_from_logits", staticmethod(failing_from_step_5))
-    config = _config(tmp_path, tiny_model_dir, tiny_corpus, save_steps=2)
+    config = resume_config(tmp_path, tiny_model_dir, tiny_corpus, save_steps=2)
     out = tmp_path / "out"
     assert main([str(config), "--output_dir", str(out)]) == 3
     message = capsys.readouterr().err.strip().splitlines()[-1]
@@ -122,11 +75,11 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
 
 
 def test_same_seed_same_loss_curve(tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path) -> None:
-    config = _config(tmp_path, tiny_model_dir, tiny_corpus, max_steps=6, save_strategy="no")
+    config = resume_config(tmp_path, tiny_model_dir, tiny_corpus, max_steps=6, save_strategy="no")
     curves = []
     for name, seed in (("a", "5"), ("b", "5"), ("c", "6")):
         assert main([str(config), "--output_dir", str(tmp_path / name), "--seed", seed]) == 0
-        curves.append(_losses(tmp_path / name))
+        curves.append(logged_losses(tmp_path / name))
     assert curves[0] == curves[1]
     assert curves[0] != curves[2]
 

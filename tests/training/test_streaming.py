@@ -6,27 +6,25 @@ from __future__ import annotations
 import collections
 import itertools
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from accelerate.data_loader import IterableDatasetShard
-from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
 from mixcse_hf.errors import UsageError
 from mixcse_hf.training.data import load_corpus, tokenize_training_data, training_collator
-from mixcse_hf.training.identity import read_identity
-from mixcse_hf.training.resume import checkpoint_problem
 from mixcse_hf.training.streaming import StreamingCorpus, TokenizingCollator, row_source
 from run_mixcse import main
-from tests.conftest import REPO_ROOT, SENTENCES, triplet_rows
+from tests.conftest import (
+    SENTENCES,
+    kill_after_checkpoint,
+    logged_losses,
+    max_weight_difference,
+    resume_config,
+    triplet_rows,
+)
 
 ROWS = 50
 
@@ -122,26 +120,8 @@ def test_the_collator_batches_as_the_map_style_path(tiny_model_dir: str, numbere
 
 
 def _config(tmp_path: Path, model_dir: str, corpus: Path, **extra: object) -> Path:
-    values = {
-        "model_name_or_path": model_dir,
-        "train_file": str(corpus),
-        "streaming": True,
-        "shuffle_buffer_size": 16,
-        "per_device_train_batch_size": 4,
-        "max_seq_length": 16,
-        "max_steps": 20,
-        "save_strategy": "steps",
-        "save_steps": 3,
-        "logging_steps": 1,
-        "report_to": "none",
-        "do_train": True,
-        "seed": 5,
-        "disable_tqdm": True,
-        **extra,
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(values), encoding="utf-8")
-    return path
+    streaming = {"streaming": True, "shuffle_buffer_size": 16, "max_steps": 20}
+    return resume_config(tmp_path, model_dir, corpus, **{**streaming, **extra})
 
 
 def test_sigkill_mid_stream_then_resume_matches_an_uninterrupted_run(
@@ -154,32 +134,14 @@ def test_sigkill_mid_stream_then_resume_matches_an_uninterrupted_run(
     assert main([str(config), "--output_dir", str(reference)]) == 0
 
     crashed = tmp_path / "crashed"
-    process = subprocess.Popen(
-        [sys.executable, str(REPO_ROOT / "run_mixcse.py"), str(config), "--output_dir", str(crashed)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 600
-    checkpoint = crashed / "checkpoint-9"
-    while (
-        not (checkpoint_problem(str(checkpoint)) is None and read_identity(str(checkpoint))) and process.poll() is None
-    ):
-        assert time.monotonic() < deadline, "no checkpoint-9 within 10 minutes"
-        time.sleep(0.002)
-    os.kill(process.pid, signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    kill_after_checkpoint(config, crashed, 9)
     assert main([str(config), "--output_dir", str(crashed)]) == 0
 
-    expected = yaml.safe_load((reference / "trainer_state.json").read_text())["log_history"]
-    resumed = yaml.safe_load((crashed / "trainer_state.json").read_text())["log_history"]
-    losses = {entry["step"]: entry["loss"] for entry in expected if "loss" in entry}
-    resumed_losses = {entry["step"]: entry["loss"] for entry in resumed if "loss" in entry}
-    assert max(resumed_losses) == 20
+    expected, resumed = logged_losses(reference), logged_losses(crashed)
+    assert max(resumed) == 20
     for step in range(10, 21):
-        assert resumed_losses[step] == pytest.approx(losses[step], abs=1e-6), f"loss differs at step {step}"
-    reference_weights = load_file(reference / "model.safetensors")
-    resumed_weights = load_file(crashed / "model.safetensors")
-    assert max((reference_weights[k] - resumed_weights[k]).abs().max().item() for k in reference_weights) <= 1e-5
+        assert resumed[step] == pytest.approx(expected[step], abs=1e-6), f"loss differs at step {step}"
+    assert max_weight_difference(reference, crashed) <= 1e-5
 
 
 def test_streaming_needs_max_steps(tiny_model_dir: str, numbered_corpus: Path, tmp_path: Path) -> None:
