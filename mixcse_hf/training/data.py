@@ -50,8 +50,11 @@ def is_blank(text: str | None) -> bool:
     return text is None or _BLANK.fullmatch(text) is not None
 
 
-def check_text_file(path: str, what: str = "train_file", lines: bool = True, utf8: bool = True) -> None:
-    """Fail with a one-line :class:`UsageError` if ``path`` is missing, empty or (``utf8``) not UTF-8.
+def check_text_file(
+    path: str, what: str = "train_file", lines: bool = True, utf8: bool = True, utf8_bytes: int | None = None
+) -> None:
+    """Fail with a one-line :class:`UsageError` if ``path`` is missing, empty or (``utf8``) not UTF-8, checking its
+    first ``utf8_bytes`` bytes only when given (a multi-byte character cut at that point is fine).
     ``lines``: the file is one sentence per line (the messages say so)."""
     expected = "a text file with one sentence per line" if lines else "a data file"
     if not os.path.exists(path):
@@ -63,9 +66,9 @@ def check_text_file(path: str, what: str = "train_file", lines: bool = True, utf
     if not utf8:
         return
     decoder = codecs.getincrementaldecoder("utf-8")()
-    line_number = 1
+    line_number, left = 1, utf8_bytes
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
+        while block := handle.read(1 << 20 if left is None else min(1 << 20, left)):
             try:
                 decoder.decode(block)
             except UnicodeDecodeError as err:
@@ -75,6 +78,10 @@ def check_text_file(path: str, what: str = "train_file", lines: bool = True, utf
                     "e.g. iconv -f latin1 -t utf-8"
                 ) from err
             line_number += block.count(b"\n")
+            if left is not None:
+                left -= len(block)
+                if left == 0:
+                    return
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError as err:
@@ -131,6 +138,16 @@ def text_column_count(tokenized: datasets.Dataset | None) -> int:
 
 def is_supervised(corpus: datasets.Dataset) -> bool:
     return corpus.column_names != [TEXT_COLUMN]
+
+
+def check_dataset_name(dataset_name: str) -> None:
+    """Refuse a ``datasets`` file-format builder as ``dataset_name``: without data files it would read every file
+    with "train" in its name under the working directory."""
+    if dataset_name in FILE_BUILDERS and not os.path.isdir(dataset_name):
+        raise UsageError(
+            f"dataset_name {dataset_name!r} is a file format, not a dataset: pass the file as --train_file "
+            f"(.txt, {', '.join(TABLE_FORMATS)})"
+        )
 
 
 def table_options(path: str, separator: str) -> dict[str, Any]:
@@ -196,12 +213,7 @@ def load_corpus(
     if train_file is not None:
         corpus, source = _load_train_file(train_file), train_file
     else:
-        if dataset_name in FILE_BUILDERS and not os.path.isdir(dataset_name):
-            # datasets would read every file with "train" in its name under the working directory.
-            raise UsageError(
-                f"dataset_name {dataset_name!r} is a file format, not a dataset: pass the file as --train_file "
-                f"(.txt, {', '.join(TABLE_FORMATS)})"
-            )
+        check_dataset_name(dataset_name)
         try:
             corpus = datasets.load_dataset(dataset_name, dataset_config_name, split=dataset_split)
         except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as err:

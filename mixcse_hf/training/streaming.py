@@ -27,11 +27,11 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from mixcse_hf.errors import UsageError
 from mixcse_hf.training.data import (
-    FILE_BUILDERS,
     SUPERVISED_COLUMNS,
     TABLE_FORMATS,
     TEXT_COLUMN,
     TextColumnsCollator,
+    check_dataset_name,
     check_text_file,
     detect_columns,
     is_blank,
@@ -89,33 +89,14 @@ def row_source(
     if train_file is not None:
         suffix = os.path.splitext(train_file)[1].lower()
         if suffix not in TABLE_FORMATS:
-            check_text_file(train_file, utf8=False)
-            check_utf8_start(train_file)
+            check_text_file(train_file, utf8_bytes=UTF8_CHECKED_BYTES)
             return TextFileRows(train_file)
         builder, separator = TABLE_FORMATS[suffix]
         check_text_file(train_file, lines=False, utf8=False)
         options = table_options(train_file, separator) if builder == "csv" else {}
         return DatasetsRows((builder,), {"data_files": {"train": train_file}, "split": "train", **options})
-    if dataset_name in FILE_BUILDERS and not os.path.isdir(dataset_name):
-        raise UsageError(
-            f"dataset_name {dataset_name!r} is a file format, not a dataset: pass the file as --train_file"
-        )
+    check_dataset_name(dataset_name)
     return DatasetsRows((dataset_name, dataset_config_name), {"split": dataset_split})
-
-
-def check_utf8_start(path: str) -> None:
-    """Refuse a text file whose first MiB is not UTF-8 (a cut multi-byte character at the block's end is fine)."""
-    with open(path, "rb") as handle:
-        head = handle.read(UTF8_CHECKED_BYTES)
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as err:
-        if err.start < len(head) - 3:
-            line = head[: err.start].count(b"\n") + 1
-            raise UsageError(
-                f"train_file {path!r} is not valid UTF-8 (line {line}: {err.reason}); re-encode it, "
-                "e.g. iconv -f latin1 -t utf-8"
-            ) from err
 
 
 def as_text(value: Any, column: str) -> str | None:

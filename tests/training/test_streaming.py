@@ -179,3 +179,12 @@ def test_bad_input_is_refused_before_training(tmp_path: Path) -> None:
 def test_a_missing_dataset_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="cannot stream"):
         StreamingCorpus(row_source(None, str(tmp_path / "no-such-dataset")), 4, 0, 0)
+
+
+def test_a_character_cut_by_the_checked_start_is_accepted(tmp_path: Path) -> None:
+    """The up-front UTF-8 check reads the first MiB only: a two-byte character across that point is no error."""
+    from mixcse_hf.training.streaming import UTF8_CHECKED_BYTES
+
+    path = tmp_path / "cut.txt"
+    path.write_bytes(b"a" * (UTF8_CHECKED_BYTES - 1) + "é\n".encode())
+    assert sum(1 for _ in row_source(str(path), None)()) == 1
