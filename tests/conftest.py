@@ -46,6 +46,14 @@ def free_port() -> int:
 
 
 @pytest.fixture(autouse=True)
+def float32_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``precision: auto`` trains in float32 in the tests' own process on every CPU kind, as the recorded reference
+    run did (else bf16 where the CPU has it natively); tests of bf16 ask for it, tests of the choice patch the
+    probes, and runs started in a subprocess pass ``--precision fp32``."""
+    monkeypatch.setattr("mixcse_hf.training.precision.cpu_has_native_bf16", lambda: False)
+
+
+@pytest.fixture(autouse=True)
 def score_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Each test its own empty score cache (runs in subprocesses inherit it), never the user's."""
     path = tmp_path_factory.mktemp("score-cache")
@@ -248,6 +256,7 @@ def resume_config(tmp_path: Path, model_dir: str, corpus: Path, **extra: object)
         "report_to": "none",
         "do_train": True,
         "seed": 5,
+        "precision": "fp32",  # run in a subprocess: float32 on every CPU kind
         "disable_tqdm": True,
         **extra,
     }

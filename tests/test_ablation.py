@@ -42,6 +42,7 @@ def test_ablation_grid_runs_resumes_and_reports(
         "do_eval": True,
         "logging_steps": 1,
         "report_to": "none",
+        "precision": "fp32",
     }
     config.write_text(yaml.safe_dump(values), encoding="utf-8")
     command = [

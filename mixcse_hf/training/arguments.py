@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -13,8 +14,9 @@ from mixcse_hf.errors import UsageError
 from mixcse_hf.losses.mixcse import MixCSELoss
 from mixcse_hf.losses.mixing import check_choice
 from mixcse_hf.models.encoder import check_pooler_type
-from mixcse_hf.training.identity import CHANGEABLE
+from mixcse_hf.training.identity import CHANGEABLE, resumed_settings
 from mixcse_hf.training.options import MixCSEOptions
+from mixcse_hf.training.precision import precision_of_flags, resolve_precision
 
 MASK_VALUES = {"zero": 0.0, "neg_inf": -math.inf}
 
@@ -54,14 +56,7 @@ class MixCSETrainingArguments(MixCSEOptions, TrainingArguments):
             raise UsageError(
                 f"learning_rate must be a positive number (the recipe uses 3e-5), got {self.learning_rate}"
             )
-        if self.fp16 and (self.use_cpu or not torch.accelerator.is_available()):
-            raise UsageError(
-                "fp16 mixed precision needs a GPU and none is in use; on a CPU pass --bf16 true (CPU bf16 autocast) "
-                "or --fp16 false"
-            )
-        if self.bf16 and not self.use_cpu and not torch.accelerator.is_available():
-            # The same config trains in bf16 on a GPU and with CPU bf16 autocast (AMX/AVX512-BF16) elsewhere.
-            self.use_cpu = True
+        self.choose_precision()
         super().__post_init__()
         check_reporting_integrations(self.report_to)
         if not self.temp > 0:
@@ -99,6 +94,35 @@ class MixCSETrainingArguments(MixCSEOptions, TrainingArguments):
                 "per_device_train_batch_size must be >= 2: the other sentences of the batch are the negatives "
                 f"(the recipe uses 64); got {self.per_device_train_batch_size}"
             )
+
+    @property
+    def device_type(self) -> str:
+        """The kind of device training runs on, known before the Trainer sets the device up."""
+        if self.use_cpu or not torch.accelerator.is_available():
+            return "cpu"
+        return torch.accelerator.current_accelerator().type
+
+    def choose_precision(self) -> None:
+        """Resolve ``precision`` (and the Trainer's ``bf16``/``fp16`` flags) into the effective precision:
+        ``precision`` then holds it, the flags match it, and ``precision_choice`` says why."""
+        recorded = resumed_settings(self.output_dir, self.resume_from_checkpoint, self.overwrite_output_dir)
+        choice = resolve_precision(
+            self.precision,
+            self.bf16,
+            self.fp16,
+            self.device_type,
+            precision_of_flags(recorded.get("bf16"), recorded.get("fp16")) if recorded else None,
+            os.environ.get("ACCELERATE_MIXED_PRECISION"),
+        )
+        if choice.fp16 and self.device_type == "cpu":
+            raise UsageError(
+                "fp16 mixed precision needs a GPU and none is in use; on a CPU pass --precision auto (bf16 where the "
+                "CPU has it natively, else float32)"
+            )
+        self.precision, self.bf16, self.fp16 = choice.name, choice.bf16, choice.fp16
+        self.precision_choice = choice
+        if choice.bf16 and self.device_type == "cpu":
+            self.use_cpu = True  # the Trainer refuses bf16 without a GPU unless told the CPU is meant
 
     @property
     def mask_value(self) -> float:

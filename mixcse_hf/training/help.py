@@ -38,6 +38,10 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
         "Large batches in bounded memory; less compute per batch.",
         ["gradcache_mini_batch_size", "padding_free", "pack_length"],
     ),
+    "precision": (
+        "Mixed precision, chosen for the hardware unless set.",
+        ["precision", "bf16", "fp16"],
+    ),
     "evaluation": (
         "STS-B Spearman before and after training (do_eval) and during it (eval_strategy, eval_steps).",
         ["senteval_dir", "start_evaluation"],
@@ -60,8 +64,6 @@ COMMON_TRAINER_OPTIONS = (
     "num_train_epochs",
     "max_steps",
     "seed",
-    "bf16",
-    "fp16",
     "eval_strategy",
     "eval_steps",
     "save_steps",

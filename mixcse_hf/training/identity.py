@@ -117,6 +117,16 @@ def read_identity(directory: str) -> dict[str, Any] | None:
         return None
 
 
+def resumed_settings(
+    output_dir: str, resume_from_checkpoint: str | None, overwrite_output_dir: bool
+) -> dict[str, Any] | None:
+    """The defining settings recorded by the run that a start with these arguments would continue, or None for a
+    new run. Reads only; :func:`mixcse_hf.training.resume.plan_run` decides (and refuses) the rest."""
+    source = resume_from_checkpoint or (None if overwrite_output_dir else output_dir)
+    identity = read_identity(source) if source and os.path.isdir(source) else None
+    return identity.get("settings") if identity else None
+
+
 def write_identity(directory: str, identity: dict[str, Any]) -> None:
     """Atomically (write, then rename), so a crash leaves the old file or the new one."""
     write_json_atomically(os.path.join(directory, RUN_FILE), identity, indent=2, default=str)

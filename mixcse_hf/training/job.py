@@ -38,6 +38,7 @@ from mixcse_hf.training.identity import (
     write_identity,
 )
 from mixcse_hf.training.options import DataArguments, ModelArguments
+from mixcse_hf.training.precision import emulation_warning
 from mixcse_hf.training.resume import RunPlan, plan_run
 from mixcse_hf.training.streaming import StreamingCorpus, TokenizingCollator, row_source
 from mixcse_hf.training.trainer import MixCSETrainer
@@ -340,6 +341,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Mix
     move_hub_token_to_environment(training_args)
     # Reading .device sets up the process group: world_size and main_process_first are valid only after it.
     logger.info("Device %s, %d process(es)", training_args.device, training_args.world_size)
+    log_precision(training_args)
     if not training_args.do_train:
         return train_and_evaluate(model_args, data_args, training_args, None)
     check_output_dir(training_args.output_dir)
@@ -355,6 +357,14 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Mix
         if plan.complete:
             return completed_summary(training_args.output_dir, plan)
         return train_and_evaluate(model_args, data_args, training_args, plan)
+
+
+def log_precision(training_args: MixCSETrainingArguments) -> None:
+    """One line on the precision chosen and why; a warning where it is bf16 that the CPU only emulates."""
+    choice = training_args.precision_choice
+    logger.info("Precision %s (%s)", choice.name, choice.reason)
+    if (warning := emulation_warning(choice, training_args.device_type)) is not None:
+        logger.warning(warning)
 
 
 def completed_summary(output_dir: str, plan: RunPlan) -> RunSummary:
@@ -408,6 +418,7 @@ def train_and_evaluate(
     if training_args.do_eval and training_args.start_evaluation:
         score_start_model(trainer, sts, summary, poolers, plan)
     if plan is not None:
+        plan.identity["precision"] = training_args.precision
         if trainer.is_world_process_zero():
             start_run(training_args.output_dir, plan)
             save_resolved_config(
@@ -469,7 +480,7 @@ def model_card_info(
         "max_seq_length": data_args.max_seq_length,
         "train data": os.path.basename(data_args.train_file) if data_args.train_file else data_args.dataset_name,
         "seed": training_args.seed,
-        "precision": "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "float32",
+        "precision": training_args.precision,
     }
     if text_columns == 3:
         recipe["hard_negative_weight"] = training_args.hard_negative_weight

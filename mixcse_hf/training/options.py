@@ -250,6 +250,22 @@ class MixCSEOptions:
             "sentence. Attention cost grows with it."
         },
     )
+    precision: str = field(
+        default="auto",
+        metadata={
+            "help": "auto: bf16 where the hardware has it natively (a CUDA GPU with bf16; a CPU with AMX or "
+            "AVX512-BF16), fp16 with loss scaling on other CUDA GPUs, float32 elsewhere; or bf16, fp16, fp32. "
+            "The run logs what it chose and why; a resumed run keeps its precision."
+        },
+    )
+    bf16: bool | None = field(
+        default=None,
+        metadata={"help": "The Trainer's flag: when given (true or false), it decides instead of precision."},
+    )
+    fp16: bool | None = field(
+        default=None,
+        metadata={"help": "The Trainer's flag: when given (true or false), it decides instead of precision."},
+    )
     dataloader_drop_last: bool = field(
         default=True,
         metadata={

@@ -144,6 +144,7 @@ def test_torchrun_two_cpu_processes(
         "do_train": True,
         "report_to": "none",
         "disable_tqdm": True,
+        "precision": "fp32",
         **SHARDING[sharding],
     }
     config.write_text(yaml.safe_dump(values), encoding="utf-8")

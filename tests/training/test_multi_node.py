@@ -50,6 +50,7 @@ def _config(tmp_path: Path, model_dir: str, streaming: bool) -> Path:
         "disable_tqdm": True,
         "use_cpu": True,
         "seed": 3,
+        "precision": "fp32",
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(values), encoding="utf-8")

@@ -39,6 +39,7 @@ def _config(tmp_path: Path, model_dir: str, corpus: Path, **extra: object) -> st
         "report_to": "none",
         "seed": 5,
         "disable_tqdm": True,
+        "precision": "fp32",
         **extra,
     }
     path = tmp_path / "config.yaml"
