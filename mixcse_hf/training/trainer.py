@@ -41,6 +41,7 @@ from mixcse_hf.models.pooling import inference_pooler
 from mixcse_hf.training.distributed import gather_with_grad
 from mixcse_hf.training.history import evaluation_metrics, evaluation_points
 from mixcse_hf.training.identity import read_identity
+from mixcse_hf.training.progress import TrainingTimeEstimate
 from mixcse_hf.training.resume import last_complete_checkpoint
 from mixcse_hf.training.streaming import StreamingCorpus
 
@@ -99,6 +100,7 @@ class MixCSETrainer(Trainer):
         mini_batch_size = self.args.gradcache_mini_batch_size
         if mini_batch_size and not isinstance(self.loss, BatchLoss):
             self.loss = CachedLoss(self.loss, mini_batch_size)
+        self.add_callback(TrainingTimeEstimate())
         self._stat_sums: dict[str, torch.Tensor] = {}
         self._stat_batches = 0
         if isinstance(self.train_dataset, StreamingCorpus):
