@@ -5,7 +5,7 @@ within one invocation (so machine noise hits all of them), and the figures are s
 
 prints one JSON line: seconds of each measured step, peak RSS (and peak GPU memory on CUDA), parameter counts.
 ``run_variants`` drives it. Variants: ``mixcse``, ``simcse``, ``lora``, ``mixcse_bf16``, ``simcse_bf16``,
-``gradcache_64``, ``gradcache_128``, ``mixcse_packed``, ``mixcse_packed_bf16``, ``mixcse_streaming``
+``mixcse_auto``, ``gradcache_64``, ``gradcache_128``, ``mixcse_packed``, ``mixcse_packed_bf16``, ``mixcse_streaming``
 (MixCSETrainer; extra flags go to run_mixcse's parser), ``st`` and ``st_bf16`` (sentence-transformers' SimCSE
 recipe), ``st_mixcse`` and ``st_mixcse_bf16`` (SentenceTransformerTrainer with our sentence-transformers
 MixCSELoss) and ``floor`` and ``floor_bf16`` (the bare encoder). Everything runs on the GPU when there is one.
@@ -30,18 +30,21 @@ import torch
 from transformers import TrainerCallback
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+FP32, BF16 = ["--precision", "fp32"], ["--precision", "bf16"]
 TRAINER_VARIANTS = {
-    "mixcse": [],
-    "simcse": ["--mix_lambda", "0"],
-    "lora": ["--use_lora", "true"],
-    "mixcse_bf16": ["--bf16", "true"],
-    "simcse_bf16": ["--mix_lambda", "0", "--bf16", "true"],
-    "gradcache_64": ["--gradcache_mini_batch_size", "64"],
-    "gradcache_128": ["--gradcache_mini_batch_size", "128"],
-    "mixcse_packed": ["--padding_free", "true"],
-    "mixcse_packed_bf16": ["--padding_free", "true", "--bf16", "true"],
-    "mixcse_streaming": ["--streaming", "true"],
+    "mixcse": FP32,
+    "simcse": ["--mix_lambda", "0", *FP32],
+    "lora": ["--use_lora", "true", *FP32],
+    "mixcse_bf16": BF16,
+    "mixcse_auto": [],
+    "simcse_bf16": ["--mix_lambda", "0", *BF16],
+    "gradcache_64": ["--gradcache_mini_batch_size", "64", *FP32],
+    "gradcache_128": ["--gradcache_mini_batch_size", "128", *FP32],
+    "mixcse_packed": ["--padding_free", "true", *FP32],
+    "mixcse_packed_bf16": ["--padding_free", "true", *BF16],
+    "mixcse_streaming": ["--streaming", "true", *FP32],
 }
+"""Variants without a precision train in float32, ``_bf16`` ones in bf16, ``mixcse_auto`` as precision auto picks."""
 
 
 def synchronize() -> None:
@@ -265,10 +268,14 @@ def child_main(argv: list[str]) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def run_child(variant: str, options: list[str]) -> dict:
-    """Run one measurement in a fresh process; returns its RESULT record."""
+def run_child(variant: str, options: list[str], environment: dict[str, str] | None = None) -> dict:
+    """Run one measurement in a fresh process (``environment`` added to this one's); returns its RESULT record."""
     process = subprocess.run(
-        [sys.executable, __file__, "child", variant, *options], capture_output=True, text=True, check=False
+        [sys.executable, __file__, "child", variant, *options],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **(environment or {})},
     )
     lines = [line for line in process.stdout.splitlines() if line.startswith("RESULT ")]
     if process.returncode != 0 or not lines:
