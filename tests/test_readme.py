@@ -1,6 +1,7 @@
-"""The README's code examples run: the custom loss and evaluator of its Architecture section and the
-sentence-transformers example (on the tiny model, the tiny corpus and a temporary output directory instead of the
-real ones)."""
+"""The README as a front door, and the documentation's runnable examples: the custom loss and evaluator of
+docs/architecture.md and the sentence-transformers example of docs/sentence_transformers.md run (on the tiny model,
+the tiny corpus and a temporary output directory instead of the real ones). Every other code block and link of
+README.md and docs/ is checked by tests/test_docs.py."""
 
 from __future__ import annotations
 
@@ -14,19 +15,33 @@ from transformers import AutoModel
 
 from tests.conftest import REPO_ROOT
 
+CI_COMMANDS = (
+    'pip install -e ".[dev]" torch==2.13.0 && MIXCSE_DATA_DIR=../shared/data python run_mixcse.py '
+    "configs/quickstart.yaml",
+    'pip install -e ".[dev]" torch==2.13.0 && MIXCSE_DATA_DIR=../shared/data python -m pytest',
+)
+"""The README's two commands: the quick start, and the tests that CI (.ci/run) runs verbatim."""
 
-def readme_block(heading: str) -> str:
-    """The first python code block after ``heading`` in README.md."""
-    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    match = re.search(re.escape(heading) + r".*?```python\n(.*?)```", text, flags=re.S)
-    assert match, f"no python block after {heading!r} in README.md"
+RUN_EXAMPLES = {
+    "custom loss and evaluator": ("docs/architecture.md", "## A custom loss and evaluator"),
+    "sentence-transformers": ("docs/sentence_transformers.md", "## Use with sentence-transformers"),
+}
+"""The python blocks these tests run: (file, heading the block follows)."""
+
+
+def doc_block(path: str, heading: str) -> str:
+    """The first python code block after ``heading`` in ``path`` (relative to the repository)."""
+    text = (REPO_ROOT / path).read_text(encoding="utf-8")
+    match = re.search(r"^" + re.escape(heading) + r"\n.*?^```python\n(.*?)^```", text, flags=re.S | re.M)
+    assert match, f"no python block after {heading!r} in {path}"
     return match.group(1)
 
 
-def run_readme_block(heading: str, replacements: dict[str, str], directory: Path) -> dict:
-    """Run the block after ``heading`` in ``directory`` with each ``old -> new`` replacement made (every ``old``
-    must be in it: the README and the test move together); returns the block's namespace."""
-    code = readme_block(heading)
+def run_doc_block(example: str, replacements: dict[str, str], directory: Path) -> dict:
+    """Run the block of :data:`RUN_EXAMPLES` ``example`` in ``directory`` with each ``old -> new`` replacement made
+    (every ``old`` must be in it: the page and the test move together); returns the block's namespace."""
+    path, heading = RUN_EXAMPLES[example]
+    code = doc_block(path, heading)
     for old, new in replacements.items():
         assert old in code, old
         code = code.replace(old, new)
@@ -34,10 +49,24 @@ def run_readme_block(heading: str, replacements: dict[str, str], directory: Path
     cwd = os.getcwd()
     os.chdir(directory)
     try:
-        exec(compile(code, "README.md", "exec"), namespace)
+        exec(compile(code, path, "exec"), namespace)
     finally:
         os.chdir(cwd)
     return namespace
+
+
+def test_readme_starts_with_the_two_commands_ci_runs() -> None:
+    """The first code block of the README holds both commands verbatim, and .ci/run runs the second one."""
+    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    first_block = re.search(r"^```bash\n(.*?)^```", text, flags=re.S | re.M).group(1)
+    assert [line for line in first_block.splitlines() if line.startswith("pip ")] == list(CI_COMMANDS)
+    assert CI_COMMANDS[1] in (REPO_ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+
+
+def test_readme_stays_a_front_door() -> None:
+    """At most 200 lines: the details live in docs/."""
+    lines = (REPO_ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 200, f"README.md has {len(lines)} lines; move details to docs/"
 
 
 def test_custom_loss_and_evaluator_example(tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path) -> None:
@@ -48,7 +77,7 @@ def test_custom_loss_and_evaluator_example(tiny_model_dir: str, tiny_corpus: Pat
         "per_device_train_batch_size=32": "per_device_train_batch_size=4",
         "eval_steps=10": "eval_steps=2",
     }
-    namespace = run_readme_block("### A custom loss and evaluator", replacements, tmp_path)
+    namespace = run_doc_block("custom loss and evaluator", replacements, tmp_path)
     history = namespace["trainer"].state.log_history
     assert [entry["step"] for entry in history if "eval_pair_cosine" in entry] == [2, 4]
     assert all("loss_simcse" in entry and "loss_spread" in entry for entry in history if "loss" in entry)
@@ -61,7 +90,7 @@ def test_sentence_transformers_example(tiny_model_dir: str, tiny_corpus: Path, t
         "num_train_epochs=1": "max_steps=3",
         "per_device_train_batch_size=64": "per_device_train_batch_size=4",
     }
-    run_readme_block("## Use with sentence-transformers", replacements, tmp_path)
+    run_doc_block("sentence-transformers", replacements, tmp_path)
     trained = SentenceTransformer(str(tmp_path / "outputs" / "st-mixcse" / "final"))
     query = "encoder.layer.0.attention.self.query.weight"
     start = AutoModel.from_pretrained(tiny_model_dir).state_dict()[query]

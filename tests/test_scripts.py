@@ -1,5 +1,5 @@
-"""scripts/sick_triplets.py: SICK entailment pairs with their contradictions as training triplets. (The device
-check's scripts have tests/test_device_check.py.)"""
+"""scripts/sick_triplets.py: SICK entailment pairs with their contradictions as training triplets. (The GPU
+check's scripts have tests/test_gpu_check.py.)"""
 
 from __future__ import annotations
 

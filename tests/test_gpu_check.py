@@ -1,6 +1,6 @@
-"""The GPU check's CPU side: the device bundle (bf16 model round trip, data, manifest, travel size), the FLOPs
-formula against torch's FLOP counter, the targets, the quick-start comparison and the report, one harness child
-through the throughput part, and (slow) the whole ``scripts/device_check.sh --smoke``."""
+"""The GPU check's CPU side: the offline bundle (its wheel list, bf16 model round trip, data, manifest, size), the
+FLOPs formula against torch's FLOP counter, the targets, the quick-start comparison and the report, one harness
+child through the throughput part, and (slow) the whole ``scripts/gpu_check.sh --smoke``."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ def _script(name: str):
     return module
 
 
-bundle = _script("device_bundle")
-check = _script("device_check")
+bundle = _script("gpu_bundle")
+check = _script("gpu_check")
 
 
 def _weights(model: PreTrainedModel) -> dict[str, torch.Tensor]:
@@ -37,7 +37,7 @@ def _weights(model: PreTrainedModel) -> dict[str, torch.Tensor]:
 
 
 def test_bundle_model_is_bf16_on_disk_and_trains_from_float32(tiny_model_dir: str, tmp_path: Path) -> None:
-    """The bundle stores the encoder in bf16 (half the bytes); the device side loads it back as float32 with the
+    """The bundle stores the encoder in bf16 (half the bytes); the GPU side loads it back as float32 with the
     bf16-rounded values and the same tokenizer."""
     bundle.save_bf16_model(tiny_model_dir, tmp_path / "bf16")
     stored = AutoModel.from_pretrained(tmp_path / "bf16")
@@ -72,23 +72,35 @@ def test_bundle_data_names_missing_files(tmp_path: Path) -> None:
         bundle.copy_data(tmp_path, tmp_path / "data")
 
 
-def test_wheels_are_the_missing_packages_at_the_tested_versions() -> None:
-    assert bundle.wheel_requirements() == [f"{name}=={version(name)}" for name in bundle.MISSING_ON_DEVICE]
+def test_wheels_are_every_dependency_but_torch_at_the_tested_versions() -> None:
+    """The package's dependencies, sentence-transformers' and pytest's, followed through their metadata, each at
+    the installed version; torch (the GPU machine's own CUDA build), what only torch needs, and the project are
+    left out."""
+    requirements = bundle.wheel_requirements()
+    names = [requirement.split("==")[0] for requirement in requirements]
+    assert names == sorted(set(names))
+    for name in ("transformers", "accelerate", "datasets", "evaluate", "peft", "sentence-transformers", "pytest"):
+        assert f"{name}=={version(name)}" in requirements
+    assert "tokenizers" in names and "pyarrow" in names  # dependencies of dependencies
+    assert not {"torch", "mixcse-hf", "triton"} & set(names)
+    assert not [name for name in names if name.startswith("nvidia-")]
 
 
-def test_travel_size_counts_tracked_and_untracked_files_and_the_bundle(tmp_path: Path) -> None:
-    """Tracked and untracked-not-ignored files travel, ignored ones do not; the bundle counts whole."""
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-    subprocess.run([*git, "init", "-q", str(tmp_path)], check=True)
-    (tmp_path / ".gitignore").write_text("ignored/\n", encoding="utf-8")
-    (tmp_path / "tracked.txt").write_bytes(b"x" * 100)
-    subprocess.run([*git, "add", "."], cwd=tmp_path, check=True)
-    (tmp_path / "untracked.txt").write_bytes(b"y" * 30)
-    (tmp_path / "ignored").mkdir()
-    (tmp_path / "ignored" / "big.bin").write_bytes(b"z" * 1000)
-    sizes = bundle.travel_size(tmp_path, tmp_path / "ignored")
-    tree = 100 + 30 + len("ignored/\n")
-    assert sizes == {"tree_bytes": tree, "bundle_bytes": 1000, "total_bytes": tree + 1000}
+def test_bundle_sizes_count_each_part(tmp_path: Path) -> None:
+    for part, size in (("wheels", 100), ("model", 30), ("data", 7)):
+        (tmp_path / part).mkdir()
+        (tmp_path / part / "file").write_bytes(b"x" * size)
+    (tmp_path / "manifest.json").write_bytes(b"{}")
+    assert bundle.bundle_sizes(tmp_path) == {"wheels": 100, "model": 30, "data": 7, "total": 139}
+    assert bundle.bundle_sizes(tmp_path / "absent")["total"] == 0
+
+
+def test_without_a_bundle_the_check_needs_the_data(tmp_path: Path, monkeypatch) -> None:
+    """No bundle: the installed package's model and MIXCSE_DATA_DIR; a data directory without the wiki head is a
+    one-line exit naming both ways out."""
+    monkeypatch.setenv("MIXCSE_DATA_DIR", str(tmp_path))
+    with pytest.raises(SystemExit, match=r"set MIXCSE_DATA_DIR, or run bash scripts/prepare_gpu_bundle\.sh"):
+        check.sources(tmp_path / "no-bundle", smoke=False)
 
 
 def test_training_flops_formula_matches_torch_flop_counter() -> None:
@@ -170,12 +182,12 @@ def test_throughput_part_records_a_harness_child(data_dir: Path, tmp_path: Path,
 
 
 @pytest.mark.slow
-def test_device_check_smoke_runs_every_part(data_dir: Path, tmp_path: Path) -> None:
-    """``bash scripts/device_check.sh --smoke``: every part ends ok at toy size on the CPU and the report is
+def test_gpu_check_smoke_runs_every_part(data_dir: Path, tmp_path: Path) -> None:
+    """``bash scripts/gpu_check.sh --smoke``: every part ends ok at toy size on the CPU and the report is
     written; the CUDA tests skip (about 4 minutes on 2 cores)."""
     env = {**os.environ, "OUT": str(tmp_path), "MIXCSE_DATA_DIR": str(data_dir)}
     proc = subprocess.run(
-        ["bash", "scripts/device_check.sh", "--smoke"], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+        ["bash", "scripts/gpu_check.sh", "--smoke"], cwd=REPO_ROOT, env=env, capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     parts = json.loads((tmp_path / check.RESULTS_NAME).read_text())["parts"]
