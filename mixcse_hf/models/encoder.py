@@ -94,7 +94,7 @@ def resolve_model_path(model_name_or_path: str) -> str:
 
 def public_model_name(model_name_or_path: str) -> str | None:
     """The name to publish for a model: its Hub id when known (given as one, or the local copy an installed
-    package ships), ``None`` for any other local path (a path on this machine means nothing on the Hub)."""
+    package ships), ``None`` for any other local path (a local path means nothing on the Hub)."""
     for hub_id in OFFLINE_MODEL_PACKAGES:
         if model_name_or_path == hub_id or os.path.abspath(model_name_or_path) == packaged_model_path(hub_id):
             return hub_id

@@ -129,7 +129,7 @@ def test_torchrun_two_cpu_processes(
     sharding: str, tiny_model_dir: str, tiny_corpus: Path, tiny_senteval: Path, tmp_path: Path
 ) -> None:
     """torchrun --nproc_per_node 2 run_mixcse.py --use_cpu true (gloo), with DDP or FSDP: trains, evaluates and
-    saves once. (accelerate launch starts several CPU processes only through MPI, which this machine lacks.)"""
+    saves once. (accelerate launch starts several CPU processes only through MPI, which the test machines lack.)"""
     config = tmp_path / "config.yaml"
     values = {
         "model_name_or_path": tiny_model_dir,
