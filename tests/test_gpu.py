@@ -2,15 +2,15 @@
 the loss and its gradients under bf16 and fp16 autocast against float32 on the same inputs, GradCache against one
 plain pass on CUDA, a few trainer steps in bf16 and in fp16 (GradScaler), and the attention implementation used.
 
-The precision check trains all-MiniLM-L6-v2 (``tests.conftest.minilm_path``: without the package, the GPU
-bundle's copy), dropout off, on two views of 12 sentences. Tolerances, relative to the float32 result
-(‖x - x₃₂‖ / ‖x₃₂‖, all parameters' gradients as one vector): bf16 loss 2e-2, gradients 1e-1; fp16 loss 1e-2, gradients 2e-2. bf16 keeps
-8 significant bits (rounding 2⁻⁹ ≈ 2e-3 per operand), fp16 11 (2⁻¹² ≈ 2.4e-4); the logits are cosines divided by
-τ = 0.05, which multiplies the embeddings' rounding by 20, and the gradients add each layer's rounding. The same
-check through CPU autocast gave 5.7e-3 / 2.7e-2 in bf16 and 3.4e-3 / 4.4e-3 in fp16: the tolerances leave about
-4x for the GPU's kernels. (A random encoder is no test here: its embeddings of all sentences nearly coincide, and
-the loss's gradient, a difference of nearly equal terms, is then ill-conditioned: 0.45 relative error in bf16.)
-GradCache in float32: 1e-6.
+The precision check trains all-MiniLM-L6-v2 (``tests.conftest.minilm_path``: without the package, the GPU bundle's
+copy), dropout off, on two views of 12 sentences. Tolerances, relative to the float32 result (‖x - x₃₂‖ / ‖x₃₂‖, all
+parameters' gradients as one vector): bf16 loss 2e-2, gradients 1e-1; fp16 loss 1e-2, gradients 2e-2. bf16 keeps 8
+significant bits (rounding 2⁻⁹ ≈ 2e-3 per operand), fp16 11 (2⁻¹² ≈ 2.4e-4); the logits are cosines divided by τ =
+0.05, which multiplies the embeddings' rounding by 20, and the gradients add each layer's rounding. The same check
+through CPU autocast gave 5.7e-3 / 2.7e-2 in bf16 and 3.4e-3 / 4.4e-3 in fp16: the tolerances leave about 4x for the
+GPU's kernels. (A random encoder is no test here: its embeddings of all sentences nearly coincide, and the loss's
+gradient, a difference of nearly equal terms, is then ill-conditioned: 0.45 relative error in bf16.) GradCache in
+float32: 1e-6.
 """
 
 from __future__ import annotations
