@@ -58,7 +58,7 @@ MAX_SEQ_LENGTH = 32
 CPU_QUICKSTART = {
     "cls_before_pooler": {"start": {"dev": 79.73, "test": 73.50}, "trained": {"dev": 85.43, "test": 80.10}},
 }
-"""The quick start's STS-B Spearman x100 on a 2-core AMD EPYC CPU, by evaluation pooler (docs/results.md: the CLS
+"""The quick start's STS-B Spearman x100 on a 2-core CPU (Intel Xeon with AMX for cls_before_pooler, as recorded then; AMD EPYC with AVX512-BF16 for avg), by evaluation pooler (docs/results.md: the CLS
 quick start); a pooler without a CPU reference is reported without a comparison."""
 QUICKSTART_TOLERANCE = {"start": 0.1, "trained": 0.6}
 """Expected |GPU - CPU|. start: at most the bf16 rounding of the bundled weights differs (no training). trained:
