@@ -26,6 +26,7 @@ from mixcse_hf.models import pooling
 from mixcse_hf.models.encoder import ST_MODE_KEYS, public_model_name
 from mixcse_hf.models.lora import backbone_of, pooler_dense
 from mixcse_hf.models.pooling import get_pooler, recorded_pooler
+from mixcse_hf.paths import umask_file_mode
 
 logger = logging.getLogger(__name__)
 
@@ -139,14 +140,13 @@ def publish_adapter_base(directory: str) -> None:
 
 def apply_umask_to_weights(directory: str) -> None:
     """safetensors writes its files with mode 600 whatever the umask; give them the mode every other file
-    gets (``0o666 & ~umask``)."""
-    umask = os.umask(0)
-    os.umask(umask)
+    gets."""
+    mode = umask_file_mode()
     for root, folders, files in os.walk(directory):
         folders[:] = [name for name in folders if not name.startswith("checkpoint-")]  # fixed when saved
         for name in files:
             if name.endswith(".safetensors"):
-                os.chmod(os.path.join(root, name), 0o666 & ~umask)
+                os.chmod(os.path.join(root, name), mode)
 
 
 def export_checkpoint(directory: str, model: torch.nn.Module, card: ModelCardInfo | None = None) -> None:
