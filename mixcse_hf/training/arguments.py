@@ -57,6 +57,8 @@ class MixCSETrainingArguments(MixCSEOptions, TrainingArguments):
                 f"learning_rate must be a positive number (the recipe uses 3e-5), got {self.learning_rate}"
             )
         self.choose_precision()
+        if self.device_type == "cpu":
+            self.dataloader_pin_memory = False  # pinning needs an accelerator; asked for on a CPU it only warns
         super().__post_init__()
         check_reporting_integrations(self.report_to)
         if not self.temp > 0:
