@@ -399,8 +399,8 @@ def train_and_evaluate(
 ) -> RunSummary:
     set_seed(training_args.seed)
     resume_from = plan.resume_from if plan is not None else None
-    needs_sts = training_args.do_eval or training_args.eval_strategy != "no"
-    sts = {split: load_stsb(split, data_args.senteval_dir) for split in ("dev", "test")} if needs_sts else {}
+    splits = ("dev", "test") if training_args.do_eval else ()
+    sts = {split: load_stsb(split, data_args.senteval_dir) for split in splits}
     model, tokenizer = build_model(model_args, training_args, resuming=resume_from is not None)
     train_dataset = build_train_dataset(data_args, training_args, tokenizer) if plan is not None else None
     trainer = MixCSETrainer(
