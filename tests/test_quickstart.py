@@ -41,7 +41,7 @@ def _files(directory: Path) -> dict[str, int]:
     return {str(p.relative_to(directory)): p.stat().st_mtime_ns for p in directory.rglob("*") if p.is_file()}
 
 
-@pytest.mark.parametrize("config", ["quickstart.yaml", "quickstart_supervised.yaml"])
+@pytest.mark.parametrize("config", ["quickstart.yaml", "quickstart_supervised.yaml", "quickstart_lora.yaml"])
 def test_quick_starts_never_overwrite(config: str) -> None:
     """As the README promises: a non-empty output_dir is resumed or left alone, never replaced."""
     assert "overwrite_output_dir" not in yaml.safe_load((REPO_ROOT / "configs" / config).read_text())

@@ -309,7 +309,7 @@ def write_run_outputs(trainer: MixCSETrainer, summary: RunSummary) -> None:
     trainer.card_info.recipe["training steps"] = trainer.state.global_step
     card_pooler = evaluation_poolers(trainer.args)[0]
     trainer.card_info.stsb_spearman = summary.spearman.get(card_pooler, {}).get("trained", {})
-    export_checkpoint(output_dir, trainer.model, trainer.current_card())
+    export_checkpoint(output_dir, trainer.model, trainer.current_card(), for_hub=trainer.args.push_to_hub)
     if summary.train_metrics:
         trainer.save_metrics("train", summary.train_metrics)  # train_results.json + all_results.json
     if summary.spearman:

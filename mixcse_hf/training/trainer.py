@@ -262,7 +262,7 @@ class MixCSETrainer(Trainer):
             # A pickle of the arguments; run_config.yaml records them as text and weights are safetensors.
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(output_dir, TRAINING_ARGS_NAME))
-            export_checkpoint(output_dir, self.model, self.current_card())
+            export_checkpoint(output_dir, self.model, self.current_card(), for_hub=self.args.push_to_hub)
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
         # The private Trainer hook of hub_strategy every_save. The Trainer's own version copies files into
