@@ -15,7 +15,7 @@ import datasets
 from torch import nn
 from transformers import PreTrainedTokenizerBase, set_seed
 
-from mixcse_hf.errors import UsageError
+from mixcse_hf.errors import Interrupted, UsageError
 from mixcse_hf.evaluation.score_cache import cache_dir, fingerprint, load_scores, save_scores
 from mixcse_hf.evaluation.sts import sts_spearman
 from mixcse_hf.evaluation.sts_data import StsPairs, load_stsb
@@ -34,12 +34,14 @@ from mixcse_hf.training.identity import (
     RunIdentityCallback,
     defining_settings,
     output_dir_lock,
+    read_identity,
     remove_checkpoints,
     write_identity,
 )
+from mixcse_hf.training.interrupt import StopOnInterrupt
 from mixcse_hf.training.options import DataArguments, ModelArguments
 from mixcse_hf.training.precision import emulation_warning
-from mixcse_hf.training.resume import RunPlan, plan_run
+from mixcse_hf.training.resume import RunPlan, checkpoint_step, last_complete_checkpoint, plan_run
 from mixcse_hf.training.streaming import StreamingCorpus, TokenizingCollator, row_source
 from mixcse_hf.training.trainer import MixCSETrainer
 
@@ -356,7 +358,21 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Mix
         )
         if plan.complete:
             return completed_summary(training_args.output_dir, plan)
-        return train_and_evaluate(model_args, data_args, training_args, plan)
+        try:
+            return train_and_evaluate(model_args, data_args, training_args, plan)
+        except Interrupted:
+            raise
+        except KeyboardInterrupt:
+            raise Interrupted(resume_note(training_args.output_dir)) from None
+
+
+def resume_note(output_dir: str) -> str:
+    """What an interrupted run left in ``output_dir`` to resume from, and how to go on."""
+    run_id = (read_identity(output_dir) or {}).get("run_id")
+    last = last_complete_checkpoint(output_dir, run_id) if os.path.isdir(output_dir) else None
+    if last is None:
+        return "no checkpoint was saved, nothing to resume: the same command starts the run again"
+    return f"{last} holds step {checkpoint_step(last)}: the same command resumes the run from it"
 
 
 def log_precision(training_args: MixCSETrainingArguments) -> None:
@@ -403,6 +419,7 @@ def train_and_evaluate(
     sts = {split: load_stsb(split, data_args.senteval_dir) for split in splits}
     model, tokenizer = build_model(model_args, training_args, resuming=resume_from is not None)
     train_dataset = build_train_dataset(data_args, training_args, tokenizer) if plan is not None else None
+    stop_on_interrupt = StopOnInterrupt()
     trainer = MixCSETrainer(
         model=model,
         args=training_args,
@@ -411,7 +428,7 @@ def train_and_evaluate(
         processing_class=tokenizer,
         data_collator=build_collator(train_dataset, tokenizer, data_args.max_seq_length),
         card_info=model_card_info(model_args, data_args, training_args, train_dataset),
-        callbacks=[RunIdentityCallback()] if plan is not None else None,
+        callbacks=[RunIdentityCallback(), stop_on_interrupt] if plan is not None else None,
     )
     summary = RunSummary(training_args.output_dir, main_process=trainer.is_world_process_zero())
     poolers = evaluation_poolers(training_args)
@@ -425,7 +442,12 @@ def train_and_evaluate(
                 os.path.join(training_args.output_dir, RESOLVED_CONFIG_NAME), (model_args, data_args, training_args)
             )
             record_start_scores(training_args.output_dir, plan, summary)
-        result = trainer.train(resume_from_checkpoint=resume_from)
+        # Several processes must stop at the same step: there, Ctrl-C stops them at once (KeyboardInterrupt).
+        single = training_args.world_size == 1
+        with stop_on_interrupt.catching_interrupts() if single else contextlib.nullcontext():
+            result = trainer.train(resume_from_checkpoint=resume_from)
+        if stop_on_interrupt.requested:
+            raise Interrupted(f"stopped at step {trainer.state.global_step}; {resume_note(training_args.output_dir)}")
         if model_args.use_lora and model_args.merge_lora:
             trainer.model = trainer.model_wrapped = trainer.model.merge_and_unload()
         trainer.save_model()
