@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import signal
@@ -15,6 +16,7 @@ import torch
 
 from mixcse_hf.errors import UsageError
 from mixcse_hf.losses.mixcse import MixCSELoss
+from mixcse_hf.training.identity import read_identity
 from mixcse_hf.training.resume import checkpoint_problem, last_complete_checkpoint, plan_run
 from run_mixcse import main
 from tests.conftest import (
@@ -133,3 +135,27 @@ def test_ctrl_c_stops_with_a_checkpoint_and_one_line(
     assert main([str(config), "--output_dir", str(out)]) == 0
     assert f"Resuming from {stopped.group(2)}" in caplog.text
     assert max(logged_losses(out)) == 60
+
+
+def test_a_resumed_run_reports_the_whole_run_too(
+    tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """After a resume, the summary's speed and time of this part are joined by the whole run's: the training time
+    its checkpoint recorded plus this part's, over all of the run's rows."""
+    config = resume_config(tmp_path, tiny_model_dir, tiny_corpus)
+    out = tmp_path / "out"
+    kill_after_checkpoint(config, out, 6)
+    capsys.readouterr()
+    assert main([str(config), "--output_dir", str(out)]) == 0
+    results = json.loads((out / "sts_results.json").read_text())
+    whole, part = results["whole_run"], results["train"]
+    recorded = read_identity(str(out / f"checkpoint-{whole['resumed_at_step']}"))["train_seconds"]
+    assert recorded > 0
+    assert whole["train_runtime"] == pytest.approx(recorded + part["train_runtime"], abs=0.1)
+    assert whole["train_samples_per_second"] == pytest.approx(30 * 4 / whole["train_runtime"], rel=1e-2)
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("training:")]
+    assert printed == [
+        f"training: {part['train_samples_per_second']:.1f} sentences/s, {part['train_runtime']:.0f} s this part "
+        f"(resumed at step {whole['resumed_at_step']}); whole run: {whole['train_samples_per_second']:.1f} "
+        f"sentences/s, {whole['train_runtime']:.0f} s, peak RSS {results['peak_rss_mb']:.0f} MB"
+    ]
