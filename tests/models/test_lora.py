@@ -21,7 +21,8 @@ from mixcse_hf.hub.push import prepare_for_hub
 from mixcse_hf.models import encoder
 from mixcse_hf.models.encoder import SentenceEncoder
 from mixcse_hf.models.lora import apply_lora, count_parameters
-from tests.conftest import SENTENCES, train_tiny
+from run_mixcse import main
+from tests.conftest import REPO_ROOT, SENTENCES, train_tiny
 
 PACKAGED_HUB_ID = "someone/packaged-tiny-bert"
 
@@ -100,14 +101,25 @@ def _block_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "create_connection", refuse)
 
 
-def test_a_lora_adapter_on_a_packaged_base_loads_offline_as_its_card_shows(
-    packaged_tiny_base: str, tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_lora_quick_start_loads_offline_as_its_card_shows(
+    packaged_tiny_base: str,
+    tiny_model_dir: str,
+    tiny_corpus: Path,
+    tiny_senteval: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The quick-start LoRA run, network blocked: every snippet of the adapter's card (AutoModel, SentenceTransformer)
-    runs from another directory and gives the trained embedding. The copy prepared for the Hub names the base by
-    its Hub id, and loads offline once base_model_name_or_path points at a local copy, as the card says."""
-    lora = ["--use_lora", "true", "--lora_r", "4", "--pooler_type", "avg"]
-    out = train_tiny(packaged_tiny_base, tiny_corpus, tmp_path / "out", *lora)
+    """configs/quickstart_lora.yaml (tiny stand-ins, 2 steps), then the network blocked: every snippet of the
+    adapter's card (AutoModel, SentenceTransformer) runs from another directory and gives the trained embedding.
+    The copy prepared for the Hub names the base by its Hub id, and loads offline once base_model_name_or_path
+    points at a local copy, as the card says."""
+    monkeypatch.setenv("MIXCSE_DATA_DIR", str(tmp_path))
+    out = tmp_path / "out"
+    flags = ["--model_name_or_path", packaged_tiny_base, "--train_file", str(tiny_corpus), "--output_dir", str(out)]
+    flags += ["--senteval_dir", str(tiny_senteval), "--per_device_train_batch_size", "4", "--max_seq_length", "16"]
+    flags += ["--max_steps", "2", "--eval_steps", "1", "--save_steps", "1"]
+    assert main([str(REPO_ROOT / "configs" / "quickstart_lora.yaml"), *flags]) == 0
+    assert (out / "adapter_model.safetensors").is_file()
     expected = SentenceEncoder.from_pretrained(str(out)).encode(SENTENCES[:1])[0]
     published = shutil.copytree(out, tmp_path / "published")
     _block_network(monkeypatch)
