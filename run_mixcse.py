@@ -22,12 +22,13 @@ def train(argv: list[str]) -> None:
     if (text := help_request(argv)) is not None:
         print(text, end="")
         return
-    # Imported after the help check: they load torch and transformers, which takes seconds.
     from mixcse_hf.training.config import parse_run_args
-    from mixcse_hf.training.job import run
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    summary = run(*parse_run_args(argv))
+    arguments = parse_run_args(argv)  # the checks that need no library come before torch and transformers load
+    from mixcse_hf.training.job import run  # imported once the arguments are valid: it takes seconds
+
+    summary = run(*arguments)
     if summary.main_process:
         print(summary.table())
 

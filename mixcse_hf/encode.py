@@ -39,22 +39,21 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-
-import numpy as np
-import torch
-from numpy.lib.format import write_array_header_1_0
-from safetensors.torch import save_file
-from tqdm.auto import tqdm
+from typing import TYPE_CHECKING
 
 from mixcse_hf.errors import UsageError, run_cli
-from mixcse_hf.models.encoder import SentenceEncoder, resolve_model_path
-from mixcse_hf.models.pooling import POOLER_TYPES
 from mixcse_hf.paths import check_output_file
 
+if TYPE_CHECKING:  # numpy, torch and the model stack load only once the arguments are checked: they take seconds
+    import torch
+    from tqdm.auto import tqdm
+
+    from mixcse_hf.models.encoder import SentenceEncoder
+
 INPUT_EXTENSIONS = (".txt", ".csv", ".tsv", ".jsonl")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-FLOAT32 = np.dtype("<f4")
-Chunks = Iterable[tuple[list[str], torch.Tensor]]
+DTYPES = ("float32", "bfloat16", "float16")
+"""Compute dtypes, by their torch names."""
+Chunks = Iterable[tuple[list[str], "torch.Tensor"]]
 """(sentences, their embeddings (len(sentences), d) float32 on the CPU), in input order."""
 
 
@@ -159,14 +158,21 @@ def batched(items: Iterable[str], size: int) -> Iterator[list[str]]:
 def write_npy(path: str, shape: tuple[int, int], chunks: Chunks) -> None:
     """A float32 ``.npy`` of ``shape``: the header, then each chunk's rows appended, so memory stays one chunk (the
     pages written through a ``numpy.lib.format.open_memmap`` map would count in RSS until the kernel evicts them)."""
+    import numpy as np
+    from numpy.lib.format import write_array_header_1_0
+
+    float32 = np.dtype("<f4")
     with open(path, "wb") as handle:
-        write_array_header_1_0(handle, {"descr": FLOAT32.str, "fortran_order": False, "shape": shape})
+        write_array_header_1_0(handle, {"descr": float32.str, "fortran_order": False, "shape": shape})
         for _, embeddings in chunks:
-            handle.write(embeddings.numpy().astype(FLOAT32, copy=False).tobytes())
+            handle.write(embeddings.numpy().astype(float32, copy=False).tobytes())
 
 
 def write_safetensors(path: str, shape: tuple[int, int], chunks: Chunks) -> None:
     """A ``.safetensors`` file with one float32 tensor ``embeddings`` of ``shape``, gathered in memory first."""
+    import torch
+    from safetensors.torch import save_file
+
     embeddings = torch.empty(shape, dtype=torch.float32)
     row = 0
     for _, chunk in chunks:
@@ -236,6 +242,8 @@ def encoded_chunks(
 
 def pick_device(name: str | None) -> torch.device:
     """``name`` as a torch device that is present; ``None``: the accelerator (e.g. cuda) if any, else cpu."""
+    import torch
+
     accelerator = torch.accelerator.current_accelerator()
     if name is None:
         return accelerator or torch.device("cpu")
@@ -259,10 +267,16 @@ def sentence_transformers_max_seq_length(path: str) -> int | None:
 
 def load_encoder(args: argparse.Namespace, device: torch.device) -> SentenceEncoder:
     """MODEL with the requested pooler, truncation length and compute dtype, on ``device``."""
+    import torch
+
+    from mixcse_hf.models.encoder import SentenceEncoder, check_pooler_type, resolve_model_path
+
+    if args.pooler is not None:
+        check_pooler_type(args.pooler)  # before the model loads
     encoder = SentenceEncoder.from_pretrained(args.model, args.pooler)
     encoder.padding_free = args.padding_free
     encoder.max_seq_length = args.max_seq_length or sentence_transformers_max_seq_length(resolve_model_path(args.model))
-    encoder.model.to(device=device, dtype=DTYPES[args.dtype])
+    encoder.model.to(device=device, dtype=getattr(torch, args.dtype))
     return encoder
 
 
@@ -278,11 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=64, help="sentences per forward pass (default 64)")
     parser.add_argument(
         "--pooler",
-        choices=POOLER_TYPES,
-        help="default: the one a mixcse_hf checkpoint recorded, a sentence-transformers model's own pooling, "
-        "else cls_before_pooler",
+        help="a pooler_type (run_mixcse.py --help lists them); default: the one a mixcse_hf checkpoint recorded, a "
+        "sentence-transformers model's own pooling, else cls_before_pooler",
     )
-    parser.add_argument("--dtype", choices=list(DTYPES), default="float32", help="compute dtype; OUTPUT stays float32")
+    parser.add_argument("--dtype", choices=DTYPES, default="float32", help="compute dtype; OUTPUT stays float32")
     parser.add_argument("--normalize", action="store_true", help="L2-normalise every embedding")
     parser.add_argument(
         "--padding_free", action="store_true", help="encode packed rows without pad tokens (same embeddings, faster)"
@@ -318,6 +331,8 @@ def encode_command(argv: list[str]) -> None:
     check_sizes(args)
     input_extension = check_input(args.input)
     write = WRITERS[check_output(args.output, args.overwrite)]
+    from tqdm.auto import tqdm
+
     show = args.progress or sys.stderr.isatty()
     encoder = load_encoder(args, pick_device(args.device))
     count = count_texts(args.input, input_extension, args.text_column)

@@ -20,11 +20,20 @@ class TrainingDiverged(RuntimeError):
     is the last good one; ``run_mixcse.py`` prints the message on one line and exits with status 3."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the command; the message says what was saved and how to go on."""
+
+
+INTERRUPTED_STATUS = 130
+"""The shell's status for a command stopped by SIGINT (128 + 2)."""
+
+
 def run_cli(body: Callable[[list[str]], int | None], argv: list[str] | None = None) -> int:
     """Run a command-line entry point on ``argv`` (default ``sys.argv[1:]``) and return its exit status.
 
     A :class:`UsageError` prints ``error: ...`` on one line and returns 2, a :class:`TrainingDiverged` returns
-    3; ``--debug`` anywhere in ``argv`` lets the exception (and its traceback) through instead.
+    3, Ctrl-C prints ``interrupted: ...`` on one line and returns 130; ``--debug`` anywhere in ``argv`` lets the
+    exception (and its traceback) through instead.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     quiet_library_progress_bars()
@@ -38,6 +47,11 @@ def run_cli(body: Callable[[list[str]], int | None], argv: list[str] | None = No
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2 if isinstance(err, UsageError) else 3
+    except KeyboardInterrupt as err:
+        if debug:
+            raise
+        print(f"interrupted: {err if isinstance(err, Interrupted) else 'stopped by Ctrl-C'}", file=sys.stderr)
+        return INTERRUPTED_STATUS
 
 
 def quiet_library_progress_bars() -> None:

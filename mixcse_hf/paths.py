@@ -50,9 +50,17 @@ def check_output_file(path: str, what: str) -> None:
         raise UsageError(f"{what} {path!r}: its directory {parent!r} is not writable; choose a writable path")
 
 
+def umask_file_mode() -> int:
+    """The mode ``open()`` gives a new file: ``0o666`` less the process's umask."""
+    umask = os.umask(0)  # the only way to read it
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_json_atomically(path: str, value: Any, **dump_options: Any) -> None:
     """Write ``value`` as JSON to a temporary file beside ``path``, then rename it over ``path``: a crash leaves the
-    old file or the new one, never half of one. ``dump_options`` go to :func:`json.dump`."""
+    old file or the new one, never half of one. ``dump_options`` go to :func:`json.dump`. The file gets the mode
+    of any other new file (a temporary file is created with mode 600)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     with tempfile.NamedTemporaryFile(
@@ -60,6 +68,7 @@ def write_json_atomically(path: str, value: Any, **dump_options: Any) -> None:
     ) as handle:
         try:
             json.dump(value, handle, **dump_options)
+            os.fchmod(handle.fileno(), umask_file_mode())
         except BaseException:
             os.remove(handle.name)
             raise

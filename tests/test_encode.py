@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
 
 from mixcse_hf.encode import main
 from mixcse_hf.models.encoder import SentenceEncoder
-from tests.conftest import SENTENCES, minilm_path
+from tests.conftest import REPO_ROOT, SENTENCES, minilm_path
 
 # 21 sentences of varied length (so that length sorting reorders them), one with a comma, quotes and non-ASCII.
 TEXTS = [*SENTENCES, *(f"{a} {b}" for a, b in zip(SENTENCES, SENTENCES[4:], strict=False)), 'a "café", in paris .']
@@ -167,6 +169,7 @@ ERROR_CASES = {
     "device": ({}, ["--device", "nonsense"], "--device 'nonsense' is not a torch device"),
     "mlp without pooler layer": ({"model": "distilbert"}, ["--pooler", "cls"], "DistilBertModel has none"),
     "existing output": ({"output": "existing.npy"}, [], "exists; pass --overwrite"),
+    "unknown pooler": ({}, ["--pooler", "max"], "pooler_type must be one of"),
 }
 
 
@@ -199,6 +202,19 @@ def test_bad_input_is_one_line_error_and_writes_nothing(
     assert message in err
     assert sorted(p.name for p in out_dir.iterdir()) == ["existing.npy"]
     assert (out_dir / "existing.npy").read_bytes() == b"keep"
+
+
+def test_argument_checks_come_before_torch_loads(tmp_path: Path, txt_input: Path, out_dir: Path) -> None:
+    """An existing OUTPUT is refused in a process that never imports torch (benchmarks/cli_startup.py times it)."""
+    (out_dir / "existing.npy").write_bytes(b"keep")
+    code = (
+        "import sys; from mixcse_hf.encode import main; status = main(sys.argv[1:]); "
+        "print(status, 'torch' in sys.modules, 'numpy' in sys.modules)"
+    )
+    command = [sys.executable, "-c", code, "some/model", str(txt_input), str(out_dir / "existing.npy")]
+    process = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT)
+    assert process.stdout.split() == ["2", "False", "False"], process.stderr
+    assert "exists; pass --overwrite" in process.stderr
 
 
 def test_failure_while_encoding_leaves_no_partial_output_and_keeps_the_old_one(

@@ -90,7 +90,10 @@ def test_sentence_transformers_example(tiny_model_dir: str, tiny_corpus: Path, t
         "num_train_epochs=1": "max_steps=3",
         "per_device_train_batch_size=64": "per_device_train_batch_size=4",
     }
-    run_doc_block("sentence-transformers", replacements, tmp_path)
+    namespace = run_doc_block("sentence-transformers", replacements, tmp_path)
+    # The setting that trains MiniLM measurably (the page's numbers): [CLS] pooling, no Normalize.
+    modules = [type(module).__name__ for module in namespace["model"]]
+    assert modules == ["Transformer", "Pooling"] and namespace["model"][1].pooling_mode == "cls", modules
     trained = SentenceTransformer(str(tmp_path / "outputs" / "st-mixcse" / "final"))
     query = "encoder.layer.0.attention.self.query.weight"
     start = AutoModel.from_pretrained(tiny_model_dir).state_dict()[query]

@@ -83,11 +83,17 @@ def test_tiny_run_writes_loadable_checkpoint(
 
 @pytest.mark.parametrize("case", ["triplets", "pairs", "triplets, LoRA, bf16"])
 def test_supervised_run_on_a_table(
-    case: str, tmp_path: Path, tiny_model_dir: str, tiny_triplets: Path, tiny_senteval: Path
+    case: str,
+    tmp_path: Path,
+    tiny_model_dir: str,
+    tiny_triplets: Path,
+    tiny_senteval: Path,
+    capsys: pytest.CaptureFixture,
 ) -> None:
     """SimCSE's NLI CSV (triplets, with mixed hard negatives; also with LoRA and bf16) and a sentence-transformers
     JSONL of pairs train through run_mixcse.py: the loss sees the hard negatives only from triplets, the card says
-    which, and the checkpoint loads with AutoModel, SentenceEncoder and sentence-transformers."""
+    which, the summary's speed counts rows and their sentences, and the checkpoint loads with AutoModel,
+    SentenceEncoder and sentence-transformers."""
     from sentence_transformers import SentenceTransformer
 
     layout = case.split(",")[0]
@@ -102,6 +108,9 @@ def test_supervised_run_on_a_table(
     out = tmp_path / "out"
     config = _config(tmp_path, tiny_model_dir, train_file, tiny_senteval, out, mix_lambda=0.3, logging_steps=1)
     assert main([config, *flags]) == 0
+    speed = json.loads((out / "sts_results.json").read_text())["train"]["train_samples_per_second"]
+    columns = 3 if layout == "triplets" else 2
+    assert f"training: {speed:.1f} rows/s ({speed * columns:.1f} sentences/s), " in capsys.readouterr().out
 
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     logged = {key for entry in history if "loss" in entry for key in entry}

@@ -53,6 +53,8 @@ class ModelCardInfo:
     best_metric: dict[str, object] | None = None
     sts_source: str = "hub"
     """Where the STS-B scores came from: ``"hub"`` (MTEB's copy) or ``"senteval"`` (local SentEval files)."""
+    load_from: str | None = None
+    """What the card's code loads: the folder's absolute path, or unset for the Hub copy (``model_name``)."""
 
 
 def sts_results(info: ModelCardInfo) -> dict[str, float]:
@@ -120,27 +122,15 @@ def _evaluation_section(info: ModelCardInfo) -> str:
 def render_model_card(info: ModelCardInfo) -> str:
     recipe_rows = "\n".join(f"| `{key}` | {value} |" for key, value in info.recipe.items())
     results = _evaluation_section(info)
-    lora = ""
-    if info.lora:
-        lora = (
-            "\nThis checkpoint is a LoRA adapter (PEFT) on the base model: "
-            + ", ".join(f"{key}={value}" for key, value in info.lora.items())
-            + ". Loading it needs `peft` and the base model"
-            + (
-                f" (`{info.base_model}`)"
-                if info.base_model
-                else " (a local directory: edit `base_model_name_or_path` in "
-                "`adapter_config.json` to point at your copy)"
-            )
-            + ".\n"
-        )
+    name = json.dumps(info.load_from or info.model_name)  # a Python string literal
+    lora = _lora_section(info) if info.lora else ""
     st_usage = (
         f"""
 ### sentence-transformers
 
 ```python
 from sentence_transformers import SentenceTransformer
-model = SentenceTransformer("{info.model_name}")
+model = SentenceTransformer({name})
 embeddings = model.encode(["A man is playing a guitar.", "Someone plays an instrument."])
 ```
 """
@@ -161,7 +151,7 @@ embeddings = model.encode(["A man is playing a guitar.", "Someone plays an instr
 ### transformers with the pooling head (`trust_remote_code=True`)
 
 ```python
-model = AutoModel.from_pretrained("{info.model_name}", trust_remote_code=True)
+model = AutoModel.from_pretrained({name}, trust_remote_code=True)
 embedding = model(**batch).sentence_embedding
 ```
 """
@@ -180,8 +170,8 @@ cosine similarity.
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-tokenizer = AutoTokenizer.from_pretrained("{info.model_name}")
-model = AutoModel.from_pretrained("{info.model_name}")
+tokenizer = AutoTokenizer.from_pretrained({name})
+model = AutoModel.from_pretrained({name})
 batch = tokenizer(["A man is playing a guitar."], padding=True, return_tensors="pt")
 with torch.no_grad():
     outputs = model(**batch, output_hidden_states=True)
@@ -200,6 +190,19 @@ with torch.no_grad():
 {CITATIONS}
 """
     return f"---\n{card_metadata(info).to_yaml()}\n---\n\n{body}"
+
+
+def _lora_section(info: ModelCardInfo) -> str:
+    """What a LoRA adapter needs to load, and how it loads without network."""
+    settings = ", ".join(f"{key}={value}" for key, value in (info.lora or {}).items())
+    base = f"`{info.base_model}`" if info.base_model else "a local model"
+    return (
+        f"\nThis checkpoint is a LoRA adapter (PEFT) on {base}: {settings}. Loading it needs `peft` and the base "
+        "model that `base_model_name_or_path` in `adapter_config.json` names: in a folder saved by training, the "
+        "local directory the run started from, so the code below runs there without network; in the copy on the "
+        "Hub, the base's Hub id where it has one. **Offline** elsewhere: set `base_model_name_or_path` to the "
+        "directory of your local copy of the base.\n"
+    )
 
 
 def _plain_pooling_code(pooler: str) -> str:

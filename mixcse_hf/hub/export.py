@@ -26,6 +26,7 @@ from mixcse_hf.models import pooling
 from mixcse_hf.models.encoder import ST_MODE_KEYS, public_model_name
 from mixcse_hf.models.lora import backbone_of, pooler_dense
 from mixcse_hf.models.pooling import get_pooler, recorded_pooler
+from mixcse_hf.paths import umask_file_mode
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +127,9 @@ def write_sentence_transformers_files(
 
 
 def publish_adapter_base(directory: str) -> None:
-    """PEFT records the base model as it was loaded, here often a local directory that means nothing on another
-    machine; record its Hub id instead where one is known (the quick-start model's package copy)."""
+    """PEFT records the base model as it was loaded, often a local directory (the quick-start model's package copy):
+    the loaders find it there offline, but on the Hub it means nothing. Record its Hub id instead where one is
+    known."""
     path = os.path.join(directory, "adapter_config.json")
     with open(path, encoding="utf-8") as handle:
         config = json.load(handle)
@@ -139,28 +141,32 @@ def publish_adapter_base(directory: str) -> None:
 
 def apply_umask_to_weights(directory: str) -> None:
     """safetensors writes its files with mode 600 whatever the umask; give them the mode every other file
-    gets (``0o666 & ~umask``)."""
-    umask = os.umask(0)
-    os.umask(umask)
+    gets."""
+    mode = umask_file_mode()
     for root, folders, files in os.walk(directory):
         folders[:] = [name for name in folders if not name.startswith("checkpoint-")]  # fixed when saved
         for name in files:
             if name.endswith(".safetensors"):
-                os.chmod(os.path.join(root, name), 0o666 & ~umask)
+                os.chmod(os.path.join(root, name), mode)
 
 
-def export_checkpoint(directory: str, model: torch.nn.Module, card: ModelCardInfo | None = None) -> None:
+def export_checkpoint(
+    directory: str, model: torch.nn.Module, card: ModelCardInfo | None = None, for_hub: bool = False
+) -> None:
     """Write the remote-code file (full checkpoints), the sentence-transformers files and the model card into
     ``directory``, which already holds the saved model (``config.json`` + safetensors, or a PEFT adapter).
-    A full model's config must carry :func:`add_auto_map` before it is saved."""
+    A full model's config must carry :func:`add_auto_map` before it is saved. ``for_hub``: the folder is to be
+    uploaded, so an adapter names its base by Hub id and the card's code loads the card's model name; otherwise
+    they name local paths, which load here without network."""
     backbone = backbone_of(model)
-    is_adapter = isinstance(model, PeftModel)
-    if is_adapter:
-        publish_adapter_base(directory)
+    if isinstance(model, PeftModel):
+        if for_hub:
+            publish_adapter_base(directory)
     else:
         write_remote_code(directory, backbone)
     max_seq_length = min(backbone.config.max_position_embeddings, 512)
     has_st_files = write_sentence_transformers_files(directory, backbone, pooler_dense(model), max_seq_length)
     if card is not None:
-        write_model_card(directory, replace(card, sentence_transformers=has_st_files))
+        load_from = None if for_hub else os.path.abspath(directory)
+        write_model_card(directory, replace(card, sentence_transformers=has_st_files, load_from=load_from))
     apply_umask_to_weights(directory)

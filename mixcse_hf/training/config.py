@@ -1,4 +1,8 @@
-"""YAML/JSON run configs: file values become argument defaults, command-line flags override them."""
+"""YAML/JSON run configs: file values become argument defaults, command-line flags override them.
+
+Importing this module is fast (no torch or transformers): :func:`parse_run_args` runs the checks that need no
+library first, and imports the arguments' stack only after them.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,20 @@ import difflib
 import json
 import os
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from transformers import HfArgumentParser
 
 from mixcse_hf.errors import UsageError
-from mixcse_hf.training.arguments import MixCSETrainingArguments
 from mixcse_hf.training.options import DataArguments, ModelArguments
 
-RunArguments = tuple[ModelArguments, DataArguments, MixCSETrainingArguments]
+if TYPE_CHECKING:
+    from transformers import HfArgumentParser
+
+    from mixcse_hf.training.arguments import MixCSETrainingArguments
+
+RunArguments = tuple[ModelArguments, DataArguments, "MixCSETrainingArguments"]
 RESOLVED_CONFIG_NAME = "run_config.yaml"
 _ENV_VAR = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 
@@ -28,6 +35,10 @@ def _usage_error(message: str) -> None:
 
 def build_parser() -> HfArgumentParser:
     """The parser of every argument; its errors (bad flag, bad value) are one-line :class:`UsageError` s."""
+    from transformers import HfArgumentParser
+
+    from mixcse_hf.training.arguments import MixCSETrainingArguments
+
     parser = HfArgumentParser((ModelArguments, DataArguments, MixCSETrainingArguments))
     parser.error = _usage_error
     return parser
@@ -118,12 +129,65 @@ def split_config_path(argv: Sequence[str]) -> tuple[str | None, list[str]]:
     return None, list(argv)
 
 
+def flag_values(flags: Sequence[str], names: Sequence[str]) -> dict[str, str]:
+    """The values that ``--name value`` or ``--name=value`` flags give ``names`` (the last one wins)."""
+    values = {}
+    for index, flag in enumerate(flags):
+        name, equals, inline = flag.removeprefix("--").partition("=")
+        if flag.startswith("--") and name in names:
+            if equals:
+                values[name] = inline
+            elif index + 1 < len(flags):
+                values[name] = flags[index + 1]
+    return values
+
+
+BEST_MODEL_KEYS = (
+    *("do_eval", "load_best_model_at_end", "eval_strategy", "save_strategy", "eval_steps", "save_steps"),
+    "logging_steps",
+)
+TRUE_VALUES = ("true", "yes", "t", "y", "1")
+"""How ``HfArgumentParser`` spells true."""
+
+
+def check_best_model_intervals(values: Mapping[str, Any]) -> None:
+    """``load_best_model_at_end`` keeps the best of the evaluated checkpoints, so every save must follow an
+    evaluation. The Trainer's arguments refuse other intervals too, but only after seconds of imports and without
+    naming a fix; ``values``: the raw config values and flags (a flag's value is a string)."""
+    evaluation_off = values.get("do_eval") is not None and str(values["do_eval"]).lower() not in TRUE_VALUES
+    if str(values.get("load_best_model_at_end")).lower() not in TRUE_VALUES or evaluation_off:
+        return
+    evaluation = str(values.get("eval_strategy", "no")).lower()
+    saving = str(values.get("save_strategy", "steps")).lower()
+    if saving == "best":
+        return
+    if evaluation != saving:
+        fix = f"--eval_strategy {saving}" if evaluation == "no" else f"--save_strategy {evaluation}"
+        raise UsageError(
+            f"load_best_model_at_end keeps the best evaluated checkpoint, so save_strategy ({saving}) must match "
+            f"eval_strategy ({evaluation}): pass {fix}, or --load_best_model_at_end false"
+        )
+    try:
+        save_steps = float(values.get("save_steps", 500))
+        eval_steps = float(values.get("eval_steps") or values.get("logging_steps", 500))
+    except ValueError:
+        return  # the parser names the bad number
+    if evaluation == "steps" and save_steps >= 1 and eval_steps >= 1 and save_steps % eval_steps:
+        raise UsageError(
+            f"load_best_model_at_end keeps the best evaluated checkpoint, so save_steps {save_steps:g} must be a "
+            f"multiple of eval_steps {eval_steps:g}: pass --eval_steps {save_steps:g} (or --save_steps "
+            f"{eval_steps:g}), or --load_best_model_at_end false"
+        )
+
+
 def parse_run_args(argv: Sequence[str]) -> RunArguments:
-    """Parse ``[CONFIG.yaml] [--flag value ...]`` into the three argument dataclasses."""
-    parser = build_parser()
+    """Parse ``[CONFIG.yaml] [--flag value ...]`` into the three argument dataclasses; the checks that need no
+    library come before the libraries are imported."""
     config_path, flags = split_config_path(argv)
+    values = read_config_file(config_path) if config_path is not None else {}
+    check_best_model_intervals({**values, **flag_values(flags, BEST_MODEL_KEYS)})
+    parser = build_parser()
     if config_path is not None:
-        values = read_config_file(config_path)
         check_keys(values, parser, config_path)
         parser.set_defaults(**{key: _expand_env(value, key) for key, value in values.items()})
     flags, unset = take_unset_flags(flags, parser)
@@ -147,6 +211,8 @@ def resolved_config(
 
 
 def _init_fields() -> set[str]:
+    from mixcse_hf.training.arguments import MixCSETrainingArguments
+
     return {
         f.name
         for cls in (ModelArguments, DataArguments, MixCSETrainingArguments)

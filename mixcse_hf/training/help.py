@@ -43,8 +43,9 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
         ["precision", "bf16", "fp16"],
     ),
     "evaluation": (
-        "STS-B Spearman before and after training (do_eval) and during it (eval_strategy, eval_steps).",
-        ["senteval_dir", "start_evaluation"],
+        "STS-B Spearman before and after training and during it (eval_strategy, eval_steps); do_eval false turns "
+        "all of it off.",
+        ["do_eval", "senteval_dir", "start_evaluation"],
     ),
     "run and resume": (
         "One output_dir holds one run: a re-run resumes it.",

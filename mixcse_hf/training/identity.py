@@ -20,6 +20,7 @@ import math
 import os
 import shutil
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -224,13 +225,20 @@ def _read_lock(path: str) -> tuple[str, int] | None:
 
 class RunIdentityCallback(TrainerCallback):
     """Copies the run identity into every checkpoint once the Trainer has written it (so a checkpoint without
-    one is a partial save, or another run's), and makes a learning rate changed on resume take effect."""
+    one is a partial save, or another run's), with the training time of the run up to it (``train_seconds``,
+    ``seconds_before`` of them before this process started, ``None`` if unknown), and makes a learning rate
+    changed on resume take effect."""
+
+    def __init__(self, seconds_before: float | None = 0.0) -> None:
+        self.seconds_before = seconds_before
+        self._started = time.perf_counter()
 
     def on_save(self, args: Any, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         identity = read_identity(args.output_dir)
         checkpoint = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
         if state.is_world_process_zero and identity is not None and os.path.isdir(checkpoint):
-            write_identity(checkpoint, {**identity, "global_step": state.global_step})
+            seconds = None if self.seconds_before is None else self.seconds_before + time.perf_counter() - self._started
+            write_identity(checkpoint, {**identity, "global_step": state.global_step, "train_seconds": seconds})
 
     def on_train_begin(
         self,
@@ -241,6 +249,7 @@ class RunIdentityCallback(TrainerCallback):
         lr_scheduler: Any = None,
         **kwargs: Any,
     ) -> None:
+        self._started = time.perf_counter()
         # A resumed run restores the optimizer's and scheduler's learning rates from the checkpoint; scale them
         # to the requested one (every Trainer schedule is proportional to its base learning rate).
         if lr_scheduler is None or optimizer is None or not getattr(lr_scheduler, "base_lrs", None):

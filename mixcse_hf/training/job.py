@@ -15,7 +15,7 @@ import datasets
 from torch import nn
 from transformers import PreTrainedTokenizerBase, set_seed
 
-from mixcse_hf.errors import UsageError
+from mixcse_hf.errors import Interrupted, UsageError
 from mixcse_hf.evaluation.score_cache import cache_dir, fingerprint, load_scores, save_scores
 from mixcse_hf.evaluation.sts import sts_spearman
 from mixcse_hf.evaluation.sts_data import StsPairs, load_stsb
@@ -34,12 +34,14 @@ from mixcse_hf.training.identity import (
     RunIdentityCallback,
     defining_settings,
     output_dir_lock,
+    read_identity,
     remove_checkpoints,
     write_identity,
 )
+from mixcse_hf.training.interrupt import StopOnInterrupt
 from mixcse_hf.training.options import DataArguments, ModelArguments
 from mixcse_hf.training.precision import emulation_warning
-from mixcse_hf.training.resume import RunPlan, plan_run
+from mixcse_hf.training.resume import RunPlan, checkpoint_step, last_complete_checkpoint, plan_run
 from mixcse_hf.training.streaming import StreamingCorpus, TokenizingCollator, row_source
 from mixcse_hf.training.trainer import MixCSETrainer
 
@@ -58,6 +60,12 @@ class RunSummary:
     note: str = ""
     spearman: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     train_metrics: dict[str, float] = field(default_factory=dict)
+    """The Trainer's metrics of this process's part of the run (all of it unless resumed)."""
+    whole_run: dict[str, float] = field(default_factory=dict)
+    """Of a resumed run, when its checkpoint recorded the time before: ``resumed_at_step``, and the whole run's
+    ``train_runtime`` and ``train_samples_per_second``."""
+    sentences_per_row: int = 1
+    """Text columns of the training data: a row is one sentence (unsupervised) or a pair or triplet."""
     peak_rss_mb: float = 0.0
 
     def record(self, pooler: str, model: str, split: str, value: float) -> None:
@@ -91,12 +99,23 @@ class RunSummary:
                 dev, test = splits.get("dev", float("nan")), splits.get("test", float("nan"))
                 lines.append(f"  {model:<8} {dev:>7.2f} {test:>7.2f}")
         if self.train_metrics:
-            lines.append(
-                f"training: {self.train_metrics.get('train_samples_per_second', 0):.1f} sentences/s, "
-                f"{self.train_metrics.get('train_runtime', 0):.0f} s, peak RSS {self.peak_rss_mb:.0f} MB"
-            )
+            line = f"training: {self.speed(self.train_metrics)}"
+            if self.whole_run:
+                line += (
+                    f" this part (resumed at step {self.whole_run['resumed_at_step']:.0f}); whole run: "
+                    f"{self.speed(self.whole_run)}"
+                )
+            lines.append(f"{line}, peak RSS {self.peak_rss_mb:.0f} MB")
         lines.append(f"checkpoint: {os.path.abspath(self.output_dir)}")
         return "\n".join(lines)
+
+    def speed(self, metrics: dict[str, float]) -> str:
+        """E.g. ``55.3 sentences/s, 215 s``, or for triplets ``18.4 rows/s (55.3 sentences/s), 215 s``."""
+        rows = metrics.get("train_samples_per_second", 0)
+        rate = f"{rows:.1f} sentences/s"
+        if self.sentences_per_row > 1:
+            rate = f"{rows:.1f} rows/s ({rows * self.sentences_per_row:.1f} sentences/s)"
+        return f"{rate}, {metrics.get('train_runtime', 0):.0f} s"
 
 
 def evaluation_poolers(training_args: MixCSETrainingArguments) -> list[str]:
@@ -309,7 +328,7 @@ def write_run_outputs(trainer: MixCSETrainer, summary: RunSummary) -> None:
     trainer.card_info.recipe["training steps"] = trainer.state.global_step
     card_pooler = evaluation_poolers(trainer.args)[0]
     trainer.card_info.stsb_spearman = summary.spearman.get(card_pooler, {}).get("trained", {})
-    export_checkpoint(output_dir, trainer.model, trainer.current_card())
+    export_checkpoint(output_dir, trainer.model, trainer.current_card(), for_hub=trainer.args.push_to_hub)
     if summary.train_metrics:
         trainer.save_metrics("train", summary.train_metrics)  # train_results.json + all_results.json
     if summary.spearman:
@@ -326,6 +345,8 @@ def write_run_outputs(trainer: MixCSETrainer, summary: RunSummary) -> None:
         "stsb_spearman": summary.spearman,
         "start_metrics": start_metrics,
         "train": summary.train_metrics,
+        "whole_run": summary.whole_run,
+        "sentences_per_row": summary.sentences_per_row,
         "peak_rss_mb": summary.peak_rss_mb,
     }
     with open(os.path.join(output_dir, RESULTS_NAME), "w", encoding="utf-8") as handle:
@@ -356,7 +377,21 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Mix
         )
         if plan.complete:
             return completed_summary(training_args.output_dir, plan)
-        return train_and_evaluate(model_args, data_args, training_args, plan)
+        try:
+            return train_and_evaluate(model_args, data_args, training_args, plan)
+        except Interrupted:
+            raise
+        except KeyboardInterrupt:
+            raise Interrupted(resume_note(training_args.output_dir)) from None
+
+
+def resume_note(output_dir: str) -> str:
+    """What an interrupted run left in ``output_dir`` to resume from, and how to go on."""
+    run_id = (read_identity(output_dir) or {}).get("run_id")
+    last = last_complete_checkpoint(output_dir, run_id) if os.path.isdir(output_dir) else None
+    if last is None:
+        return "no checkpoint was saved, nothing to resume: the same command starts the run again"
+    return f"{last} holds step {checkpoint_step(last)}: the same command resumes the run from it"
 
 
 def log_precision(training_args: MixCSETrainingArguments) -> None:
@@ -377,6 +412,7 @@ def completed_summary(output_dir: str, plan: RunPlan) -> RunSummary:
         with open(results, encoding="utf-8") as handle:
             saved = json.load(handle)
         summary.spearman, summary.train_metrics = saved.get("stsb_spearman", {}), saved.get("train", {})
+        summary.whole_run, summary.sentences_per_row = saved.get("whole_run", {}), saved.get("sentences_per_row", 1)
         summary.peak_rss_mb = saved.get("peak_rss_mb", 0.0)
     return summary
 
@@ -399,10 +435,12 @@ def train_and_evaluate(
 ) -> RunSummary:
     set_seed(training_args.seed)
     resume_from = plan.resume_from if plan is not None else None
-    needs_sts = training_args.do_eval or training_args.eval_strategy != "no"
-    sts = {split: load_stsb(split, data_args.senteval_dir) for split in ("dev", "test")} if needs_sts else {}
+    splits = ("dev", "test") if training_args.do_eval else ()
+    sts = {split: load_stsb(split, data_args.senteval_dir) for split in splits}
     model, tokenizer = build_model(model_args, training_args, resuming=resume_from is not None)
     train_dataset = build_train_dataset(data_args, training_args, tokenizer) if plan is not None else None
+    stop_on_interrupt = StopOnInterrupt()
+    run_identity = RunIdentityCallback(recorded_training_seconds(resume_from))
     trainer = MixCSETrainer(
         model=model,
         args=training_args,
@@ -411,7 +449,7 @@ def train_and_evaluate(
         processing_class=tokenizer,
         data_collator=build_collator(train_dataset, tokenizer, data_args.max_seq_length),
         card_info=model_card_info(model_args, data_args, training_args, train_dataset),
-        callbacks=[RunIdentityCallback()] if plan is not None else None,
+        callbacks=[run_identity, stop_on_interrupt] if plan is not None else None,
     )
     summary = RunSummary(training_args.output_dir, main_process=trainer.is_world_process_zero())
     poolers = evaluation_poolers(training_args)
@@ -425,12 +463,20 @@ def train_and_evaluate(
                 os.path.join(training_args.output_dir, RESOLVED_CONFIG_NAME), (model_args, data_args, training_args)
             )
             record_start_scores(training_args.output_dir, plan, summary)
-        result = trainer.train(resume_from_checkpoint=resume_from)
+        # Several processes must stop at the same step: there, Ctrl-C stops them at once (KeyboardInterrupt).
+        single = training_args.world_size == 1
+        with stop_on_interrupt.catching_interrupts() if single else contextlib.nullcontext():
+            result = trainer.train(resume_from_checkpoint=resume_from)
+        if stop_on_interrupt.requested:
+            raise Interrupted(f"stopped at step {trainer.state.global_step}; {resume_note(training_args.output_dir)}")
         if model_args.use_lora and model_args.merge_lora:
             trainer.model = trainer.model_wrapped = trainer.model.merge_and_unload()
         trainer.save_model()
         trainer.save_state()
         summary.train_metrics = result.metrics
+        summary.sentences_per_row = text_column_count(train_dataset)
+        if resume_from is not None and run_identity.seconds_before is not None:
+            summary.whole_run = whole_run_metrics(trainer, result.metrics, run_identity.seconds_before, resume_from)
         summary.peak_rss_mb = _peak_rss_mb()
     if training_args.do_eval:
         if plan is not None:
@@ -447,6 +493,33 @@ def train_and_evaluate(
     return summary
 
 
+def recorded_training_seconds(checkpoint: str | None) -> float | None:
+    """The training time of the run up to ``checkpoint`` (0 for a fresh run; None if the checkpoint recorded none)."""
+    if checkpoint is None:
+        return 0.0
+    return (read_identity(checkpoint) or {}).get("train_seconds")
+
+
+def whole_run_metrics(
+    trainer: MixCSETrainer, segment: dict[str, float], seconds_before: float, resumed_from: str
+) -> dict[str, float]:
+    """The whole run's training time and rows per second: the resumed checkpoint's time plus this part's."""
+    rows = trainer.state.global_step * global_batch_size(trainer.args)
+    seconds = seconds_before + segment["train_runtime"]
+    return {
+        "resumed_at_step": checkpoint_step(resumed_from),
+        "train_runtime": round(seconds, 1),
+        "train_samples_per_second": round(rows / seconds, 3),
+    }
+
+
+def global_batch_size(training_args: MixCSETrainingArguments) -> int:
+    """Rows per optimizer step, over every process and accumulated batch."""
+    return (
+        training_args.per_device_train_batch_size * training_args.world_size * training_args.gradient_accumulation_steps
+    )
+
+
 def training_objective(training_args: MixCSETrainingArguments, text_columns: int) -> str:
     """E.g. "MixCSE, unsupervised (two dropout views…)" or "SimCSE (no mixed negatives), supervised triplets…"."""
     method = "MixCSE" if training_args.mix_lambda else "SimCSE (no mixed negatives)"
@@ -460,7 +533,6 @@ def model_card_info(
     training_args: MixCSETrainingArguments,
     train_dataset: datasets.Dataset | StreamingCorpus | None = None,
 ) -> ModelCardInfo:
-    batches_per_step = training_args.world_size * training_args.gradient_accumulation_steps
     text_columns = text_column_count(train_dataset)
     recipe: dict[str, object] = {
         "objective": training_objective(training_args, text_columns),
@@ -474,7 +546,7 @@ def model_card_info(
         "mix_sides": training_args.mix_sides,
         "pooler_type (training)": training_args.pooler_type,
         "mlp_only_train": training_args.mlp_only_train,
-        "batch size (global)": training_args.per_device_train_batch_size * batches_per_step,
+        "batch size (global)": global_batch_size(training_args),
         "learning_rate": training_args.learning_rate,
         "epochs": training_args.num_train_epochs,
         "max_seq_length": data_args.max_seq_length,
@@ -482,6 +554,8 @@ def model_card_info(
         "seed": training_args.seed,
         "precision": training_args.precision,
     }
+    if data_args.streaming:
+        del recipe["epochs"]  # max_steps sets a stream's length; how many epochs it reads is not known
     if text_columns == 3:
         recipe["hard_negative_weight"] = training_args.hard_negative_weight
         recipe["mixed_hard_negative"] = training_args.mixed_hard_negative

@@ -284,6 +284,15 @@ class MixCSEOptions:
         default=True,
         metadata={"help": "Train (run_mixcse.py's job; set false with do_eval true to only evaluate a model)."},
     )
+    do_eval: bool | None = field(
+        default=None,
+        metadata={
+            "help": "The one switch for evaluation. false: none at all, whatever eval_strategy says (no start "
+            "scoring, no evaluations during training, no final scoring; the last model is kept). true: STS-B dev "
+            "and test before and after training, and during it as eval_strategy says. Unset: true when "
+            "eval_strategy is set."
+        },
+    )
     remove_unused_columns: bool = field(
         default=False,
         metadata={

@@ -205,7 +205,16 @@ class MixCSETrainer(Trainer):
             for name, total in self._stat_sums.items():
                 logs[name] = round(total.item() / self._stat_batches, 4)
             self._stat_sums, self._stat_batches = {}, 0
-        super().log(logs, start_time)
+        if not isinstance(self.train_dataset, StreamingCorpus):
+            super().log(logs, start_time)
+            return
+        # The Trainer's epoch of a stream is the share of max_steps done (1 at the end, whatever was read): a
+        # stream has no known length, so no epoch is logged.
+        epoch, self.state.epoch = self.state.epoch, None
+        try:
+            super().log(logs, start_time)
+        finally:
+            self.state.epoch = epoch
 
     def sentence_encoder(self) -> SentenceEncoder:
         """The model being trained, wrapped for inference with the evaluation pooler."""
@@ -262,7 +271,7 @@ class MixCSETrainer(Trainer):
             # A pickle of the arguments; run_config.yaml records them as text and weights are safetensors.
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(output_dir, TRAINING_ARGS_NAME))
-            export_checkpoint(output_dir, self.model, self.current_card())
+            export_checkpoint(output_dir, self.model, self.current_card(), for_hub=self.args.push_to_hub)
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
         # The private Trainer hook of hub_strategy every_save. The Trainer's own version copies files into

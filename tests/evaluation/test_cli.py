@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +144,29 @@ def test_padding_free_evaluation_gives_the_same_table(
         reports.append(json.loads(path.read_text()))
     assert packed_batches  # the second run packed its batches
     assert reports[0]["average"] == pytest.approx(reports[1]["average"], abs=1e-4)
+
+
+def test_progress_reaches_a_pipe(tiny_model_dir: str, tiny_senteval: Path) -> None:
+    """With stderr a pipe (no progress bar), every task logs how far its encoding is; the interval, 30 s, is set to
+    0 here so that the tiny tasks log too."""
+    code = (
+        "import sys; from mixcse_hf.models import encoder; encoder.PROGRESS_LOG_SECONDS = 0; "
+        "from mixcse_hf.evaluation.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    args = ["--model_name_or_path", tiny_model_dir, "--senteval_dir", str(tiny_senteval), "--batch_size", "4"]
+    process = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert process.returncode == 0, process.stderr[-2000:]
+    for task in ("STS12", "STS16", "STS-B", "SICK-R"):
+        assert re.search(rf"INFO mixcse_hf\.models\.encoder: {task}: \d+ of \d+ sentences encoded", process.stderr)
+
+
+def test_progress_lines_are_spaced_by_the_interval(caplog: pytest.LogCaptureFixture) -> None:
+    times = iter([0.0, 10.0, 31.0, 40.0, 62.0, 70.0])
+    progress = encoder_module.ProgressLog("STS15", total=600, interval=30.0, clock=lambda: next(times))
+    caplog.set_level("INFO", logger=encoder_module.__name__)
+    for _ in range(5):
+        progress.update(100)
+    assert [record.getMessage() for record in caplog.records] == [
+        "STS15: 200 of 600 sentences encoded (33%), 31 s",
+        "STS15: 400 of 600 sentences encoded (67%), 62 s",
+    ]

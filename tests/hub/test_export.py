@@ -96,18 +96,19 @@ def test_resume_from_checkpoint_with_custom_code(tiny_model_dir: str, tiny_corpu
     assert (resumed / "checkpoint-3" / REMOTE_CODE_FILE).is_file()
 
 
-def test_adapter_records_the_hub_id_of_a_packaged_base_and_loads_offline(tmp_path: Path) -> None:
-    """A LoRA adapter on the quick-start model (loaded from its package's local copy) records the Hub id, not the
-    local path, and still loads here without network (the id resolves to the installed package)."""
+def test_adapter_names_a_packaged_base_locally_and_by_hub_id_for_the_hub(tmp_path: Path) -> None:
+    """A LoRA adapter on the quick-start model (loaded from its package's local copy) keeps that local path in a
+    folder saved by training, where the loaders find it offline, and records the Hub id when exported for the Hub,
+    where mixcse_hf still loads it offline (the id resolves to the installed package)."""
     model = apply_lora(AutoModel.from_pretrained(minilm_path()), r=2, alpha=4, dropout=0.0)
-    model.save_pretrained(tmp_path / "adapter")
-    assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"] == (
-        minilm_path()
-    )
-    export_checkpoint(str(tmp_path / "adapter"), model)
-    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    adapter = tmp_path / "adapter"
+    model.save_pretrained(adapter)
+    export_checkpoint(str(adapter), model)
+    assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == minilm_path()
+    export_checkpoint(str(adapter), model, for_hub=True)
+    config = json.loads((adapter / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
-    loaded = load_adapter_model(str(tmp_path / "adapter"))
+    loaded = load_adapter_model(str(adapter))
     features = AutoTokenizer.from_pretrained(minilm_path())(SENTENCES[:2], padding=True, return_tensors="pt")
     with torch.no_grad():
         assert torch.allclose(loaded(**features).pooler_output, model.eval()(**features).pooler_output, atol=1e-6)

