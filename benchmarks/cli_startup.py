@@ -13,12 +13,13 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from harness import machine
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO_ROOT, "benchmarks", "results", "cli_startup.json")
@@ -78,7 +79,7 @@ def main() -> None:
         print(f"  {row['stderr']}")
     result = {
         "date": datetime.date.today().isoformat(),
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+        "machine": machine(),
         "load_average_at_end": os.getloadavg(),
         "repo": args.label,
         "rounds": args.rounds,

@@ -308,8 +308,32 @@ def run_variants(variants: list[str], rounds: int, options: list[str]) -> dict[s
     return summary
 
 
+CPU_FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+"""The instruction-set flags that decide training speed on a CPU, bf16's above all."""
+
+
+def cpu_description() -> dict:
+    """The CPU's model name and its flags of :data:`CPU_FLAGS_OF_INTEREST`, from ``/proc/cpuinfo``."""
+    model, flags = "unknown", set()
+    if os.path.isfile("/proc/cpuinfo"):
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+    return {"model": model, "flags": [flag for flag in CPU_FLAGS_OF_INTEREST if flag in flags]}
+
+
 def machine() -> dict:
-    return {"cpus": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+    """What a benchmark result records of the machine it was measured on."""
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu_description(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import datetime
 import json
 import os
 import statistics
+import subprocess
+import sys
 
 from harness import machine, run_child
 
@@ -23,28 +25,10 @@ RESULTS = os.path.join(os.path.dirname(__file__), "results", "precision.json")
 SETTINGS = {"native": {}, "oneDNN limited to AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2"}}
 VARIANTS = {"fp32": "mixcse", "bf16": "mixcse_bf16", "auto": "mixcse_auto"}
 QUICK_START = ["--pooler_type", "avg", "--mlp_only_train", "false"]
-FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
-
-
-def cpu_description() -> dict:
-    """Model name and the instruction-set flags that decide bf16 speed, from ``/proc/cpuinfo``."""
-    model, flags = "unknown", set()
-    if os.path.isfile("/proc/cpuinfo"):
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    model = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-    return {"model": model, "flags": [flag for flag in FLAGS_OF_INTEREST if flag in flags]}
 
 
 def auto_choice(environment: dict[str, str]) -> str:
     """What ``precision: auto`` picks on the CPU under ``environment`` (a fresh process: oneDNN reads it once)."""
-    import subprocess
-    import sys
-
     code = "from mixcse_hf.training.precision import automatic_precision; print(automatic_precision('cpu').name)"
     process = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ, **environment}
@@ -67,7 +51,8 @@ def main() -> None:
                 seconds = run_child(variant, options, environment)["step_seconds"]
                 steps[setting][name] += seconds
                 print(f"round {round_index + 1} {setting} {name}: {statistics.median(seconds):.2f} s/step", flush=True)
-    cpu = cpu_description()
+    measured_on = machine()
+    cpu = measured_on["cpu"]
     print(f"\nCPU: {cpu['model']}, {os.cpu_count()} cores, flags: {' '.join(cpu['flags']) or 'none of interest'}")
     table = {}
     for setting, environment in SETTINGS.items():
@@ -83,8 +68,7 @@ def main() -> None:
         print(f"{setting}: auto chose {chosen}; {ratios}")
     result = {
         "date": datetime.date.today().isoformat(),
-        "cpu": {**cpu, "cores": os.cpu_count()},
-        "machine": machine(),
+        "machine": measured_on,
         "setting": "all-MiniLM-L6-v2, mean pooling, MixCSE, batch 64, length 32",
         "steps_per_measurement": args.steps,
         "warmup": args.warmup,

@@ -18,7 +18,6 @@ import torch
 from mixcse_hf.errors import UsageError
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
-CHOSEN = ("bf16", "fp16", "fp32")
 
 
 @dataclass(frozen=True)
