@@ -26,6 +26,7 @@ setup(
         "peft==0.21.2",
         "scipy==1.17.1",
         "matplotlib>=3.8",
+        "filelock>=3.12",  # the run directory's lock
         "pyyaml>=6.0",
         "tqdm>=4.66",
     ],
@@ -51,7 +52,7 @@ setup(
             "mixcse-train=run_mixcse:main",
             "mixcse-eval=mixcse_hf.evaluation.cli:main",
             "mixcse-encode=mixcse_hf.encode:main",
-            "mixcse-push=mixcse_hf.hub.push:main",
+            "mixcse-push=mixcse_hf.cli.push:main",
             "mixcse-plot=mixcse_hf.plot:main",
         ]
     },

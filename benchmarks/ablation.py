@@ -31,8 +31,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 from mixcse_hf.plot import STATE_FILE, load_log_history, plot_gradient_signal  # noqa: E402
-from mixcse_hf.training.config import RESOLVED_CONFIG_NAME  # noqa: E402
-from mixcse_hf.training.job import RESULTS_NAME  # noqa: E402
+from mixcse_hf.training.run_dir import RESOLVED_CONFIG_FILE, RESULTS_FILE  # noqa: E402
 
 BASE_CONFIG = os.path.join(REPO_ROOT, "configs", "quickstart.yaml")
 SEVEN_TASK_FILE = "sts7_results.json"
@@ -77,7 +76,7 @@ def train_run(flags: list[str], seed: int, directory: str, args: argparse.Namesp
 
 def run_config(directory: str) -> dict:
     """The resolved configuration the run in ``directory`` recorded."""
-    with open(os.path.join(directory, RESOLVED_CONFIG_NAME), encoding="utf-8") as handle:
+    with open(os.path.join(directory, RESOLVED_CONFIG_FILE), encoding="utf-8") as handle:
         return yaml.safe_load(handle)
 
 
@@ -110,7 +109,7 @@ def report_failure(process: subprocess.CompletedProcess, directory: str) -> bool
 def read_run(directory: str) -> dict[str, float] | None:
     """STS-B dev/test of the trained model (the run's first evaluation pooler) and, once evaluated, the
     7-task average ("avg7"); None while the run has not finished."""
-    result_path = os.path.join(directory, RESULTS_NAME)
+    result_path = os.path.join(directory, RESULTS_FILE)
     if not os.path.isfile(result_path):
         return None
     with open(result_path, encoding="utf-8") as handle:
@@ -143,7 +142,7 @@ def run_cell(cell: str, flags: list[str], seed: int, args: argparse.Namespace) -
     its results, None when it has not finished."""
     directory = run_dir(args.output_dir, cell, seed)
     selected = not args.report_only and (not args.cells or any(cell.startswith(name) for name in args.cells))
-    finished = os.path.isfile(os.path.join(directory, RESULTS_NAME))
+    finished = os.path.isfile(os.path.join(directory, RESULTS_FILE))
     if finished:
         check_budget(directory, args)
     if selected and not finished:

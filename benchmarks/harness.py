@@ -124,20 +124,20 @@ def encoder_training_flops(config, rows: int, length: int, forwards: int = 3) ->
 def timed_training(flags: list[str], timer: StepTimer | None = None) -> tuple[list[float], torch.nn.Module]:
     """Train through MixCSETrainer with run_mixcse flags (no output written beyond ``--output_dir``); returns the
     seconds of every step and the trained model. ``timer``: the step timer to use (read afterwards)."""
+    from mixcse_hf.training.build import build_model, build_training_data
     from mixcse_hf.training.config import parse_run_args
-    from mixcse_hf.training.job import build_collator, build_model, build_train_dataset
     from mixcse_hf.training.trainer import MixCSETrainer
 
     model_args, data_args, training_args = parse_run_args(flags)
     model, tokenizer = build_model(model_args, training_args, resuming=False)
     timer = timer or StepTimer()
-    train_dataset = build_train_dataset(data_args, training_args, tokenizer)
+    data = build_training_data(data_args, training_args, tokenizer)
     trainer = MixCSETrainer(
         model=model,
         args=training_args,
-        train_dataset=train_dataset,
+        train_dataset=data.dataset,
         processing_class=tokenizer,
-        data_collator=build_collator(train_dataset, tokenizer, data_args.max_seq_length),
+        data_collator=data.collator,
         callbacks=[timer],
     )
     trainer.train()

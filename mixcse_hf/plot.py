@@ -23,10 +23,11 @@ from matplotlib.ticker import MaxNLocator
 from transformers.trainer_utils import get_last_checkpoint
 
 from mixcse_hf.errors import UsageError, run_cli
-from mixcse_hf.training.history import EVAL_PREFIX, RESULTS_NAME, evaluation_metrics, evaluation_points
+from mixcse_hf.training.history import EVAL_PREFIX, evaluation_metrics, evaluation_points
+from mixcse_hf.training.run_dir import PLOT_FILE, read_results
+from mixcse_hf.training.summary import RunSummary
 
 STATE_FILE = "trainer_state.json"
-PLOT_NAME = "training_curves.png"
 GEOMETRY_METRICS = ("alignment", "uniformity")
 CURVES_TITLE = "Evaluation during training"
 LOSS_TITLE = "Training loss"
@@ -222,18 +223,15 @@ def load_log_history(run_dir: str) -> list[dict]:
 
 
 def load_start_metrics(run_dir: str) -> dict[str, float] | None:
-    """The start model's metrics from ``run_dir/sts_results.json`` (key ``start_metrics``); None without them."""
-    path = os.path.join(run_dir, RESULTS_NAME)
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle).get("start_metrics")
+    """The start model's metrics from the run's results file; None without them."""
+    results = read_results(run_dir)
+    return RunSummary.from_results(run_dir, results).start_metrics() or None if results else None
 
 
 def plot_run(run_dir: str, output_png: str | None = None) -> str:
     """Draw ``run_dir``'s training curves (with the start model's metrics at step 0 when the run recorded
     them) to ``output_png`` (default ``run_dir/training_curves.png``); returns the PNG's path."""
-    output_png = output_png or os.path.join(run_dir, PLOT_NAME)
+    output_png = output_png or os.path.join(run_dir, PLOT_FILE)
     plot_training(load_state(run_dir), output_png, load_start_metrics(run_dir))
     return output_png
 
@@ -250,7 +248,7 @@ def plot_command(argv: list[str]) -> None:
         prog="mixcse-plot", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("run_dirs", nargs="+", help="a run's output_dir (or a checkpoint directory)")
-    parser.add_argument("--output", help=f"PNG path (default: RUN_DIR/{PLOT_NAME})")
+    parser.add_argument("--output", help=f"PNG path (default: RUN_DIR/{PLOT_FILE})")
     parser.add_argument(
         "--gradient_signal", action="store_true", help="compare the runs' gradient signal instead (needs --output)"
     )

@@ -267,20 +267,19 @@ def resume_config(tmp_path: Path, model_dir: str, corpus: Path, **extra: object)
 
 def kill_after_checkpoint(config: Path, output_dir: Path, step: int) -> None:
     """Run ``run_mixcse.py config`` into ``output_dir`` and SIGKILL it as soon as ``checkpoint-{step}`` is complete,
-    its run identity included (what a resume looks for)."""
+    its run record included (what a resume looks for)."""
     import signal
     import subprocess
     import sys
     import time
 
-    from mixcse_hf.training.identity import read_identity
-    from mixcse_hf.training.resume import checkpoint_problem
+    from mixcse_hf.training.run_dir import checkpoint_problem, read_run_record
 
     command = [sys.executable, str(REPO_ROOT / "run_mixcse.py"), str(config), "--output_dir", str(output_dir)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoint = str(output_dir / f"checkpoint-{step}")
     deadline = time.monotonic() + 600  # a guard against a hung run, generous for a loaded machine
-    while not (checkpoint_problem(checkpoint) is None and read_identity(checkpoint)) and process.poll() is None:
+    while not (checkpoint_problem(checkpoint) is None and read_run_record(checkpoint)) and process.poll() is None:
         assert time.monotonic() < deadline, f"no checkpoint-{step} within 10 minutes"
         time.sleep(0.002)
     os.kill(process.pid, signal.SIGKILL)

@@ -118,8 +118,8 @@ def test_gradcache_matches_one_plain_pass_on_cuda(tiny_model_dir: str) -> None:
 def train_steps(model_dir: str, corpus: str, output_dir: str, precision: str) -> tuple[list[float], object]:
     """16 MixCSETrainer steps (batch 8, constant lr 5e-4, seed 0) of the model at ``model_dir`` in ``precision``
     ("bf16"/"fp16"); returns the logged loss of each step and the trainer."""
+    from mixcse_hf.training.build import build_model, build_training_data
     from mixcse_hf.training.config import parse_run_args
-    from mixcse_hf.training.job import build_model, build_train_dataset
     from mixcse_hf.training.trainer import MixCSETrainer
 
     flags = [
@@ -134,7 +134,7 @@ def train_steps(model_dir: str, corpus: str, output_dir: str, precision: str) ->
     trainer = MixCSETrainer(
         model=model,
         args=training_args,
-        train_dataset=build_train_dataset(data_args, training_args, tokenizer),
+        train_dataset=build_training_data(data_args, training_args, tokenizer).dataset,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
     )

@@ -140,7 +140,7 @@ def test_gradient_signal_one_point_run_is_visible() -> None:
 
 def test_plot_run_reads_start_metrics_from_sts_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _write_state(tmp_path / "run", HISTORY)
-    results = {"stsb_spearman": {}, "start_metrics": {"stsb_spearman": 79.73}}
+    results = {"pooler": "avg", "stsb_spearman": {"avg": {"start": {"dev": 79.73, "test": 70.0}, "trained": {}}}}
     (tmp_path / "run" / "sts_results.json").write_text(json.dumps(results), encoding="utf-8")
     drawn: list[tuple[dict, dict | None]] = []
     monkeypatch.setattr("mixcse_hf.plot.plot_training", lambda state, png, start: drawn.append((state, start)))

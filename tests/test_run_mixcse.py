@@ -137,14 +137,14 @@ def test_final_evaluation_uses_the_saved_float32_model(
     """After bf16 training the reported numbers come from the model as saved (float32), not from the forward
     that training wrapped in autocast."""
     captured = {}
-    original = train_module.evaluate_sts
+    original = train_module.final_scores
 
-    def capturing(trainer, sts, summary, label, poolers):
-        if label == "trained":
+    def capturing(trainer, sts, label):
+        if label == "trained model":
             captured["embeddings"] = trainer.sentence_encoder().encode(SENTENCES)
-        return original(trainer, sts, summary, label, poolers)
+        return original(trainer, sts, label)
 
-    monkeypatch.setattr(train_module, "evaluate_sts", capturing)
+    monkeypatch.setattr(train_module, "final_scores", capturing)
     out = tmp_path / "out"
     config = _config(tmp_path, tiny_model_dir, tiny_corpus, tiny_senteval, out, bf16=True, pooler_type="avg")
     assert main([config]) == 0

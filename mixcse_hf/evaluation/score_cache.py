@@ -1,5 +1,5 @@
-"""Scores of a model on fixed data, cached by a fingerprint of the model's weights, its tokenizer and the data, so
-that the start model of a run is encoded once however many runs start from it.
+"""Scores of a model on fixed data, cached (:func:`cached_scores`) by a fingerprint of the model's weights, its
+tokenizer and the data, so that the start model of a run is encoded once however many runs start from it.
 
 The cache lives in ``$MIXCSE_CACHE_DIR`` (default ``$XDG_CACHE_HOME/mixcse_hf``, i.e. ``~/.cache/mixcse_hf``), one
 small JSON file per fingerprint; deleting it is always safe.
@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -67,3 +68,15 @@ def save_scores(key: str, scores: dict[str, Any]) -> None:
         write_json_atomically(_path(key), scores)
     except OSError as err:
         logger.warning("Could not cache scores in %s (%s); set %s to a writable directory", cache_dir(), err, CACHE_ENV)
+
+
+def cached_scores(key: str, measure: Callable[[], dict[str, Any]], store: bool = True) -> tuple[dict[str, Any], bool]:
+    """The scores cached under ``key``, else ``measure()``'s, cached under it when ``store``; and whether they
+    came from the cache."""
+    cached = load_scores(key)
+    if cached is not None:
+        return cached, True
+    scores = measure()
+    if store:
+        save_scores(key, scores)
+    return scores, False

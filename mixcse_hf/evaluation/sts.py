@@ -4,6 +4,8 @@ plus alignment and uniformity (Wang & Isola, 2020) of the embeddings."""
 from __future__ import annotations
 
 import functools
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import torch.nn.functional as F
 from mixcse_hf.evaluation.sts_data import StsPairs
 from mixcse_hf.models.encoder import SentenceEncoder
 
+logger = logging.getLogger(__name__)
 ALIGNMENT_MIN_SCORE = 4.0
 STS_SPEARMAN_METRIC = Path(__file__).with_name("metrics") / "sts_spearman"
 
@@ -58,6 +61,26 @@ def sts_spearman(
     """Spearman correlation x 100 between gold scores and cosine similarities of the encoded pairs."""
     first, second = encode_pairs(encoder, pairs, batch_size, show_progress_bar, desc)
     return spearman100(pairs.scores, F.cosine_similarity(first, second, dim=-1).numpy())
+
+
+def stsb_scores(
+    encoder: SentenceEncoder, splits: Mapping[str, StsPairs], poolers: Sequence[str], batch_size: int, label: str
+) -> dict[str, dict[str, float]]:
+    """Spearman x 100 (rounded to 2 decimals) of ``encoder`` with each of ``poolers`` on each STS-B split:
+    pooler -> split -> value, each logged with ``label`` (e.g. "start model")."""
+    scores: dict[str, dict[str, float]] = {}
+    pooler_type = encoder.pooler_type
+    try:
+        for pooler in poolers:
+            encoder.pooler_type = pooler
+            for split, pairs in splits.items():
+                desc = f"{label}, STS-B {split} ({pooler})"
+                value = sts_spearman(encoder, pairs, batch_size=batch_size, desc=desc)
+                scores.setdefault(pooler, {})[split] = round(value, 2)
+                logger.info("%s: Spearman x100 %.2f", desc, value)
+    finally:
+        encoder.pooler_type = pooler_type
+    return scores
 
 
 def alignment_uniformity(

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from huggingface_hub import EvalResult, ModelCardData
 
+from mixcse_hf.losses.mixcse import HARD_NEGATIVE_OPTIONS, LOGGING_OPTIONS
+from mixcse_hf.models.encoder import public_model_name
 from mixcse_hf.models.pooling import POOLERS
 
 WIKI1M_DATASET = "princeton-nlp/datasets-for-simcse"
@@ -210,20 +213,42 @@ def _plain_pooling_code(pooler: str) -> str:
     return code or f"# pooler {pooler}: see mixcse_hf.models.pooling.POOLERS, or use trust_remote_code=True"
 
 
-CARD_INFO_FILE = "mixcse_card.json"
+README_FILE = "README.md"
 
 
-def write_model_card(directory: str, info: ModelCardInfo) -> None:
-    """``README.md``, plus the card's inputs as JSON so that ``mixcse_hf.hub.push`` can re-render it for a repo id."""
-    with open(os.path.join(directory, "README.md"), "w", encoding="utf-8") as handle:
+def write_readme(directory: str, info: ModelCardInfo) -> None:
+    with open(os.path.join(directory, README_FILE), "w", encoding="utf-8") as handle:
         handle.write(render_model_card(info))
-    with open(os.path.join(directory, CARD_INFO_FILE), "w", encoding="utf-8") as handle:
-        json.dump(asdict(info), handle, indent=2)
 
 
-def read_card_info(directory: str) -> ModelCardInfo | None:
-    path = os.path.join(directory, CARD_INFO_FILE)
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as handle:
-        return ModelCardInfo(**json.load(handle))
+def for_hub(info: ModelCardInfo, repo_id: str) -> ModelCardInfo:
+    """The card of a folder saved by training as it reads on the Hub under ``repo_id``: named by it, its code
+    loading it from there, its base model a Hub id or nothing (a local path means nothing on the Hub)."""
+    base_model = public_model_name(info.base_model) if info.base_model else None
+    return replace(info, model_name=repo_id, base_model=base_model, load_from=None)
+
+
+TEXT_LAYOUTS = {
+    1: "unsupervised (two dropout views of each sentence)",
+    2: "supervised pairs (anchor, positive)",
+    3: "supervised triplets (anchor, positive, hard negative)",
+}
+"""What a row of the training data is, by its number of text columns."""
+
+
+def training_objective(mix_lambda: float | None, text_columns: int) -> str:
+    """E.g. "MixCSE, unsupervised (two dropout views…)" or "SimCSE (no mixed negatives), supervised triplets…"."""
+    method = "MixCSE" if mix_lambda else "SimCSE (no mixed negatives)"
+    return f"{method}, {TEXT_LAYOUTS.get(text_columns, TEXT_LAYOUTS[1])}"
+
+
+def training_recipe(loss_options: dict[str, Any], text_columns: int, settings: dict[str, Any]) -> dict[str, Any]:
+    """The card's training table: the objective, the loss's options as the loss reports them
+    (``MixCSELoss.options()``; those that only log left out, the hard-negative ones only for triplets), then the
+    run's other ``settings`` (batch, learning rate, data…)."""
+    loss = {
+        name: value
+        for name, value in loss_options.items()
+        if name not in LOGGING_OPTIONS and (text_columns == 3 or name not in HARD_NEGATIVE_OPTIONS)
+    }
+    return {"objective": training_objective(loss_options.get("mix_lambda"), text_columns), **loss, **settings}

@@ -21,9 +21,9 @@ from peft import PeftModel
 from safetensors.torch import save_file
 from transformers import PreTrainedModel
 
-from mixcse_hf.hub.card import ModelCardInfo, write_model_card
+from mixcse_hf.hub.card import ModelCardInfo, write_readme
 from mixcse_hf.models import pooling
-from mixcse_hf.models.encoder import ST_MODE_KEYS, public_model_name
+from mixcse_hf.models.encoder import ST_MODE_KEYS
 from mixcse_hf.models.lora import backbone_of, pooler_dense
 from mixcse_hf.models.pooling import get_pooler, recorded_pooler
 from mixcse_hf.paths import umask_file_mode
@@ -126,19 +126,6 @@ def write_sentence_transformers_files(
     return True
 
 
-def publish_adapter_base(directory: str) -> None:
-    """PEFT records the base model as it was loaded, often a local directory (the quick-start model's package copy):
-    the loaders find it there offline, but on the Hub it means nothing. Record its Hub id instead where one is
-    known."""
-    path = os.path.join(directory, "adapter_config.json")
-    with open(path, encoding="utf-8") as handle:
-        config = json.load(handle)
-    hub_id = public_model_name(config.get("base_model_name_or_path") or "")
-    if hub_id and hub_id != config.get("base_model_name_or_path"):
-        config["base_model_name_or_path"] = hub_id
-        _write_json(path, config)
-
-
 def apply_umask_to_weights(directory: str) -> None:
     """safetensors writes its files with mode 600 whatever the umask; give them the mode every other file
     gets."""
@@ -151,22 +138,21 @@ def apply_umask_to_weights(directory: str) -> None:
 
 
 def export_checkpoint(
-    directory: str, model: torch.nn.Module, card: ModelCardInfo | None = None, for_hub: bool = False
-) -> None:
+    directory: str, model: torch.nn.Module, card: ModelCardInfo | None = None
+) -> ModelCardInfo | None:
     """Write the remote-code file (full checkpoints), the sentence-transformers files and the model card into
     ``directory``, which already holds the saved model (``config.json`` + safetensors, or a PEFT adapter).
-    A full model's config must carry :func:`add_auto_map` before it is saved. ``for_hub``: the folder is to be
-    uploaded, so an adapter names its base by Hub id and the card's code loads the card's model name; otherwise
-    they name local paths, which load here without network."""
+    A full model's config must carry :func:`add_auto_map` before it is saved. The card's code loads the folder by
+    its absolute path, which works here without network; a push renders it for the Hub id instead
+    (:func:`mixcse_hf.hub.card.for_hub`). Returns the card as written (None without one)."""
     backbone = backbone_of(model)
-    if isinstance(model, PeftModel):
-        if for_hub:
-            publish_adapter_base(directory)
-    else:
+    if not isinstance(model, PeftModel):
         write_remote_code(directory, backbone)
     max_seq_length = min(backbone.config.max_position_embeddings, 512)
     has_st_files = write_sentence_transformers_files(directory, backbone, pooler_dense(model), max_seq_length)
+    written = None
     if card is not None:
-        load_from = None if for_hub else os.path.abspath(directory)
-        write_model_card(directory, replace(card, sentence_transformers=has_st_files, load_from=load_from))
+        written = replace(card, sentence_transformers=has_st_files, load_from=os.path.abspath(directory))
+        write_readme(directory, written)
     apply_umask_to_weights(directory)
+    return written

@@ -1,110 +1,107 @@
-"""Publish an existing checkpoint to the Hub.
+"""Publishing a saved model folder to the Hub as it is: the files its save wrote, less the run's records.
 
-    python -m mixcse_hf.hub.push PATH REPO_ID [--private] [--revision BRANCH] [--commit_message TEXT]
-
-The token comes from ``huggingface-cli login`` or ``HF_TOKEN``; it is never printed or written. Before the
-upload the folder is completed (remote-code file, sentence-transformers files) and the card re-rendered with
-``REPO_ID`` as the model name; Trainer state (optimizer, scheduler, RNG, ``checkpoint-*``) is not uploaded.
+Nothing in the folder is rewritten and nothing is exported again: the model card is rendered for the repository id
+(:func:`mixcse_hf.hub.card.for_hub`) and a LoRA adapter's ``adapter_config.json`` names its base by Hub id in the
+upload only. The token comes from ``huggingface-cli login`` or ``HF_TOKEN``; it is never printed or written.
 """
 
 from __future__ import annotations
 
-import argparse
+import json
 import os
-import sys
-from dataclasses import replace
+from collections.abc import Sequence
 
-from huggingface_hub import HfApi
-from transformers import AutoModel
+from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub.utils import filter_repo_objects
 
-from mixcse_hf.errors import UsageError, run_cli
-from mixcse_hf.hub.card import CARD_INFO_FILE, read_card_info
-from mixcse_hf.hub.export import add_auto_map, export_checkpoint
-from mixcse_hf.models.encoder import default_pooler, is_adapter_folder, load_adapter_model, public_model_name
-from mixcse_hf.models.lora import backbone_of
-from mixcse_hf.models.pooling import CONFIG_POOLER_KEY
+from mixcse_hf.errors import UsageError
+from mixcse_hf.hub.card import README_FILE, ModelCardInfo, for_hub, render_model_card
+from mixcse_hf.models.encoder import ADAPTER_FILES, is_adapter_folder, public_model_name
 
-UPLOAD_IGNORE_PATTERNS = [
-    # Trainer state and resume files
-    *("checkpoint-*", "*.pt", "*.pth", "training_args.bin", "trainer_state.json"),
-    # run records: local paths and values read from the environment live there
-    *("run_config.yaml", "mixcse_run.json", "mixcse_card.json", "*_results.json", "training_curves.png"),
-    *("_*", ".*"),
-]
-"""What a push never uploads; everything else in the folder is the model: weights, config, tokenizer, the remote-code
-file, the sentence-transformers files and the card."""
 FULL_MODEL_FILES = ("config.json", "model.safetensors")
+ADAPTER_CONFIG_FILE = ADAPTER_FILES[0]
+DEFAULT_COMMIT_MESSAGE = "Upload MixCSE sentence encoder (mixcse_hf)"
 
 
-def prepare_for_hub(path: str, repo_id: str) -> None:
-    """Complete ``path`` for publishing under ``repo_id``: re-export our files and re-render the card."""
+def check_model_folder(path: str) -> None:
+    """``path`` holds a model (``config.json`` + weights) or a LoRA adapter; else a one-line :class:`UsageError`."""
     if not os.path.isdir(path):
         raise UsageError(f"checkpoint {path!r} is not a directory")
-    adapter = is_adapter_folder(path)
-    if not adapter and not all(os.path.isfile(os.path.join(path, name)) for name in FULL_MODEL_FILES):
+    if not is_adapter_folder(path) and not all(os.path.isfile(os.path.join(path, name)) for name in FULL_MODEL_FILES):
         raise UsageError(
             f"{path!r} holds neither a model (config.json + model.safetensors) nor a LoRA adapter "
             "(adapter_config.json + adapter_model.safetensors); pass a run's output_dir or a checkpoint-* folder"
         )
-    if adapter:
-        model = load_adapter_model(path)
-        # The sentence-transformers files follow the config's pooler, which an adapter's base lacks: the pooler the
-        # run recorded (in the card) goes there first.
-        backbone = backbone_of(model)
-        setattr(backbone.config, CONFIG_POOLER_KEY, default_pooler(backbone, path))
-    else:
-        model = AutoModel.from_pretrained(path)
-        add_auto_map(model)
-        model.config.save_pretrained(path)
-    card = read_card_info(path)
-    if card is None:
-        print(f"note: {path} has no {CARD_INFO_FILE}: its README.md is uploaded as it is")
-    if card is not None:  # cards written before base_model was made public could hold a local path
-        base_model = public_model_name(card.base_model) if card.base_model else None
-        card = replace(card, model_name=repo_id, base_model=base_model)
-    export_checkpoint(path, model, card, for_hub=True)
 
 
-def push_checkpoint(
-    path: str, repo_id: str, private: bool = False, revision: str | None = None, commit_message: str | None = None
-) -> str:
-    """Prepare ``path`` and upload it to ``repo_id`` (created if missing); returns the commit URL."""
-    prepare_for_hub(path, repo_id)
-    HfApi().create_repo(repo_id, private=private, exist_ok=True)
-    commit = upload_model_folder(path, repo_id, commit_message, revision)
-    return str(getattr(commit, "commit_url", commit))
+def _folder_files(folder: str) -> list[str]:
+    """Every file under ``folder``, as a path relative to it with ``/`` separators (as the Hub names them)."""
+    return [
+        os.path.relpath(os.path.join(root, name), folder).replace(os.sep, "/")
+        for root, _, names in os.walk(folder)
+        for name in names
+    ]
+
+
+def published_adapter_config(folder: str) -> bytes:
+    """``adapter_config.json`` naming the base by Hub id where one is known. PEFT records the base as it was
+    loaded, often a local directory (the quick-start model's package copy), which means nothing on the Hub."""
+    with open(os.path.join(folder, ADAPTER_CONFIG_FILE), encoding="utf-8") as handle:
+        config = json.load(handle)
+    hub_id = public_model_name(config.get("base_model_name_or_path") or "")
+    if hub_id:
+        config["base_model_name_or_path"] = hub_id
+    return (json.dumps(config, indent=2) + "\n").encode()
+
+
+def hub_contents(
+    folder: str, repo_id: str, card: ModelCardInfo | None, ignore_patterns: Sequence[str]
+) -> dict[str, str | bytes]:
+    """What an upload of ``folder`` to ``repo_id`` holds: path in the repository -> the local file uploaded as it
+    is, or the bytes that stand for it (the card rendered for ``repo_id``, a published adapter config)."""
+    names = sorted(filter_repo_objects(_folder_files(folder), ignore_patterns=list(ignore_patterns)))
+    contents: dict[str, str | bytes] = {name: os.path.join(folder, name) for name in names}
+    if card is not None:
+        contents[README_FILE] = render_model_card(for_hub(card, repo_id)).encode()
+    if ADAPTER_CONFIG_FILE in contents:
+        contents[ADAPTER_CONFIG_FILE] = published_adapter_config(folder)
+    return contents
 
 
 def upload_model_folder(
-    path: str, repo_id: str, commit_message: str | None = None, revision: str | None = None, run_as_future: bool = False
+    folder: str,
+    repo_id: str,
+    card: ModelCardInfo | None,
+    ignore_patterns: Sequence[str],
+    commit_message: str | None = None,
+    revision: str | None = None,
+    run_as_future: bool = False,
 ) -> object:
-    """Upload the model files of ``path`` (never what :data:`UPLOAD_IGNORE_PATTERNS` names) to ``repo_id``."""
-    return HfApi().upload_folder(
-        repo_id=repo_id,
-        folder_path=path,
-        ignore_patterns=UPLOAD_IGNORE_PATTERNS,
+    """One commit of :func:`hub_contents` to ``repo_id``; a future of it with ``run_as_future``."""
+    operations = [
+        CommitOperationAdd(path_in_repo=name, path_or_fileobj=content)
+        for name, content in hub_contents(folder, repo_id, card, ignore_patterns).items()
+    ]
+    return HfApi().create_commit(
+        repo_id,
+        operations,
+        commit_message=commit_message or DEFAULT_COMMIT_MESSAGE,
         revision=revision,
-        commit_message=commit_message or "Upload MixCSE sentence encoder (mixcse_hf)",
         run_as_future=run_as_future,
     )
 
 
-def push_command(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(
-        prog="mixcse-push", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("path", help="a run's output_dir or one of its checkpoint-* folders")
-    parser.add_argument("repo_id", help="Hub repository, e.g. your-name/mixcse-bert-base")
-    parser.add_argument("--private", action="store_true", help="create the repository as private")
-    parser.add_argument("--revision", help="branch to push to")
-    parser.add_argument("--commit_message")
-    args = parser.parse_args(argv)
-    print(push_checkpoint(args.path, args.repo_id, args.private, args.revision, args.commit_message))
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_cli(push_command, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def push_model_folder(
+    folder: str,
+    repo_id: str,
+    card: ModelCardInfo | None,
+    ignore_patterns: Sequence[str],
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str | None = None,
+) -> str:
+    """Check ``folder``, create ``repo_id`` if missing and upload the folder to it; returns the commit URL."""
+    check_model_folder(folder)
+    HfApi().create_repo(repo_id, private=private, exist_ok=True)
+    commit = upload_model_folder(folder, repo_id, card, ignore_patterns, commit_message, revision)
+    return str(getattr(commit, "commit_url", commit))

@@ -28,6 +28,10 @@ from mixcse_hf.losses.mixing import (
 
 MIXED_NEGATIVES = ("reference", "paired", "none")
 MIX_SIDES = ("both", "anchor")
+HARD_NEGATIVE_OPTIONS = ("hard_negative_weight", "mixed_hard_negative")
+"""Options that act on a triplet's hard negative only."""
+LOGGING_OPTIONS = ("log_gradient_signal",)
+"""Options that change what is logged, not what is trained."""
 
 
 def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

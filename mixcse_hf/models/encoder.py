@@ -23,7 +23,6 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from mixcse_hf.errors import UsageError
-from mixcse_hf.hub.card import read_card_info
 from mixcse_hf.models.packing import embed_packed
 from mixcse_hf.models.pooling import (
     CONFIG_MLP_ONLY_TRAIN_KEY,
@@ -200,9 +199,10 @@ def default_pooler(model: PreTrainedModel, path: str) -> str:
     ``cls_before_pooler``."""
     if hasattr(model.config, CONFIG_POOLER_KEY):
         return recorded_pooler(model.config)
-    card = read_card_info(path) if os.path.isdir(path) else None
-    if card is not None:
-        return card.pooler
+    card_file = os.path.join(path, "mixcse_card.json")
+    if os.path.isfile(card_file):
+        with open(card_file, encoding="utf-8") as handle:
+            return json.load(handle)["pooler"]
     return sentence_transformers_pooler(resolve_model_path(path)) or "cls_before_pooler"
 
 

@@ -15,7 +15,7 @@ from mixcse_hf.losses.mixcse import MixCSELoss
 from mixcse_hf.losses.mixing import check_choice
 from mixcse_hf.models.encoder import check_pooler_type
 from mixcse_hf.training.identity import CHANGEABLE, resumed_settings
-from mixcse_hf.training.options import MixCSEOptions
+from mixcse_hf.training.options import DataArguments, MixCSEOptions
 from mixcse_hf.training.precision import precision_of_flags, resolve_precision
 
 MASK_VALUES = {"zero": 0.0, "neg_inf": -math.inf}
@@ -49,6 +49,22 @@ def check_padding_free(args: MixCSEOptions) -> None:
         )
 
 
+def check_run_arguments(data_args: DataArguments, training_args: MixCSETrainingArguments) -> None:
+    """The checks across argument groups (each group checks its own fields when it is built)."""
+    if not training_args.do_train and not training_args.do_eval:
+        raise UsageError("nothing to do: do_train and do_eval are both false; set do_train true to train")
+    if training_args.pack_length is not None and training_args.pack_length < data_args.max_seq_length:
+        raise UsageError(
+            f"pack_length {training_args.pack_length} is shorter than max_seq_length {data_args.max_seq_length}: "
+            f"a sentence would not fit in a row; pass --pack_length {2 * data_args.max_seq_length} or unset it"
+        )
+    if data_args.streaming and training_args.do_train and training_args.max_steps <= 0:
+        raise UsageError(
+            "streaming data has no length, so num_train_epochs cannot end the run: pass --max_steps N (optimizer "
+            "steps; epochs of the corpus follow each other until then)"
+        )
+
+
 @dataclass
 class MixCSETrainingArguments(MixCSEOptions, TrainingArguments):
     def __post_init__(self) -> None:
@@ -61,20 +77,11 @@ class MixCSETrainingArguments(MixCSEOptions, TrainingArguments):
         if self.device_type == "cpu":
             self.dataloader_pin_memory = False  # pinning needs an accelerator; asked for on a CPU it only warns
         super().__post_init__()
+        self.move_hub_token_to_environment()
         check_reporting_integrations(self.report_to)
-        if not self.temp > 0:
-            raise UsageError(f"temp must be > 0 (the softmax temperature; the recipe uses 0.05), got {self.temp}")
-        if self.mix_lambda and not 0 < self.mix_lambda < 1:
-            raise UsageError(
-                f"mix_lambda must be in (0, 1) (the recipe uses 0.2), or 0 for plain SimCSE; got {self.mix_lambda}"
-            )
         check_pooler_type(self.pooler_type)
-        if self.mix_lambda_end is not None and not 0 < self.mix_lambda_end < 1:
-            raise UsageError(f"mix_lambda_end must be in (0, 1), got {self.mix_lambda_end}")
-        if self.lambda_schedule in ("linear", "cosine") and self.mix_lambda_end is None:
-            raise UsageError(f"lambda_schedule {self.lambda_schedule} needs --mix_lambda_end (the final lambda)")
         check_choice("mixed_negative_mask", self.mixed_negative_mask, tuple(MASK_VALUES))
-        try:  # the loss refuses the rest (unknown choices, options that mix nothing…) with its own messages
+        try:  # the loss checks its own options (ranges, choices, options that mix nothing…)
             self.mixcse_loss()
         except ValueError as err:
             raise UsageError(str(err)) from err
@@ -97,6 +104,18 @@ class MixCSETrainingArguments(MixCSEOptions, TrainingArguments):
                 "per_device_train_batch_size must be >= 2: the other sentences of the batch are the negatives "
                 f"(the recipe uses 64); got {self.per_device_train_batch_size}"
             )
+
+    def move_hub_token_to_environment(self) -> None:
+        """The Trainer pickles its arguments into every checkpoint (``training_args.bin``, removed after each save
+        but written first): keep the token out of them. ``huggingface_hub`` reads it from ``HF_TOKEN`` instead."""
+        if self.hub_token:
+            os.environ["HF_TOKEN"] = self.hub_token
+            self.hub_token = None
+
+    @property
+    def global_batch_size(self) -> int:
+        """Rows per optimizer step, over every process and accumulated batch."""
+        return self.per_device_train_batch_size * self.world_size * self.gradient_accumulation_steps
 
     def apply_evaluation_switch(self) -> None:
         """``do_eval`` decides for all evaluation: false also turns off evaluating during training (and so keeping

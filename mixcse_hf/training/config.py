@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from mixcse_hf.training.arguments import MixCSETrainingArguments
 
 RunArguments = tuple[ModelArguments, DataArguments, "MixCSETrainingArguments"]
-RESOLVED_CONFIG_NAME = "run_config.yaml"
 _ENV_VAR = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 
 
@@ -198,6 +197,9 @@ def parse_run_args(argv: Sequence[str]) -> RunArguments:
         raise
     except ValueError as err:  # TrainingArguments' own consistency checks
         raise UsageError(" ".join(str(err).split())) from err
+    from mixcse_hf.training.arguments import check_run_arguments
+
+    check_run_arguments(data_args, training_args)
     return model_args, data_args, training_args
 
 
@@ -219,8 +221,3 @@ def _init_fields() -> set[str]:
         for f in dataclasses.fields(cls)
         if f.init
     }
-
-
-def save_resolved_config(path: str, args: RunArguments) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        yaml.safe_dump(resolved_config(*args), handle, sort_keys=True)

@@ -1,10 +1,7 @@
-"""Reading what a run logged: the Trainer's ``log_history`` (which entries are evaluations, what they measured)
-and where the run's results are."""
+"""Reading what a run logged: the Trainer's ``log_history`` (which entries are evaluations, what they measured)."""
 
 from __future__ import annotations
 
-RESULTS_NAME = "sts_results.json"
-"""A run's STS-B results in its output_dir: the job writes it, the plot reads the start scores from it."""
 EVAL_PREFIX = "eval_"
 BOOKKEEPING = ("runtime", "samples_per_second", "steps_per_second")
 """Evaluation entries the Trainer or we add that are timings, not measurements of the model."""

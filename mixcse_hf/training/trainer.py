@@ -3,9 +3,7 @@ default) and evaluates it with pluggable evaluators (STS-B dev Spearman by defau
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -14,17 +12,16 @@ from typing import Any
 import datasets
 import torch
 from torch import nn
-from transformers import Trainer, TrainerState
-from transformers.trainer import TRAINER_STATE_NAME, TRAINING_ARGS_NAME
+from transformers import Trainer
 from transformers.trainer_utils import TrainOutput, get_last_checkpoint
 from transformers.utils.hub import PushInProgress
 
 from mixcse_hf.errors import TrainingDiverged, UsageError
 from mixcse_hf.evaluation.evaluators import STSEvaluator
 from mixcse_hf.evaluation.sts_data import StsPairs
-from mixcse_hf.hub.card import ModelCardInfo, write_model_card
+from mixcse_hf.hub.card import ModelCardInfo
 from mixcse_hf.hub.export import add_auto_map, export_checkpoint
-from mixcse_hf.hub.push import push_checkpoint, upload_model_folder
+from mixcse_hf.hub.push import push_model_folder, upload_model_folder
 from mixcse_hf.losses.base import (
     BatchLoss,
     batch_loss,
@@ -40,9 +37,16 @@ from mixcse_hf.models.lora import backbone_of
 from mixcse_hf.models.pooling import inference_pooler
 from mixcse_hf.training.distributed import gather_with_grad
 from mixcse_hf.training.history import evaluation_metrics, evaluation_points
-from mixcse_hf.training.identity import read_identity
 from mixcse_hf.training.progress import TrainingTimeEstimate
-from mixcse_hf.training.resume import last_complete_checkpoint
+from mixcse_hf.training.run_dir import (
+    UPLOAD_IGNORE_PATTERNS,
+    checkpoint_step,
+    last_complete_checkpoint,
+    read_card_data,
+    recorded_run_id,
+    remove_training_arguments_pickle,
+    write_card_data,
+)
 from mixcse_hf.training.streaming import StreamingCorpus
 
 Evaluator = Callable[[SentenceEncoder], dict[str, float]]
@@ -52,7 +56,8 @@ RECIPE_LEARNING_RATE = 3e-5
 class MixCSETrainer(Trainer):
     """Trains an ``AutoModel`` encoder through the Trainer's own loop (``training_step`` is not overridden); the
     hooks it overrides are ``compute_loss``, ``evaluate``, ``log``, ``_save``, ``_push_from_checkpoint``,
-    ``create_model_card`` and, for streaming data (resume), ``train`` and ``get_train_dataloader``.
+    ``push_to_hub`` and, for streaming data (resume), ``train`` and ``get_train_dataloader``. After ``train``,
+    :meth:`finish_training` and :meth:`save_final_model` finish the run.
 
     Args:
         args: :class:`mixcse_hf.training.arguments.MixCSETrainingArguments`.
@@ -71,8 +76,9 @@ class MixCSETrainer(Trainer):
     signal ``grad_anchor_norm`` / ``grad_mixed_share``) and, for a loss with named components, each component.
     In multi-process training the loss sees every process's embeddings (gathered differentiably).
 
-    Every save (checkpoints and the final model) also writes the files of :mod:`mixcse_hf.hub.export` and, given
-    ``card_info``, the model card, so each checkpoint loads three ways and pushes to the Hub complete.
+    Every save (checkpoints and the final model) also writes, once, the files of :mod:`mixcse_hf.hub.export` and,
+    given ``card_info``, the model card and its data, so each saved folder loads three ways and is pushed to the Hub
+    as it is.
     """
 
     # Losses here are per-batch means; the Trainer divides them by the gradient-accumulation steps.
@@ -128,8 +134,7 @@ class MixCSETrainer(Trainer):
             checkpoint = get_last_checkpoint(self.args.output_dir)
         done = 0
         if checkpoint and not self.args.ignore_data_skip:
-            state = TrainerState.load_from_json(os.path.join(checkpoint, TRAINER_STATE_NAME))
-            done = state.global_step * self.args.gradient_accumulation_steps
+            done = checkpoint_step(checkpoint) * self.args.gradient_accumulation_steps
         self.train_dataset.start_batch = done
         skip_setting, self.args.ignore_data_skip = self.args.ignore_data_skip, True
         try:
@@ -180,8 +185,7 @@ class MixCSETrainer(Trainer):
         return (loss, components) if return_outputs else loss
 
     def _stop_diverged(self, loss: torch.Tensor) -> None:
-        run_id = (read_identity(self.args.output_dir) or {}).get("run_id")
-        last = last_complete_checkpoint(self.args.output_dir, run_id) if os.path.isdir(self.args.output_dir) else None
+        last = last_complete_checkpoint(self.args.output_dir, recorded_run_id(self.args.output_dir))
         # A tenth of the rate, and never above the recipe's: a rate far too high diverges at a tenth of it too.
         lower = f"--learning_rate {min(self.args.learning_rate / 10, RECIPE_LEARNING_RATE):g}"
         advice = f"restart with a lower learning rate: {lower} --overwrite_output_dir true"
@@ -261,22 +265,40 @@ class MixCSETrainer(Trainer):
             best_metric=best,
         )
 
+    def finish_training(self, merge_lora: bool = False) -> None:
+        """After :meth:`train`: the model as it is evaluated and saved. LoRA adapters merged into the weights when
+        ``merge_lora``; the mixed-precision autocast that training put on ``forward`` dropped, so that the final
+        evaluation measures the float32 model that is saved."""
+        if merge_lora:
+            self.model = self.model_wrapped = self.model.merge_and_unload()
+        self.model = self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False)
+
+    def save_final_model(self, stsb_spearman: dict[str, float] | None = None) -> None:
+        """Save the final model to ``output_dir`` once, its card carrying the training steps and the final STS-B
+        scores (split -> Spearman x100), and the Trainer state beside it."""
+        if self.card_info is not None:
+            recipe = {**self.card_info.recipe, "training steps": self.state.global_step}
+            self.card_info = replace(self.card_info, recipe=recipe, stsb_spearman=stsb_spearman or {})
+        self.save_model(self.args.output_dir, _internal_call=True)  # _internal_call: no push yet
+        self.save_state()
+
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-        # A private Trainer hook, but the one every save (checkpoints, save_model, best-model) goes through.
+        # A private Trainer hook, but the one every save (checkpoints, save_model, best-model) goes through: each
+        # saved folder is exported once, here.
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if backbone_of(self.model) is self.model:
             add_auto_map(self.model)
         super()._save(output_dir, state_dict)
         if self.args.should_save:
-            # A pickle of the arguments; run_config.yaml records them as text and weights are safetensors.
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(os.path.join(output_dir, TRAINING_ARGS_NAME))
-            export_checkpoint(output_dir, self.model, self.current_card(), for_hub=self.args.push_to_hub)
+            remove_training_arguments_pickle(output_dir)
+            card = export_checkpoint(output_dir, self.model, self.current_card())
+            if card is not None:
+                write_card_data(output_dir, card)
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
         # The private Trainer hook of hub_strategy every_save. The Trainer's own version copies files into
         # output_dir and uploads all of it, run records and a pickle of the arguments included; upload the
-        # checkpoint (a complete model folder, card included) through the same ignore list as every push instead.
+        # checkpoint (a complete model folder, card included) as every push does instead.
         if not self.is_world_process_zero() or self.args.hub_strategy != "every_save":
             return
         if self.push_in_progress is not None and not self.push_in_progress.is_done() and not self.args.hub_always_push:
@@ -284,6 +306,8 @@ class MixCSETrainer(Trainer):
         job = upload_model_folder(
             checkpoint_folder,
             self.hub_model_id,
+            read_card_data(checkpoint_folder),
+            UPLOAD_IGNORE_PATTERNS,
             commit_message=f"Training in progress, step {self.state.global_step}",
             revision=self.args.hub_revision,
             run_as_future=True,
@@ -298,22 +322,18 @@ class MixCSETrainer(Trainer):
         revision: str | None = None,
         **kwargs: Any,
     ) -> str | None:
-        """Publish ``output_dir`` the way ``python -m mixcse_hf.hub.push`` does: the card rendered for the Hub id
-        and only the files :data:`mixcse_hf.hub.push.UPLOAD_IGNORE_PATTERNS` lets through (no Trainer state, run
-        records or local paths). Returns the commit URL on the main process."""
-        self.save_model(self.args.output_dir, _internal_call=True)  # save_model itself pushes otherwise
+        """Publish ``output_dir`` as its last save left it (:meth:`save_final_model`; nothing is saved or exported
+        again), the way ``mixcse-push`` does: the card rendered for the Hub id, no Trainer state or run records.
+        Returns the commit URL on the main process."""
         if not self.is_world_process_zero():
             return None
-        return push_checkpoint(
+        self._finish_current_push()
+        return push_model_folder(
             self.args.output_dir,
             self.hub_model_id,
+            read_card_data(self.args.output_dir),
+            UPLOAD_IGNORE_PATTERNS,
             private=bool(self.args.hub_private_repo),
             revision=revision or self.args.hub_revision,
             commit_message=commit_message,
         )
-
-    def create_model_card(self, *args: Any, **kwargs: Any) -> None:
-        """Called by ``push_to_hub``: our card instead of the Trainer's generic one."""
-        card = self.current_card()
-        if card is not None and self.args.should_save:
-            write_model_card(self.args.output_dir, card)

@@ -12,6 +12,7 @@ from sentence_transformers import SentenceTransformer
 from transformers import AutoModel, AutoTokenizer
 
 from mixcse_hf.hub.export import REMOTE_CODE_FILE, SENTENCE_TRANSFORMERS_FILES, export_checkpoint
+from mixcse_hf.hub.push import published_adapter_config
 from mixcse_hf.models.encoder import SentenceEncoder, load_adapter_model
 from mixcse_hf.models.lora import apply_lora
 from mixcse_hf.models.pooling import pool
@@ -98,14 +99,14 @@ def test_resume_from_checkpoint_with_custom_code(tiny_model_dir: str, tiny_corpu
 
 def test_adapter_names_a_packaged_base_locally_and_by_hub_id_for_the_hub(tmp_path: Path) -> None:
     """A LoRA adapter on the quick-start model (loaded from its package's local copy) keeps that local path in a
-    folder saved by training, where the loaders find it offline, and records the Hub id when exported for the Hub,
+    folder saved by training, where the loaders find it offline, and records the Hub id in what a push uploads,
     where mixcse_hf still loads it offline (the id resolves to the installed package)."""
     model = apply_lora(AutoModel.from_pretrained(minilm_path()), r=2, alpha=4, dropout=0.0)
     adapter = tmp_path / "adapter"
     model.save_pretrained(adapter)
     export_checkpoint(str(adapter), model)
     assert json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"] == minilm_path()
-    export_checkpoint(str(adapter), model, for_hub=True)
+    (adapter / "adapter_config.json").write_bytes(published_adapter_config(str(adapter)))  # the Hub copy's
     config = json.loads((adapter / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
     loaded = load_adapter_model(str(adapter))

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import shutil
 from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 import transformers.trainer
 import yaml
-from huggingface_hub import RepoUrl
+from huggingface_hub import CommitOperationAdd, RepoUrl
 from sentence_transformers import SentenceTransformer
 from transformers import AutoModel
 
-from mixcse_hf.hub import push
+from mixcse_hf.cli import push as push_cli
+from mixcse_hf.hub import export, push
 from mixcse_hf.models.encoder import SentenceEncoder
+from mixcse_hf.training.run_dir import UPLOAD_IGNORE_PATTERNS
 from tests.conftest import SENTENCES, train_tiny
 
 SECRET = "hf_TESTtokenNEVERwritten0123456789"
@@ -28,7 +29,7 @@ PRIVATE_FILES = {
 
 
 class RecordingHubApi:
-    """Stands in for huggingface_hub.HfApi: records repos and copies each uploaded folder (minus ignores)."""
+    """Stands in for huggingface_hub.HfApi: records repos and writes each commit's files into a folder."""
 
     def __init__(self, snapshots: Path) -> None:
         self.snapshots = snapshots
@@ -39,13 +40,13 @@ class RecordingHubApi:
         self.repos.append(repo_id)
         return RepoUrl(f"https://huggingface.co/{repo_id}")
 
-    def upload_folder(self, *, repo_id: str, folder_path: str, ignore_patterns: list[str], **kwargs: object):
+    def create_commit(self, repo_id: str, operations: list[CommitOperationAdd], **kwargs: object):
         target = self.snapshots / f"upload-{len(self.uploads)}"
-
-        def ignored(directory: str, names: list[str]) -> list[str]:
-            return [n for n in names if any(fnmatch.fnmatch(n, pattern) for pattern in ignore_patterns)]
-
-        shutil.copytree(folder_path, target, ignore=ignored)
+        for operation in operations:
+            destination = target / operation.path_in_repo
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            with operation.as_file() as handle:
+                destination.write_bytes(handle.read())
         self.uploads.append(target)
         if kwargs.get("run_as_future"):
             done: Future = Future()
@@ -72,7 +73,7 @@ def test_push_existing_checkpoint(
     out = train_tiny(tiny_model_dir, tiny_corpus, tmp_path / "out", "--pooler_type", "cls")
     api = RecordingHubApi(tmp_path / "hub")
     monkeypatch.setattr(push, "HfApi", lambda: api)
-    assert push.main([str(out), "someone/mixcse-tiny"]) == 0
+    assert push_cli.main([str(out), "someone/mixcse-tiny"]) == 0
     assert api.repos == ["someone/mixcse-tiny"]
     (uploaded,) = api.uploads
     names = {p.name for p in uploaded.iterdir()}
@@ -87,8 +88,32 @@ def test_push_existing_checkpoint(
     assert "https://huggingface.co/someone/mixcse-tiny/commit/0" in capsys.readouterr().out
 
 
+def test_push_uploads_the_folder_as_the_run_left_it(
+    tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No second export and no reload: the upload is the folder's files less the run's records, byte for byte
+    except the card (rendered for the repository), and the folder itself is left untouched."""
+    out = train_tiny(tiny_model_dir, tiny_corpus, tmp_path / "out", "--pooler_type", "cls")
+    before = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    api = RecordingHubApi(tmp_path / "hub")
+    monkeypatch.setattr(push, "HfApi", lambda: api)
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a push exported or loaded the model again")
+
+    monkeypatch.setattr(export, "export_checkpoint", forbidden)
+    monkeypatch.setattr(AutoModel, "from_pretrained", forbidden)
+    assert push_cli.main([str(out), "someone/mixcse-tiny"]) == 0
+    assert {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    (uploaded,) = api.uploads
+    sent = {str(p.relative_to(uploaded)): p.read_bytes() for p in uploaded.rglob("*") if p.is_file()}
+    kept = {name for name in before if not any(fnmatch.fnmatch(name, pattern) for pattern in UPLOAD_IGNORE_PATTERNS)}
+    assert set(sent) == kept
+    assert {name for name in sent if sent[name] != before[name]} == {"README.md"}
+
+
 def test_push_refuses_a_folder_without_a_model(tmp_path: Path, capsys) -> None:
-    assert push.main([str(tmp_path), "someone/x"]) == 2
+    assert push_cli.main([str(tmp_path), "someone/x"]) == 2
     assert "neither a model" in capsys.readouterr().err
 
 

@@ -17,10 +17,11 @@ from peft import AutoPeftModel
 from sentence_transformers import SentenceTransformer
 from transformers import AutoModel
 
-from mixcse_hf.hub.push import prepare_for_hub
+from mixcse_hf.hub.push import hub_contents
 from mixcse_hf.models import encoder
 from mixcse_hf.models.encoder import SentenceEncoder
 from mixcse_hf.models.lora import apply_lora, count_parameters
+from mixcse_hf.training.run_dir import UPLOAD_IGNORE_PATTERNS, read_card_data
 from run_mixcse import main
 from tests.conftest import REPO_ROOT, SENTENCES, train_tiny
 
@@ -138,7 +139,10 @@ def test_a_lora_quick_start_loads_offline_as_its_card_shows(
         assert torch.allclose(produced, expected, atol=1e-5), code
     assert "Offline" in card and "base_model_name_or_path" in card
 
-    prepare_for_hub(str(published), "someone/tiny-lora")
+    contents = hub_contents(str(published), "someone/tiny-lora", read_card_data(str(published)), UPLOAD_IGNORE_PATTERNS)
+    for name, content in contents.items():  # the files whose Hub copy differs from the folder's
+        if isinstance(content, bytes):
+            (published / name).write_bytes(content)
     config_file = published / "adapter_config.json"
     config = json.loads(config_file.read_text())
     assert config["base_model_name_or_path"] == PACKAGED_HUB_ID

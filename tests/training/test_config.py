@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from mixcse_hf.errors import UsageError
-from mixcse_hf.training.config import parse_run_args, read_config_file, save_resolved_config
+from mixcse_hf.training.config import parse_run_args, read_config_file, resolved_config
+from mixcse_hf.training.run_dir import RESOLVED_CONFIG_FILE, write_resolved_config
 from tests.conftest import REPO_ROOT
 
 
@@ -88,8 +89,8 @@ def test_missing_model_is_usage_error(tmp_path: Path) -> None:
 def test_resolved_config_reads_back_to_the_same_run(tmp_path: Path) -> None:
     config = _write(tmp_path / "c.yaml", BASE.format(out=tmp_path / "o") + "eval_strategy: steps\neval_steps: 7\n")
     args = parse_run_args([config, "--temp", "0.07", "--mixed_negatives", "paired"])
-    save_resolved_config(str(tmp_path / "resolved.yaml"), args)
-    again = parse_run_args([str(tmp_path / "resolved.yaml")])
+    write_resolved_config(str(tmp_path), resolved_config(*args))
+    again = parse_run_args([str(tmp_path / RESOLVED_CONFIG_FILE)])
     assert again[0] == args[0]
     assert again[1] == args[1]
     assert again[2].to_dict() == args[2].to_dict()

@@ -16,8 +16,8 @@ import torch
 
 from mixcse_hf.errors import UsageError
 from mixcse_hf.losses.mixcse import MixCSELoss
-from mixcse_hf.training.identity import read_identity
-from mixcse_hf.training.resume import checkpoint_problem, last_complete_checkpoint, plan_run
+from mixcse_hf.training.resume import plan_run
+from mixcse_hf.training.run_dir import checkpoint_problem, last_complete_checkpoint, read_run_record
 from run_mixcse import main
 from tests.conftest import (
     REPO_ROOT,
@@ -149,7 +149,7 @@ def test_a_resumed_run_reports_the_whole_run_too(
     assert main([str(config), "--output_dir", str(out)]) == 0
     results = json.loads((out / "sts_results.json").read_text())
     whole, part = results["whole_run"], results["train"]
-    recorded = read_identity(str(out / f"checkpoint-{whole['resumed_at_step']}"))["train_seconds"]
+    recorded = read_run_record(str(out / f"checkpoint-{whole['resumed_at_step']}"))["train_seconds"]
     assert recorded > 0
     assert whole["train_runtime"] == pytest.approx(recorded + part["train_runtime"], abs=0.1)
     assert whole["train_samples_per_second"] == pytest.approx(30 * 4 / whole["train_runtime"], rel=1e-2)

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -20,8 +19,8 @@ from safetensors.torch import load_file
 
 from mixcse_hf.errors import UsageError
 from mixcse_hf.losses.mixcse import MixCSELoss
-from mixcse_hf.training.identity import LOCK_FILE, RUN_FILE
 from mixcse_hf.training.resume import plan_run
+from mixcse_hf.training.run_dir import LOCK_FILE, RUN_FILE
 from run_mixcse import main
 
 
@@ -157,19 +156,24 @@ def test_an_allowed_learning_rate_change_takes_effect(tiny_model_dir: str, tiny_
 def test_a_second_run_on_the_same_output_dir_refuses(
     tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path, capsys
 ) -> None:
-    """Case 3: a live run's lock refuses at once; a dead process's lock is taken over with a warning."""
+    """Case 3: a live holder of the lock refuses a run at once; once the holder is killed (SIGKILL: no clean-up
+    runs), the kernel has released its lock and the next run takes it."""
     config, out = _config(tmp_path, tiny_model_dir, tiny_corpus, max_steps=2), tmp_path / "out"
     out.mkdir()
-    (out / LOCK_FILE).write_text(f"{socket.gethostname()} {os.getpid()}")  # this live process holds it
-    assert main([config]) == 2
-    assert "is in use by another run" in capsys.readouterr().err
-    assert sorted(os.listdir(out)) == [LOCK_FILE]
-
-    finished = subprocess.Popen([sys.executable, "-c", "pass"])
-    finished.wait()
-    (out / LOCK_FILE).write_text(f"{socket.gethostname()} {finished.pid}")
+    lock = str(out / LOCK_FILE)
+    hold = f"from filelock import FileLock; held = FileLock({lock!r}); held.acquire(); print('held', flush=True)"
+    hold += "; input()"
+    holder = subprocess.Popen([sys.executable, "-c", hold], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main([config]) == 2
+        assert "is in use by another run" in capsys.readouterr().err
+        assert sorted(os.listdir(out)) == [LOCK_FILE]
+    finally:
+        holder.kill()
+        holder.wait()
     assert main([config]) == 0
-    assert not (out / LOCK_FILE).exists()
+    assert _state(out)["global_step"] == 2
 
 
 def test_a_run_started_while_another_trains_refuses(
@@ -254,8 +258,8 @@ def test_training_is_the_default(tiny_model_dir: str, tiny_corpus: Path, tmp_pat
 def test_every_file_follows_the_umask(
     tiny_model_dir: str, tiny_corpus: Path, tiny_senteval: Path, tmp_path: Path
 ) -> None:
-    """Case 17: weight files and the run records written atomically (mixcse_run.json, sts_start.json) get the mode
-    every other file gets."""
+    """Case 17: weight files and the run records written atomically (mixcse_run.json, sts_results.json) get the
+    mode every other file gets."""
     config = _config(tmp_path, tiny_model_dir, tiny_corpus, max_steps=2, do_eval=True, senteval_dir=str(tiny_senteval))
     out = tmp_path / "out"
     previous = os.umask(0o022)
@@ -264,7 +268,7 @@ def test_every_file_follows_the_umask(
     finally:
         os.umask(previous)
     modes = {str(p.relative_to(out)): p.stat().st_mode & 0o777 for p in out.rglob("*") if p.is_file()}
-    assert {"model.safetensors", RUN_FILE, "sts_start.json", f"checkpoint-2/{RUN_FILE}"} <= set(modes)
+    assert {"model.safetensors", RUN_FILE, "sts_results.json", f"checkpoint-2/{RUN_FILE}"} <= set(modes)
     assert set(modes.values()) == {0o644}, {name: oct(mode) for name, mode in modes.items() if mode != 0o644}
 
 
@@ -272,7 +276,7 @@ def test_transient_files_of_other_processes_are_no_run(tmp_path: Path) -> None:
     """Another rank's lock or write check in output_dir (torchrun) does not make it a foreign non-empty dir."""
     out = tmp_path / "out"
     (out / ".mixcse-write-check-abc123").mkdir(parents=True)
-    (out / LOCK_FILE).write_text("host 1")
+    (out / LOCK_FILE).write_text("")
     plan = plan_run(str(out), None, overwrite_output_dir=False, settings={"seed": 1})
     assert plan.resume_from is None and not plan.clear_other_runs
 

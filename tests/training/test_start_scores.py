@@ -1,4 +1,5 @@
-"""The start model's STS-B scores: measured once per (weights, data), kept for resumes, and optional."""
+"""The start model's STS-B scores: measured once per (weights, data), kept in the run record for resumes, and
+optional."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from mixcse_hf.evaluation.score_cache import fingerprint
-from mixcse_hf.training.job import START_SCORES_NAME
+from mixcse_hf.training.run_dir import RUN_FILE
 from run_mixcse import main
 from tests.test_run_mixcse import _config
 
@@ -52,9 +53,8 @@ def test_second_run_reads_the_cache_and_records_the_start(
     first = _start_rows(tmp_path / "first")
     assert set(first["avg"]) == {"dev", "test"}
     assert len(list(score_cache.glob("*.json"))) == 1
-    recorded = json.loads((tmp_path / "first" / START_SCORES_NAME).read_text())
-    assert recorded["spearman"] == first
-    assert recorded["run_id"] == json.loads((tmp_path / "first" / "mixcse_run.json").read_text())["run_id"]
+    recorded = json.loads((tmp_path / "first" / RUN_FILE).read_text())
+    assert recorded["start_scores"] == first
 
     caplog.clear()
     with caplog.at_level(logging.INFO):
@@ -71,9 +71,9 @@ def test_resumed_run_reuses_the_recorded_start(
     assert main([config, "--max_steps", "2"]) == 0
     first = _start_rows(out)
     # cls re-initialises the MLP at the start: re-measuring on resume would score other weights.
-    recorded = json.loads((out / START_SCORES_NAME).read_text())
-    recorded["spearman"]["cls"]["dev"] = 12.34  # proves the resumed run reads this file
-    (out / START_SCORES_NAME).write_text(json.dumps(recorded))
+    recorded = json.loads((out / RUN_FILE).read_text())
+    recorded["start_scores"]["cls"]["dev"] = 12.34  # proves the resumed run reads the run record
+    (out / RUN_FILE).write_text(json.dumps(recorded))
     caplog.clear()
     with caplog.at_level(logging.INFO):
         assert main([config, "--max_steps", "4", "--resume_changed_settings", "max_steps"]) == 0
@@ -92,5 +92,5 @@ def test_start_evaluation_off(
         assert main([config, "--max_steps", "2"]) == 0
     assert MEASURED not in caplog.text
     assert _start_rows(out) == {}
-    assert not (out / START_SCORES_NAME).exists()
+    assert json.loads((out / RUN_FILE).read_text())["start_scores"] == {}
     assert set(json.loads((out / "sts_results.json").read_text())["stsb_spearman"]["cls"]) == {"trained"}
