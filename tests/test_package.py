@@ -44,7 +44,7 @@ CONSOLE_SCRIPTS = {
     "mixcse-eval": "mixcse_hf.evaluation.cli",
     "mixcse-encode": "mixcse_hf.encode",
     "mixcse-plot": "mixcse_hf.plot",
-    "mixcse-push": "mixcse_hf.hub.push",
+    "mixcse-push": "mixcse_hf.cli.push",
 }
 
 
