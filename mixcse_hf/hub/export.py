@@ -23,7 +23,7 @@ from transformers import PreTrainedModel
 
 from mixcse_hf.hub.card import ModelCardInfo, write_model_card
 from mixcse_hf.models import pooling
-from mixcse_hf.models.encoder import ST_MODE_KEYS, public_model_name
+from mixcse_hf.models.encoder import ST_MODE_KEYS, public_model_name, write_adapter_pooling
 from mixcse_hf.models.lora import backbone_of, pooler_dense
 from mixcse_hf.models.pooling import get_pooler, recorded_pooler
 from mixcse_hf.paths import umask_file_mode
@@ -153,13 +153,14 @@ def apply_umask_to_weights(directory: str) -> None:
 def export_checkpoint(
     directory: str, model: torch.nn.Module, card: ModelCardInfo | None = None, for_hub: bool = False
 ) -> None:
-    """Write the remote-code file (full checkpoints), the sentence-transformers files and the model card into
-    ``directory``, which already holds the saved model (``config.json`` + safetensors, or a PEFT adapter).
-    A full model's config must carry :func:`add_auto_map` before it is saved. ``for_hub``: the folder is to be
-    uploaded, so an adapter names its base by Hub id and the card's code loads the card's model name; otherwise
-    they name local paths, which load here without network."""
+    """Write the remote-code file (full checkpoints) or the pooling file (adapters), the sentence-transformers files
+    and the model card into ``directory``, which already holds the saved model (``config.json`` + safetensors, or a
+    PEFT adapter). A full model's config must carry :func:`add_auto_map` before it is saved. ``for_hub``: the folder
+    is to be uploaded, so an adapter names its base by Hub id and the card's code loads the card's model name;
+    otherwise they name local paths, which load here without network."""
     backbone = backbone_of(model)
     if isinstance(model, PeftModel):
+        write_adapter_pooling(directory, backbone.config)
         if for_hub:
             publish_adapter_base(directory)
     else:

@@ -15,15 +15,15 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from types import SimpleNamespace
 
 import torch
 from peft import PeftConfig, PeftModel
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from mixcse_hf.errors import UsageError
-from mixcse_hf.hub.card import read_card_info
 from mixcse_hf.models.packing import embed_packed
 from mixcse_hf.models.pooling import (
     CONFIG_MLP_ONLY_TRAIN_KEY,
@@ -133,10 +133,37 @@ def public_model_name(model_name_or_path: str) -> str | None:
 
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+ADAPTER_POOLING_FILE = "mixcse_pooling.json"
+"""The pooling choice of a LoRA adapter folder, which has no ``config.json`` of its own: the two config keys a full
+checkpoint carries (:data:`CONFIG_POOLER_KEY`, :data:`CONFIG_MLP_ONLY_TRAIN_KEY`), in a file of their own."""
 
 
 def is_adapter_folder(path: str) -> bool:
     return all(os.path.isfile(os.path.join(path, name)) for name in ADAPTER_FILES)
+
+
+def write_adapter_pooling(directory: str, config: PretrainedConfig) -> None:
+    """Record the pooling choice of ``config`` (the adapter's base model config, set by :func:`load_backbone`) in
+    ``directory/``:data:`ADAPTER_POOLING_FILE`; nothing when the config records none."""
+    if not hasattr(config, CONFIG_POOLER_KEY):
+        return
+    recorded = {
+        CONFIG_POOLER_KEY: getattr(config, CONFIG_POOLER_KEY),
+        CONFIG_MLP_ONLY_TRAIN_KEY: bool(getattr(config, CONFIG_MLP_ONLY_TRAIN_KEY, False)),
+    }
+    with open(os.path.join(directory, ADAPTER_POOLING_FILE), "w", encoding="utf-8") as handle:
+        json.dump(recorded, handle, indent=2)
+        handle.write("\n")
+
+
+def read_adapter_pooling(directory: str) -> str | None:
+    """The inference pooler recorded in ``directory/``:data:`ADAPTER_POOLING_FILE`, else ``None``."""
+    path = os.path.join(directory, ADAPTER_POOLING_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        recorded = json.load(handle)
+    return recorded_pooler(SimpleNamespace(**recorded))
 
 
 def load_adapter_model(path: str) -> PeftModel:
@@ -195,14 +222,14 @@ def sentence_transformers_pooler(path: str) -> str | None:
 
 
 def default_pooler(model: PreTrainedModel, path: str) -> str:
-    """The pooler to encode with when none is given: the one recorded by mixcse_hf training (in the config,
-    or in the card of a LoRA adapter checkpoint), else a sentence-transformers directory's own pooling, else
-    ``cls_before_pooler``."""
+    """The pooler to encode with when none is given: the one recorded by mixcse_hf training (in the config, or
+    in :data:`ADAPTER_POOLING_FILE` of a LoRA adapter checkpoint), else a sentence-transformers directory's own
+    pooling, else ``cls_before_pooler``."""
     if hasattr(model.config, CONFIG_POOLER_KEY):
         return recorded_pooler(model.config)
-    card = read_card_info(path) if os.path.isdir(path) else None
-    if card is not None:
-        return card.pooler
+    adapter_pooler = read_adapter_pooling(path) if os.path.isdir(path) else None
+    if adapter_pooler is not None:
+        return adapter_pooler
     return sentence_transformers_pooler(resolve_model_path(path)) or "cls_before_pooler"
 
 

@@ -3,6 +3,7 @@ AutoModel and SentenceTransformer."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shutil
@@ -17,9 +18,9 @@ from peft import AutoPeftModel
 from sentence_transformers import SentenceTransformer
 from transformers import AutoModel
 
-from mixcse_hf.hub.push import prepare_for_hub
+from mixcse_hf.hub.push import UPLOAD_IGNORE_PATTERNS, prepare_for_hub
 from mixcse_hf.models import encoder
-from mixcse_hf.models.encoder import SentenceEncoder
+from mixcse_hf.models.encoder import ADAPTER_POOLING_FILE, SentenceEncoder
 from mixcse_hf.models.lora import apply_lora, count_parameters
 from run_mixcse import main
 from tests.conftest import REPO_ROOT, SENTENCES, train_tiny
@@ -71,6 +72,13 @@ def test_adapter_and_merged_checkpoints_agree(tiny_model_dir: str, tiny_corpus: 
     for name, embeddings in loaded.items():
         difference = (embeddings.cpu() - reference).abs().max().item()
         assert difference <= 1e-4, f"{name}: max abs difference {difference}"
+
+    # An adapter folder has no config.json: its pooler is in a file of its own, which a push uploads.
+    recorded = json.loads((adapter_dir / ADAPTER_POOLING_FILE).read_text())
+    assert recorded == {"mixcse_pooler_type": "cls", "mixcse_mlp_only_train": False}
+    assert not any(fnmatch.fnmatch(ADAPTER_POOLING_FILE, pattern) for pattern in UPLOAD_IGNORE_PATTERNS)
+    (adapter_dir / "mixcse_card.json").unlink()
+    assert SentenceEncoder.from_pretrained(str(adapter_dir)).pooler_type == "cls"
 
 
 def test_lora_training_changes_only_adapters_and_mlp(tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path) -> None:
