@@ -52,7 +52,7 @@ setup(
             "mixcse-eval=mixcse_hf.evaluation.cli:main",
             "mixcse-encode=mixcse_hf.encode:main",
             "mixcse-push=mixcse_hf.hub.push:main",
-            "mixcse-plot=mixcse_hf.plot:main",
+            "mixcse-plot=mixcse_hf.cli.plot:main",
         ]
     },
 )

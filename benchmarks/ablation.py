@@ -30,8 +30,9 @@ from matplotlib.figure import Figure
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from mixcse_hf.plot import STATE_FILE, load_log_history, plot_gradient_signal  # noqa: E402
+from mixcse_hf.cli.plot import STATE_FILE, load_log_history  # noqa: E402
 from mixcse_hf.training.config import RESOLVED_CONFIG_NAME  # noqa: E402
+from mixcse_hf.training.curves import plot_gradient_signal  # noqa: E402
 from mixcse_hf.training.job import RESULTS_NAME  # noqa: E402
 
 BASE_CONFIG = os.path.join(REPO_ROOT, "configs", "quickstart.yaml")

@@ -43,7 +43,7 @@ CONSOLE_SCRIPTS = {
     "mixcse-train": "run_mixcse",
     "mixcse-eval": "mixcse_hf.evaluation.cli",
     "mixcse-encode": "mixcse_hf.encode",
-    "mixcse-plot": "mixcse_hf.plot",
+    "mixcse-plot": "mixcse_hf.cli.plot",
     "mixcse-push": "mixcse_hf.hub.push",
 }
 

@@ -337,7 +337,7 @@ def write_run_outputs(trainer: MixCSETrainer, summary: RunSummary) -> None:
     start_dev = summary.spearman.get(card_pooler, {}).get("start", {}).get("dev")
     start_metrics = {"stsb_spearman": start_dev} if start_dev is not None else {}
     if evaluation_points(trainer.state.log_history):
-        from mixcse_hf.plot import PLOT_NAME, plot_training  # matplotlib only where a plot is drawn
+        from mixcse_hf.training.curves import PLOT_NAME, plot_training  # matplotlib only where a plot is drawn
 
         # The mapping trainer_state.json holds.
         plot_training(asdict(trainer.state), os.path.join(output_dir, PLOT_NAME), start_metrics)
