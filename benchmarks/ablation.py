@@ -95,7 +95,7 @@ def check_budget(directory: str, args: argparse.Namespace) -> None:
 def evaluate_seven_tasks(directory: str) -> bool:
     """The 7-task table of the finished run in ``directory`` (its recorded pooler), into ``SEVEN_TASK_FILE``."""
     senteval_dir = run_config(directory).get("senteval_dir")
-    command = [sys.executable, "-m", "mixcse_hf.evaluation.cli", "--model_name_or_path", directory]
+    command = [sys.executable, "-m", "mixcse_hf.cli.evaluate", "--model_name_or_path", directory]
     command += ["--output_json", os.path.join(directory, SEVEN_TASK_FILE)]
     if senteval_dir:
         command += ["--senteval_dir", senteval_dir]

@@ -1,9 +1,9 @@
 """The 7-task STS table of the SimCSE/MixCSE papers, offline, in one command.
 
-    python -m mixcse_hf.evaluation.cli --model_name_or_path PATH [--pooler P] [--tasks sts12 ... sickr]
+    mixcse-eval --model_name_or_path PATH [--pooler P] [--tasks sts12 ... sickr]
         [--mode test|dev|fasttest] [--senteval_dir DIR] [--output_json FILE]
 
-(also installed as ``mixcse-eval``). SentEval protocol as SimCSE's ``evaluation.py``: cosine similarity,
+(also ``python -m mixcse_hf.cli.evaluate``). SentEval protocol as SimCSE's ``evaluation.py``: cosine similarity,
 Spearman x 100; STS12-16 report "all" (subsets concatenated) plus "mean"/"wmean"; STS-B and SICK-R their test
 split (dev/trial with ``--mode dev``). ``fasttest`` equals ``test`` here: SimCSE's modes differ only in the
 k-fold of transfer tasks, which STS does not use.

@@ -14,7 +14,7 @@ import torch
 from safetensors.numpy import load_file
 from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
 
-from mixcse_hf.encode import main
+from mixcse_hf.cli.encode import main
 from mixcse_hf.models.encoder import SentenceEncoder
 from tests.conftest import REPO_ROOT, SENTENCES, minilm_path
 
@@ -208,7 +208,7 @@ def test_argument_checks_come_before_torch_loads(tmp_path: Path, txt_input: Path
     """An existing OUTPUT is refused in a process that never imports torch (benchmarks/cli_startup.py times it)."""
     (out_dir / "existing.npy").write_bytes(b"keep")
     code = (
-        "import sys; from mixcse_hf.encode import main; status = main(sys.argv[1:]); "
+        "import sys; from mixcse_hf.cli.encode import main; status = main(sys.argv[1:]); "
         "print(status, 'torch' in sys.modules, 'numpy' in sys.modules)"
     )
     command = [sys.executable, "-c", code, "some/model", str(txt_input), str(out_dir / "existing.npy")]

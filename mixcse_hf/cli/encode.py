@@ -4,7 +4,7 @@
         [--dtype float32|bfloat16|float16] [--max_seq_length L] [--chunk_size 10000] [--device D]
         [--progress] [--overwrite]
 
-(also ``python -m mixcse_hf.encode``).
+(also ``python -m mixcse_hf.cli.encode``).
 
 MODEL: a mixcse_hf checkpoint, a plain HF encoder or a sentence-transformers directory, or a Hub id
 (sentence-transformers/all-MiniLM-L6-v2 loads from its installed offline package).
