@@ -240,46 +240,6 @@ def encoded_chunks(
         raise UsageError(f"INPUT {args.input!r} changed while being encoded ({count} sentences when first read)")
 
 
-def pick_device(name: str | None) -> torch.device:
-    """``name`` as a torch device that is present; ``None``: the accelerator (e.g. cuda) if any, else cpu."""
-    import torch
-
-    accelerator = torch.accelerator.current_accelerator()
-    if name is None:
-        return accelerator or torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise UsageError(f"--device {name!r} is not a torch device ({err})") from err
-    if device.type != "cpu" and (accelerator is None or accelerator.type != device.type):
-        raise UsageError(f"--device {name!r}: no {device.type} device here; use --device cpu")
-    return device
-
-
-def sentence_transformers_max_seq_length(path: str) -> int | None:
-    """``max_seq_length`` of a sentence-transformers directory's ``sentence_bert_config.json``, else ``None``."""
-    config_file = os.path.join(path, "sentence_bert_config.json")
-    if not os.path.isfile(config_file):
-        return None
-    with open(config_file, encoding="utf-8") as handle:
-        return json.load(handle).get("max_seq_length")
-
-
-def load_encoder(args: argparse.Namespace, device: torch.device) -> SentenceEncoder:
-    """MODEL with the requested pooler, truncation length and compute dtype, on ``device``."""
-    import torch
-
-    from mixcse_hf.models.encoder import SentenceEncoder, check_pooler_type, resolve_model_path
-
-    if args.pooler is not None:
-        check_pooler_type(args.pooler)  # before the model loads
-    encoder = SentenceEncoder.from_pretrained(args.model, args.pooler)
-    encoder.padding_free = args.padding_free
-    encoder.max_seq_length = args.max_seq_length or sentence_transformers_max_seq_length(resolve_model_path(args.model))
-    encoder.model.to(device=device, dtype=getattr(torch, args.dtype))
-    return encoder
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line: MODEL INPUT OUTPUT and the options (help: this module's docstring)."""
     parser = argparse.ArgumentParser(
@@ -333,8 +293,12 @@ def encode_command(argv: list[str]) -> None:
     write = WRITERS[check_output(args.output, args.overwrite)]
     from tqdm.auto import tqdm
 
+    from mixcse_hf.models.encoder import load_encoder
+
     show = args.progress or sys.stderr.isatty()
-    encoder = load_encoder(args, pick_device(args.device))
+    encoder = load_encoder(
+        args.model, args.pooler, args.dtype, args.device, args.max_seq_length, padding_free=args.padding_free
+    )
     count = count_texts(args.input, input_extension, args.text_column)
     dimension = encoder.model.config.hidden_size
     start = time.perf_counter()
