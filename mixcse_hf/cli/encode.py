@@ -13,7 +13,8 @@ INPUT, by extension (UTF-8):
   .txt          one sentence per line; row i of OUTPUT is line i, so a blank line is an error naming it
   .csv, .tsv    a header row, then one sentence per row in the column --text_column
   .jsonl        one JSON object per line, the sentence under the key --text_column
-An empty or whitespace-only sentence is an error in every format, and so is an input without sentences.
+A blank sentence (only whitespace, control or invisible characters) is an error in every format, and so is an
+input without sentences. Lines end at LF, CRLF or CR; bytes that are not UTF-8 are an error naming the line.
 
 OUTPUT, by extension:
   .npy          float32 array (N, d), streamed to disk: memory stays one chunk
@@ -42,6 +43,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from mixcse_hf.errors import UsageError, run_cli
+from mixcse_hf.files import check_utf8, is_blank, read_lines
 from mixcse_hf.paths import check_output_file
 
 if TYPE_CHECKING:  # numpy, torch and the model stack load only once the arguments are checked: they take seconds
@@ -67,17 +69,15 @@ def file_extension(path: str, supported: Iterable[str], what: str) -> str:
     return extension
 
 
-def read_lines(path: str) -> Iterator[str]:
-    """The lines of a text file without their line ending; a blank line is a UsageError."""
-    with open(path, encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            text = line.rstrip("\n")  # universal newlines: \r\n arrives as \n
-            if not text.strip():
-                raise UsageError(
-                    f"INPUT {path!r} line {number} is blank; every line is one sentence and one row of OUTPUT, "
-                    "so remove blank lines first"
-                )
-            yield text
+def read_sentence_lines(path: str) -> Iterator[str]:
+    """The lines of a text file (:func:`mixcse_hf.files.read_lines`); a blank line is a UsageError naming it."""
+    for number, text in read_lines(path, "INPUT"):
+        if is_blank(text):
+            raise UsageError(
+                f"INPUT {path!r} line {number} is blank; every line is one sentence and one row of OUTPUT, "
+                "so remove blank lines first"
+            )
+        yield text
 
 
 def read_table(path: str, text_column: str, delimiter: str) -> Iterator[str]:
@@ -90,35 +90,35 @@ def read_table(path: str, text_column: str, delimiter: str) -> Iterator[str]:
             raise UsageError(f"INPUT {path!r} has no column {text_column!r} (columns: {found}); pass --text_column")
         for row in reader:
             text = row[text_column]
-            if text is None or not text.strip():
+            if is_blank(text):
                 raise UsageError(f"INPUT {path!r} line {reader.line_num}: column {text_column!r} is empty")
             yield text
 
 
 def read_jsonl(path: str, text_column: str) -> Iterator[str]:
-    """Key ``text_column`` of each line's JSON object; anything else on a line is a UsageError naming it."""
-    with open(path, encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            where = f"INPUT {path!r} line {number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UsageError(f"{where} is not JSON ({err.msg}); .jsonl holds one object per line") from err
-            if not isinstance(record, dict):
-                raise UsageError(f"{where} is a JSON {type(record).__name__}, not an object")
-            if text_column not in record:
-                keys = ", ".join(record) or "none"
-                raise UsageError(f"{where} has no key {text_column!r} (keys: {keys}); pass --text_column")
-            text = record[text_column]
-            if not isinstance(text, str) or not text.strip():
-                raise UsageError(f"{where}: {text_column!r} is not a non-empty string")
-            yield text
+    """Key ``text_column`` of each line's JSON object (the lines of :func:`mixcse_hf.files.read_lines`); anything
+    else on a line is a UsageError naming it."""
+    for number, line in read_lines(path, "INPUT"):
+        where = f"INPUT {path!r} line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UsageError(f"{where} is not JSON ({err.msg}); .jsonl holds one object per line") from err
+        if not isinstance(record, dict):
+            raise UsageError(f"{where} is a JSON {type(record).__name__}, not an object")
+        if text_column not in record:
+            keys = ", ".join(record) or "none"
+            raise UsageError(f"{where} has no key {text_column!r} (keys: {keys}); pass --text_column")
+        text = record[text_column]
+        if not isinstance(text, str) or is_blank(text):
+            raise UsageError(f"{where}: {text_column!r} is not a non-empty string")
+        yield text
 
 
 def read_texts(path: str, extension: str, text_column: str) -> Iterator[str]:
     """The sentences of INPUT in order, by its extension (one of :data:`INPUT_EXTENSIONS`)."""
     if extension == ".txt":
-        return read_lines(path)
+        return read_sentence_lines(path)
     if extension == ".jsonl":
         return read_jsonl(path, text_column)
     return read_table(path, text_column, "\t" if extension == ".tsv" else ",")
@@ -136,9 +136,8 @@ def check_input(path: str) -> str:
 def count_texts(path: str, extension: str, text_column: str) -> int:
     """Read INPUT once, checking every sentence; returns how many there are (at least one)."""
     try:
+        check_utf8(path, "INPUT")  # names the line, in every format
         count = sum(1 for _ in read_texts(path, extension, text_column))
-    except UnicodeDecodeError as err:
-        raise UsageError(f"INPUT {path!r} is not UTF-8 text ({err.reason}); convert it first") from err
     except csv.Error as err:
         raise UsageError(f"INPUT {path!r} is not valid {extension[1:].upper()} ({err})") from err
     except OSError as err:

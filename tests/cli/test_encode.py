@@ -162,7 +162,7 @@ ERROR_CASES = {
     "missing column": ({"input": "table.csv"}, [], "no column 'text' (columns: id, sentence); pass --text_column"),
     "missing key": ({"input": "table.jsonl"}, [], "line 1 has no key 'text' (keys: id, sentence)"),
     "blank line": ({"input": "blank.txt"}, [], "line 3 is blank"),
-    "not utf-8": ({"input": "latin1.txt"}, [], "is not UTF-8 text"),
+    "not utf-8": ({"input": "latin1.txt"}, [], "is not valid UTF-8 (line 1: invalid continuation byte)"),
     "not json": ({"input": "broken.jsonl"}, [], "line 2 is not JSON"),
     "csv quoting": ({"input": "broken.csv"}, [], "is not valid CSV (unexpected end of data)"),
     "batch size": ({}, ["--batch_size", "0"], "--batch_size must be >= 1, got 0"),
