@@ -49,11 +49,11 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "mixcse-train=run_mixcse:main",
-            "mixcse-eval=mixcse_hf.evaluation.cli:main",
-            "mixcse-encode=mixcse_hf.encode:main",
+            "mixcse-train=mixcse_hf.cli.train:main",
+            "mixcse-eval=mixcse_hf.cli.evaluate:main",
+            "mixcse-encode=mixcse_hf.cli.encode:main",
             "mixcse-push=mixcse_hf.cli.push:main",
-            "mixcse-plot=mixcse_hf.plot:main",
+            "mixcse-plot=mixcse_hf.cli.plot:main",
         ]
     },
 )

@@ -30,8 +30,9 @@ from matplotlib.figure import Figure
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from mixcse_hf.plot import STATE_FILE, load_log_history, plot_gradient_signal  # noqa: E402
-from mixcse_hf.training.run_dir import RESOLVED_CONFIG_FILE, RESULTS_FILE  # noqa: E402
+from mixcse_hf.cli.plot import load_log_history  # noqa: E402
+from mixcse_hf.training.curves import plot_gradient_signal  # noqa: E402
+from mixcse_hf.training.run_dir import RESOLVED_CONFIG_FILE, RESULTS_FILE, trainer_state_path  # noqa: E402
 
 BASE_CONFIG = os.path.join(REPO_ROOT, "configs", "quickstart.yaml")
 SEVEN_TASK_FILE = "sts7_results.json"
@@ -93,7 +94,7 @@ def check_budget(directory: str, args: argparse.Namespace) -> None:
 def evaluate_seven_tasks(directory: str) -> bool:
     """The 7-task table of the finished run in ``directory`` (its recorded pooler), into ``SEVEN_TASK_FILE``."""
     senteval_dir = run_config(directory).get("senteval_dir")
-    command = [sys.executable, "-m", "mixcse_hf.evaluation.cli", "--model_name_or_path", directory]
+    command = [sys.executable, "-m", "mixcse_hf.cli.evaluate", "--model_name_or_path", directory]
     command += ["--output_json", os.path.join(directory, SEVEN_TASK_FILE)]
     if senteval_dir:
         command += ["--senteval_dir", senteval_dir]
@@ -119,7 +120,7 @@ def read_run(directory: str) -> dict[str, float] | None:
     if os.path.isfile(seven_task_path):
         with open(seven_task_path, encoding="utf-8") as handle:
             values["avg7"] = json.load(handle)["average"]
-    if os.path.isfile(os.path.join(directory, STATE_FILE)):
+    if os.path.isfile(trainer_state_path(directory)):
         values.update(training_signal(load_log_history(directory)))
     return values
 
@@ -276,7 +277,7 @@ def plot_signal(args: argparse.Namespace, best_cell: str) -> None:
     runs = {}
     for label, cell in (("SimCSE", "SimCSE"), ("MixCSE", best_cell)):
         directory = run_dir(args.output_dir, cell, seed)
-        if os.path.isfile(os.path.join(directory, STATE_FILE)):
+        if os.path.isfile(trainer_state_path(directory)):
             runs[label] = load_log_history(directory)
     if len(runs) == 2:
         plot_gradient_signal(runs, os.path.join(args.output_dir, "gradient_signal.png"))

@@ -25,8 +25,17 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(REPO_ROOT, "benchmarks", "results", "cli_startup.json")
 
 
-def refusals(scratch: str) -> dict[str, list[str]]:
-    """Command lines (relative to a checkout) that stop at an argument check."""
+def encode_module(repo: str) -> str:
+    """The module of ``mixcse-encode`` in the checkout ``repo`` (``mixcse_hf.encode`` before the cli package)."""
+    return (
+        "mixcse_hf.cli.encode"
+        if os.path.isfile(os.path.join(repo, "mixcse_hf", "cli", "encode.py"))
+        else "mixcse_hf.encode"
+    )
+
+
+def refusals(scratch: str, repo: str) -> dict[str, list[str]]:
+    """Command lines (relative to the checkout ``repo``) that stop at an argument check."""
     sentences, existing = os.path.join(scratch, "sentences.txt"), os.path.join(scratch, "existing.npy")
     with open(sentences, "w", encoding="utf-8") as handle:
         handle.write("A man plays a guitar.\n")
@@ -34,7 +43,7 @@ def refusals(scratch: str) -> dict[str, list[str]]:
         handle.write(b"keep")
     return {
         "mixcse-encode, OUTPUT exists": [
-            *(sys.executable, "-m", "mixcse_hf.encode", "sentence-transformers/all-MiniLM-L6-v2", sentences, existing)
+            *(sys.executable, "-m", encode_module(repo), "sentence-transformers/all-MiniLM-L6-v2", sentences, existing)
         ],
         "run_mixcse.py, save_steps not a multiple of eval_steps": [
             *(sys.executable, "run_mixcse.py", "configs/quickstart.yaml", "--max_steps", "10", "--save_steps", "10")
@@ -60,7 +69,7 @@ def main() -> None:
     args = parser.parse_args()
     repo = os.path.abspath(args.repo)
     with tempfile.TemporaryDirectory() as scratch:
-        commands = refusals(scratch)
+        commands = refusals(scratch, repo)
         runs: dict[str, list[dict[str, object]]] = {name: [] for name in commands}
         for _ in range(args.rounds):  # the commands alternate, so a busy moment of the machine hits both
             for name, command in commands.items():

@@ -1,4 +1,4 @@
-"""Encoding a file from the command line: ``mixcse-encode`` (``mixcse_hf.encode.main``, output .npy, its default
+"""Encoding a file from the command line: ``mixcse-encode`` (``mixcse_hf.cli.encode.main``, output .npy, its default
 chunking) against sentence-transformers (``SentenceTransformer(path).encode(sentences, batch_size=64)``, then
 ``numpy.save``) on the first N sentences of the wiki head; all-MiniLM-L6-v2, CPU, float32, the same batch size.
 Each measurement runs in its own fresh process (so peak RSS is that tool's own), the two tools alternate over the
@@ -47,7 +47,7 @@ def measured(work: Callable[[], None]) -> dict[str, float]:
 def run_ours(model: str, input_file: str, output: str, batch_size: int, extra: list[str]) -> dict[str, float]:
     """``mixcse-encode MODEL INPUT OUTPUT`` (plus ``extra`` flags) in this process."""
     start = time.perf_counter()
-    from mixcse_hf.encode import main
+    from mixcse_hf.cli.encode import main
 
     imported = time.perf_counter()
     flags = ["--batch_size", str(batch_size), "--device", "cpu", "--dtype", "float32", "--normalize", "--overwrite"]

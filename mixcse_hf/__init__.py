@@ -1,7 +1,7 @@
 """mixcse_hf: MixCSE sentence-embedding training on the current HuggingFace stack.
 
 The public API: the trainer and its arguments, the loss, the inference wrapper and the evaluators. Code is grouped
-by role: ``losses/``, ``models/``, ``training/``, ``evaluation/``, ``hub/`` (and ``plot`` for figures).
+by role: ``losses/``, ``models/``, ``training/``, ``evaluation/``, ``hub/``, and the console commands in ``cli/``.
 
 The names are imported on first use (PEP 562), so that light entry points (``run_mixcse.py --help``) and
 submodules do not pay for torch and transformers.

@@ -9,7 +9,6 @@ from importlib.metadata import entry_points
 import pytest
 
 import mixcse_hf
-from mixcse_hf.loss import MixCSELoss as LegacyMixCSELoss
 from tests.conftest import REPO_ROOT
 
 
@@ -17,7 +16,6 @@ def test_public_api() -> None:
     for name in ("MixCSETrainer", "MixCSETrainingArguments", "MixCSELoss", "CachedLoss", "SentenceEncoder"):
         assert name in mixcse_hf.__all__
         assert getattr(mixcse_hf, name) is not None
-    assert LegacyMixCSELoss is mixcse_hf.MixCSELoss
 
 
 def test_imports_load_neither_matplotlib_nor_mteb() -> None:
@@ -40,10 +38,10 @@ def test_package_root_is_light_until_a_name_is_used() -> None:
 
 
 CONSOLE_SCRIPTS = {
-    "mixcse-train": "run_mixcse",
-    "mixcse-eval": "mixcse_hf.evaluation.cli",
-    "mixcse-encode": "mixcse_hf.encode",
-    "mixcse-plot": "mixcse_hf.plot",
+    "mixcse-train": "mixcse_hf.cli.train",
+    "mixcse-eval": "mixcse_hf.cli.evaluate",
+    "mixcse-encode": "mixcse_hf.cli.encode",
+    "mixcse-plot": "mixcse_hf.cli.plot",
     "mixcse-push": "mixcse_hf.cli.push",
 }
 

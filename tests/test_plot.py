@@ -10,17 +10,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from mixcse_hf.cli.plot import main, plot_run, run_labels
 from mixcse_hf.errors import UsageError
-from mixcse_hf.plot import (
-    CURVES_TITLE,
-    LOSS_TITLE,
-    START_LABEL,
-    gradient_signal_figure,
-    main,
-    plot_run,
-    run_labels,
-    training_figure,
-)
+from mixcse_hf.training.curves import CURVES_TITLE, LOSS_TITLE, START_LABEL, gradient_signal_figure, training_figure
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 HISTORY = [
@@ -143,7 +135,7 @@ def test_plot_run_reads_start_metrics_from_sts_results(tmp_path: Path, monkeypat
     results = {"pooler": "avg", "stsb_spearman": {"avg": {"start": {"dev": 79.73, "test": 70.0}, "trained": {}}}}
     (tmp_path / "run" / "sts_results.json").write_text(json.dumps(results), encoding="utf-8")
     drawn: list[tuple[dict, dict | None]] = []
-    monkeypatch.setattr("mixcse_hf.plot.plot_training", lambda state, png, start: drawn.append((state, start)))
+    monkeypatch.setattr("mixcse_hf.cli.plot.plot_training", lambda state, png, start: drawn.append((state, start)))
     plot_run(str(tmp_path / "run"))
     assert drawn == [({"log_history": HISTORY}, {"stsb_spearman": 79.73})]
 

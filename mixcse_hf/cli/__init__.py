@@ -1,1 +1,1 @@
-"""The console commands: mixcse-train, mixcse-eval, mixcse-encode, mixcse-push, mixcse-plot."""
+"""The console commands (``mixcse-*``), one module each: argument parsing and the loading of their inputs."""

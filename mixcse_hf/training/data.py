@@ -8,12 +8,11 @@ explicitly. Supervised data comes out with the columns :data:`SUPERVISED_COLUMNS
 
 from __future__ import annotations
 
-import codecs
 import csv
+import hashlib
 import logging
 import os
-import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +21,7 @@ import torch
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from mixcse_hf.errors import UsageError
+from mixcse_hf.files import check_utf8, is_blank, read_lines
 
 logger = logging.getLogger(__name__)
 
@@ -41,20 +41,15 @@ TABLE_FORMATS = {
 CSV fields may be quoted (RFC 4180); TSV fields are taken as they are, quotes included (no quoting in TSV)."""
 FILE_BUILDERS = ("text", "csv", "json", "parquet", "arrow", "pandas")
 """``datasets`` builders of file formats: as ``dataset_name`` without data files they read the working directory."""
-_BLANK = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]*")
-"""Whitespace, control characters (NUL included) and invisible format characters: nothing to encode."""
-
-
-def is_blank(text: str | None) -> bool:
-    """True for ``None`` and for text made only of whitespace, control or zero-width characters."""
-    return text is None or _BLANK.fullmatch(text) is not None
+TEXT_FILE_FORMAT = "mixcse_hf.files.read_lines/1"
+"""Part of the cache fingerprint of a text file read by :func:`load_text_file`: changes when the reading does."""
 
 
 def check_text_file(
     path: str, what: str = "train_file", lines: bool = True, utf8: bool = True, utf8_bytes: int | None = None
 ) -> None:
     """Fail with a one-line :class:`UsageError` if ``path`` is missing, empty or (``utf8``) not UTF-8, checking its
-    first ``utf8_bytes`` bytes only when given (a multi-byte character cut at that point is fine).
+    first ``utf8_bytes`` bytes only when given (:func:`mixcse_hf.files.check_utf8`).
     ``lines``: the file is one sentence per line (the messages say so)."""
     expected = "a text file with one sentence per line" if lines else "a data file"
     if not os.path.exists(path):
@@ -63,29 +58,8 @@ def check_text_file(
         raise UsageError(f"{what} {path!r} is not a file; pass {expected}")
     if os.path.getsize(path) == 0:
         raise UsageError(f"{what} {path!r} is empty; it needs {'one sentence per line' if lines else 'rows'}")
-    if not utf8:
-        return
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    line_number, left = 1, utf8_bytes
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20 if left is None else min(1 << 20, left)):
-            try:
-                decoder.decode(block)
-            except UnicodeDecodeError as err:
-                line = line_number + block[: err.start].count(b"\n")
-                raise UsageError(
-                    f"{what} {path!r} is not valid UTF-8 (line {line}: {err.reason}); re-encode it, "
-                    "e.g. iconv -f latin1 -t utf-8"
-                ) from err
-            line_number += block.count(b"\n")
-            if left is not None:
-                left -= len(block)
-                if left == 0:
-                    return
-        try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError as err:
-            raise UsageError(f"{what} {path!r} ends in a truncated UTF-8 sequence; re-encode it") from err
+    if utf8:
+        check_utf8(path, what, utf8_bytes)
 
 
 def detect_columns(
@@ -164,11 +138,31 @@ def table_options(path: str, separator: str) -> dict[str, Any]:
     }
 
 
+def _text_file_rows(path: str) -> Iterator[dict[str, str]]:
+    for _, text in read_lines(path, "train_file"):
+        yield {TEXT_COLUMN: text}
+
+
+def load_text_file(path: str) -> datasets.Dataset:
+    """A text file as a ``Dataset`` with one ``text`` row per line (:func:`mixcse_hf.files.read_lines`: the lines
+    that streaming and the encode command read), blank lines included. Cached by ``datasets`` under a fingerprint
+    of the file's path, size and modification time: a file rewritten in place is read again."""
+    stat = os.stat(path)
+    identity = (TEXT_FILE_FORMAT, os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    fingerprint = hashlib.sha256(repr(identity).encode()).hexdigest()[:16]
+    return datasets.Dataset.from_generator(
+        _text_file_rows,
+        features=datasets.Features({TEXT_COLUMN: datasets.Value("string")}),
+        gen_kwargs={"path": path},
+        fingerprint=fingerprint,
+    )
+
+
 def _load_train_file(path: str) -> datasets.Dataset:
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in TABLE_FORMATS:
         check_text_file(path)
-        return datasets.load_dataset("text", data_files={"train": path}, split="train")
+        return load_text_file(path)
     builder, separator = TABLE_FORMATS[suffix]
     check_text_file(path, lines=False, utf8=builder != "parquet")
     options = table_options(path, separator) if builder == "csv" else {}

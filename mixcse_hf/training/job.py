@@ -214,7 +214,7 @@ def write_run_outputs(trainer: MixCSETrainer, summary: RunSummary, plan: RunPlan
     if summary.spearman:
         trainer.save_metrics("eval", summary.flat_metrics())  # eval_results.json
     if evaluation_points(trainer.state.log_history):
-        from mixcse_hf.plot import plot_training  # matplotlib only where a plot is drawn
+        from mixcse_hf.training.curves import plot_training  # matplotlib only where a plot is drawn
 
         # The mapping trainer_state.json holds.
         plot_training(asdict(trainer.state), run_dir.plot_path(output_dir), summary.start_metrics())

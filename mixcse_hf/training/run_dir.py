@@ -94,6 +94,12 @@ def checkpoint_folder(output_dir: str, step: int) -> str:
     return os.path.join(output_dir, f"{PREFIX_CHECKPOINT_DIR}-{step}")
 
 
+def checkpoint_folder_step(path: str) -> int | None:
+    """N of a ``checkpoint-N`` folder's path, None for any other path."""
+    match = _CHECKPOINT_NAME.match(os.path.basename(os.path.normpath(path))) if path else None
+    return int(match.group(1)) if match else None
+
+
 def checkpoint_folders(output_dir: str) -> list[str]:
     """The ``checkpoint-N`` folders of ``output_dir``, by ascending N."""
     steps = sorted(

@@ -26,6 +26,7 @@ import torch
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from mixcse_hf.errors import UsageError
+from mixcse_hf.files import is_blank, read_lines
 from mixcse_hf.training.data import (
     SUPERVISED_COLUMNS,
     TABLE_FORMATS,
@@ -34,7 +35,6 @@ from mixcse_hf.training.data import (
     check_dataset_name,
     check_text_file,
     detect_columns,
-    is_blank,
     table_options,
 )
 
@@ -45,22 +45,15 @@ UTF8_CHECKED_BYTES = 1 << 20
 
 @dataclass(frozen=True)
 class TextFileRows:
-    """One sentence per line of ``path``, as the ``datasets`` text builder splits lines (``str.splitlines``)."""
+    """One sentence per line of ``path``, the lines of :func:`mixcse_hf.files.read_lines` (those of map-style
+    training), blank lines skipped."""
 
     path: str
 
     def __call__(self) -> Iterator[dict[str, Any]]:
-        with open(self.path, encoding="utf-8") as handle:
-            line_number = 0
-            try:
-                for line_number, line in enumerate(handle, start=1):  # noqa: B007 (read in the except)
-                    for piece in line.splitlines():
-                        yield {TEXT_COLUMN: piece}
-            except UnicodeDecodeError as err:
-                raise UsageError(
-                    f"train_file {self.path!r} is not valid UTF-8 after line {line_number}: {err.reason}; re-encode "
-                    "it, e.g. iconv -f latin1 -t utf-8"
-                ) from err
+        for _, text in read_lines(self.path, "train_file"):
+            if not is_blank(text):
+                yield {TEXT_COLUMN: text}
 
 
 @dataclass(frozen=True)

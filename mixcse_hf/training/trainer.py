@@ -32,10 +32,10 @@ from mixcse_hf.losses.base import (
 )
 from mixcse_hf.losses.cached import CachedLoss
 from mixcse_hf.models.batch import BatchEmbedder, as_text_batch
+from mixcse_hf.models.distributed import gather_with_grad
 from mixcse_hf.models.encoder import SentenceEncoder
 from mixcse_hf.models.lora import backbone_of
 from mixcse_hf.models.pooling import inference_pooler
-from mixcse_hf.training.distributed import gather_with_grad
 from mixcse_hf.training.history import evaluation_metrics, evaluation_points
 from mixcse_hf.training.progress import TrainingTimeEstimate
 from mixcse_hf.training.run_dir import (

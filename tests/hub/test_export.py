@@ -11,11 +11,12 @@ import torch
 from sentence_transformers import SentenceTransformer
 from transformers import AutoModel, AutoTokenizer
 
-from mixcse_hf.hub.export import REMOTE_CODE_FILE, SENTENCE_TRANSFORMERS_FILES, export_checkpoint
+from mixcse_hf.hub.export import REMOTE_CODE_FILE, export_checkpoint
 from mixcse_hf.hub.push import published_adapter_config
 from mixcse_hf.models.encoder import SentenceEncoder, load_adapter_model
 from mixcse_hf.models.lora import apply_lora
 from mixcse_hf.models.pooling import pool
+from mixcse_hf.models.sentence_transformers_format import SENTENCE_TRANSFORMERS_FILES
 from tests.conftest import SENTENCES, minilm_path, train_tiny
 
 POOLER_RUNS = {

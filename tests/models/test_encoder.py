@@ -10,11 +10,13 @@ from mixcse_hf.models.encoder import (
     SentenceEncoder,
     embed,
     load_backbone,
+    load_encoder,
+    pick_device,
     reinit_mlp,
     resolve_model_path,
-    sentence_transformers_pooler,
 )
 from mixcse_hf.models.pooling import CONFIG_MLP_ONLY_TRAIN_KEY, CONFIG_POOLER_KEY, POOLER_TYPES, inference_pooler
+from mixcse_hf.models.sentence_transformers_format import sentence_transformers_pooler
 from tests.conftest import SENTENCES, minilm_path, tokenized
 
 
@@ -123,3 +125,19 @@ def test_progress_bar_is_labelled_and_off_outside_a_terminal(tiny_model_dir: str
     assert capsys.readouterr().err == ""
     encoder.encode(SENTENCES, batch_size=2, show_progress_bar=True, desc="start model, STS-B dev (avg)")
     assert "start model, STS-B dev (avg): 100%" in capsys.readouterr().err
+
+
+def test_load_encoder_as_the_command_line_tools_load_it(tiny_model_dir: str) -> None:
+    """One loader for mixcse-encode and mixcse-eval: a sentence-transformers folder's max_seq_length unless one is
+    given, the dtype and device asked for, and bad options refused before the model loads."""
+    encoder = load_encoder(minilm_path())
+    assert (encoder.pooler_type, encoder.max_seq_length, encoder.padding_free) == ("avg", 256, False)
+    encoder = load_encoder(tiny_model_dir, "avg", "bfloat16", "cpu", max_seq_length=16, padding_free=True)
+    assert (encoder.max_seq_length, encoder.padding_free) == (16, True)
+    assert next(encoder.model.parameters()).dtype == torch.bfloat16
+    assert load_encoder(tiny_model_dir).max_seq_length is None  # no sentence-transformers files: the tokenizer's
+    with pytest.raises(UsageError, match="pooler_type must be one of"):
+        load_encoder("no-such-model", "nonsense")
+    with pytest.raises(UsageError, match="--device 'nonsense' is not a torch device"):
+        load_encoder("no-such-model", device="nonsense")
+    assert pick_device("cpu") == torch.device("cpu")

@@ -3,6 +3,7 @@ AutoModel and SentenceTransformer."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shutil
@@ -19,7 +20,7 @@ from transformers import AutoModel
 
 from mixcse_hf.hub.push import hub_contents
 from mixcse_hf.models import encoder
-from mixcse_hf.models.encoder import SentenceEncoder
+from mixcse_hf.models.encoder import ADAPTER_POOLING_FILE, SentenceEncoder
 from mixcse_hf.models.lora import apply_lora, count_parameters
 from mixcse_hf.training.run_dir import UPLOAD_IGNORE_PATTERNS, read_card_data
 from run_mixcse import main
@@ -72,6 +73,13 @@ def test_adapter_and_merged_checkpoints_agree(tiny_model_dir: str, tiny_corpus: 
     for name, embeddings in loaded.items():
         difference = (embeddings.cpu() - reference).abs().max().item()
         assert difference <= 1e-4, f"{name}: max abs difference {difference}"
+
+    # An adapter folder has no config.json: its pooler is in a file of its own, which a push uploads.
+    recorded = json.loads((adapter_dir / ADAPTER_POOLING_FILE).read_text())
+    assert recorded == {"mixcse_pooler_type": "cls", "mixcse_mlp_only_train": False}
+    assert not any(fnmatch.fnmatch(ADAPTER_POOLING_FILE, pattern) for pattern in UPLOAD_IGNORE_PATTERNS)
+    (adapter_dir / "mixcse_card.json").unlink()
+    assert SentenceEncoder.from_pretrained(str(adapter_dir)).pooler_type == "cls"
 
 
 def test_lora_training_changes_only_adapters_and_mlp(tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from mixcse_hf.losses.base import batch_loss
 from mixcse_hf.losses.cached import CachedLoss
 from mixcse_hf.losses.mixcse import MixCSELoss
 from mixcse_hf.models.batch import BatchEmbedder, slice_rows
-from mixcse_hf.training.distributed import gather_with_grad
+from mixcse_hf.models.distributed import gather_with_grad
 from tests.conftest import REPO_ROOT, SENTENCES, free_port, padded_columns
 
 TOLERANCE = 1e-10  # float64

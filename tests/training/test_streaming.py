@@ -169,7 +169,7 @@ def test_bad_input_is_refused_before_training(tmp_path: Path) -> None:
     late = tmp_path / "late.txt"
     late.write_bytes(b"fine line\n" * 200_000 + "caf\xe9\n".encode("latin-1"))
     source = row_source(str(late), None)  # past the checked start: refused as it is read
-    with pytest.raises(UsageError, match=r"after line \d+"):
+    with pytest.raises(UsageError, match=r"not valid UTF-8 \(line 200001:"):
         sum(1 for _ in source())
     with pytest.raises(UsageError, match="dataloader_num_workers"):
         main(["--model_name_or_path", "x", "--train_file", str(late), "--streaming", "true",

@@ -4,7 +4,7 @@
         [--dtype float32|bfloat16|float16] [--max_seq_length L] [--chunk_size 10000] [--device D]
         [--progress] [--overwrite]
 
-(also ``python -m mixcse_hf.encode``).
+(also ``python -m mixcse_hf.cli.encode``).
 
 MODEL: a mixcse_hf checkpoint, a plain HF encoder or a sentence-transformers directory, or a Hub id
 (sentence-transformers/all-MiniLM-L6-v2 loads from its installed offline package).
@@ -13,7 +13,8 @@ INPUT, by extension (UTF-8):
   .txt          one sentence per line; row i of OUTPUT is line i, so a blank line is an error naming it
   .csv, .tsv    a header row, then one sentence per row in the column --text_column
   .jsonl        one JSON object per line, the sentence under the key --text_column
-An empty or whitespace-only sentence is an error in every format, and so is an input without sentences.
+A blank sentence (only whitespace, control or invisible characters) is an error in every format, and so is an
+input without sentences. Lines end at LF, CRLF or CR; bytes that are not UTF-8 are an error naming the line.
 
 OUTPUT, by extension:
   .npy          float32 array (N, d), streamed to disk: memory stays one chunk
@@ -42,6 +43,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from mixcse_hf.errors import UsageError, run_cli
+from mixcse_hf.files import check_utf8, is_blank, read_lines
 from mixcse_hf.paths import check_output_file
 
 if TYPE_CHECKING:  # numpy, torch and the model stack load only once the arguments are checked: they take seconds
@@ -67,17 +69,15 @@ def file_extension(path: str, supported: Iterable[str], what: str) -> str:
     return extension
 
 
-def read_lines(path: str) -> Iterator[str]:
-    """The lines of a text file without their line ending; a blank line is a UsageError."""
-    with open(path, encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            text = line.rstrip("\n")  # universal newlines: \r\n arrives as \n
-            if not text.strip():
-                raise UsageError(
-                    f"INPUT {path!r} line {number} is blank; every line is one sentence and one row of OUTPUT, "
-                    "so remove blank lines first"
-                )
-            yield text
+def read_sentence_lines(path: str) -> Iterator[str]:
+    """The lines of a text file (:func:`mixcse_hf.files.read_lines`); a blank line is a UsageError naming it."""
+    for number, text in read_lines(path, "INPUT"):
+        if is_blank(text):
+            raise UsageError(
+                f"INPUT {path!r} line {number} is blank; every line is one sentence and one row of OUTPUT, "
+                "so remove blank lines first"
+            )
+        yield text
 
 
 def read_table(path: str, text_column: str, delimiter: str) -> Iterator[str]:
@@ -90,35 +90,35 @@ def read_table(path: str, text_column: str, delimiter: str) -> Iterator[str]:
             raise UsageError(f"INPUT {path!r} has no column {text_column!r} (columns: {found}); pass --text_column")
         for row in reader:
             text = row[text_column]
-            if text is None or not text.strip():
+            if is_blank(text):
                 raise UsageError(f"INPUT {path!r} line {reader.line_num}: column {text_column!r} is empty")
             yield text
 
 
 def read_jsonl(path: str, text_column: str) -> Iterator[str]:
-    """Key ``text_column`` of each line's JSON object; anything else on a line is a UsageError naming it."""
-    with open(path, encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            where = f"INPUT {path!r} line {number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UsageError(f"{where} is not JSON ({err.msg}); .jsonl holds one object per line") from err
-            if not isinstance(record, dict):
-                raise UsageError(f"{where} is a JSON {type(record).__name__}, not an object")
-            if text_column not in record:
-                keys = ", ".join(record) or "none"
-                raise UsageError(f"{where} has no key {text_column!r} (keys: {keys}); pass --text_column")
-            text = record[text_column]
-            if not isinstance(text, str) or not text.strip():
-                raise UsageError(f"{where}: {text_column!r} is not a non-empty string")
-            yield text
+    """Key ``text_column`` of each line's JSON object (the lines of :func:`mixcse_hf.files.read_lines`); anything
+    else on a line is a UsageError naming it."""
+    for number, line in read_lines(path, "INPUT"):
+        where = f"INPUT {path!r} line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UsageError(f"{where} is not JSON ({err.msg}); .jsonl holds one object per line") from err
+        if not isinstance(record, dict):
+            raise UsageError(f"{where} is a JSON {type(record).__name__}, not an object")
+        if text_column not in record:
+            keys = ", ".join(record) or "none"
+            raise UsageError(f"{where} has no key {text_column!r} (keys: {keys}); pass --text_column")
+        text = record[text_column]
+        if not isinstance(text, str) or is_blank(text):
+            raise UsageError(f"{where}: {text_column!r} is not a non-empty string")
+        yield text
 
 
 def read_texts(path: str, extension: str, text_column: str) -> Iterator[str]:
     """The sentences of INPUT in order, by its extension (one of :data:`INPUT_EXTENSIONS`)."""
     if extension == ".txt":
-        return read_lines(path)
+        return read_sentence_lines(path)
     if extension == ".jsonl":
         return read_jsonl(path, text_column)
     return read_table(path, text_column, "\t" if extension == ".tsv" else ",")
@@ -136,9 +136,8 @@ def check_input(path: str) -> str:
 def count_texts(path: str, extension: str, text_column: str) -> int:
     """Read INPUT once, checking every sentence; returns how many there are (at least one)."""
     try:
+        check_utf8(path, "INPUT")  # names the line, in every format
         count = sum(1 for _ in read_texts(path, extension, text_column))
-    except UnicodeDecodeError as err:
-        raise UsageError(f"INPUT {path!r} is not UTF-8 text ({err.reason}); convert it first") from err
     except csv.Error as err:
         raise UsageError(f"INPUT {path!r} is not valid {extension[1:].upper()} ({err})") from err
     except OSError as err:
@@ -240,46 +239,6 @@ def encoded_chunks(
         raise UsageError(f"INPUT {args.input!r} changed while being encoded ({count} sentences when first read)")
 
 
-def pick_device(name: str | None) -> torch.device:
-    """``name`` as a torch device that is present; ``None``: the accelerator (e.g. cuda) if any, else cpu."""
-    import torch
-
-    accelerator = torch.accelerator.current_accelerator()
-    if name is None:
-        return accelerator or torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise UsageError(f"--device {name!r} is not a torch device ({err})") from err
-    if device.type != "cpu" and (accelerator is None or accelerator.type != device.type):
-        raise UsageError(f"--device {name!r}: no {device.type} device here; use --device cpu")
-    return device
-
-
-def sentence_transformers_max_seq_length(path: str) -> int | None:
-    """``max_seq_length`` of a sentence-transformers directory's ``sentence_bert_config.json``, else ``None``."""
-    config_file = os.path.join(path, "sentence_bert_config.json")
-    if not os.path.isfile(config_file):
-        return None
-    with open(config_file, encoding="utf-8") as handle:
-        return json.load(handle).get("max_seq_length")
-
-
-def load_encoder(args: argparse.Namespace, device: torch.device) -> SentenceEncoder:
-    """MODEL with the requested pooler, truncation length and compute dtype, on ``device``."""
-    import torch
-
-    from mixcse_hf.models.encoder import SentenceEncoder, check_pooler_type, resolve_model_path
-
-    if args.pooler is not None:
-        check_pooler_type(args.pooler)  # before the model loads
-    encoder = SentenceEncoder.from_pretrained(args.model, args.pooler)
-    encoder.padding_free = args.padding_free
-    encoder.max_seq_length = args.max_seq_length or sentence_transformers_max_seq_length(resolve_model_path(args.model))
-    encoder.model.to(device=device, dtype=getattr(torch, args.dtype))
-    return encoder
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line: MODEL INPUT OUTPUT and the options (help: this module's docstring)."""
     parser = argparse.ArgumentParser(
@@ -333,8 +292,12 @@ def encode_command(argv: list[str]) -> None:
     write = WRITERS[check_output(args.output, args.overwrite)]
     from tqdm.auto import tqdm
 
+    from mixcse_hf.models.encoder import load_encoder
+
     show = args.progress or sys.stderr.isatty()
-    encoder = load_encoder(args, pick_device(args.device))
+    encoder = load_encoder(
+        args.model, args.pooler, args.dtype, args.device, args.max_seq_length, padding_free=args.padding_free
+    )
     count = count_texts(args.input, input_extension, args.text_column)
     dimension = encoder.model.config.hidden_size
     start = time.perf_counter()

@@ -1,9 +1,9 @@
 """The 7-task STS table of the SimCSE/MixCSE papers, offline, in one command.
 
-    python -m mixcse_hf.evaluation.cli --model_name_or_path PATH [--pooler P] [--tasks sts12 ... sickr]
+    mixcse-eval --model_name_or_path PATH [--pooler P] [--tasks sts12 ... sickr]
         [--mode test|dev|fasttest] [--senteval_dir DIR] [--output_json FILE]
 
-(also installed as ``mixcse-eval``). SentEval protocol as SimCSE's ``evaluation.py``: cosine similarity,
+(also ``python -m mixcse_hf.cli.evaluate``). SentEval protocol as SimCSE's ``evaluation.py``: cosine similarity,
 Spearman x 100; STS12-16 report "all" (subsets concatenated) plus "mean"/"wmean"; STS-B and SICK-R their test
 split (dev/trial with ``--mode dev``). ``fasttest`` equals ``test`` here: SimCSE's modes differ only in the
 k-fold of transfer tasks, which STS does not use.
@@ -17,13 +17,12 @@ import os
 import sys
 from dataclasses import asdict, dataclass, field
 
-import torch
 from transformers import HfArgumentParser
 
 from mixcse_hf.errors import UsageError, run_cli
 from mixcse_hf.evaluation.sts import TaskScore, alignment_uniformity, encode_pairs, score_embeddings
 from mixcse_hf.evaluation.sts_data import STS_YEARS, TASKS, StsPairs, file_sha256, load_task
-from mixcse_hf.models.encoder import SentenceEncoder
+from mixcse_hf.models.encoder import SentenceEncoder, load_encoder
 from mixcse_hf.models.pooling import POOLER_TYPES
 from mixcse_hf.paths import check_output_file
 
@@ -71,7 +70,9 @@ class EvalArguments:
             "choices": ["float32", "float16", "bfloat16"],
         },
     )
-    device: str | None = field(default=None, metadata={"help": "Torch device; default cuda when available, else cpu."})
+    device: str | None = field(
+        default=None, metadata={"help": "Torch device; default: cuda (or another accelerator) if present, else cpu."}
+    )
     padding_free: bool = field(
         default=False,
         metadata={"help": "Encode packed rows without pad tokens: the same embeddings, faster (BERT/RoBERTa/MPNet)."},
@@ -142,20 +143,15 @@ def evaluate_model(encoder: SentenceEncoder, args: EvalArguments) -> EvalReport:
     return EvalReport(args.model_name_or_path, encoder.pooler_type, args.mode, scores, align_uniform, files)
 
 
-def load_encoder(args: EvalArguments) -> SentenceEncoder:
-    encoder = SentenceEncoder.from_pretrained(args.model_name_or_path, args.pooler)
-    encoder.padding_free = args.padding_free
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    encoder.model.to(device=device, dtype=getattr(torch, args.dtype))
-    return encoder
-
-
 def evaluate_command(argv: list[str]) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     (args,) = HfArgumentParser(EvalArguments, prog="mixcse-eval").parse_args_into_dataclasses(args=argv)
     if args.output_json:
         check_output_file(args.output_json, "output_json")
-    report = evaluate_model(load_encoder(args), args)
+    encoder = load_encoder(
+        args.model_name_or_path, args.pooler, args.dtype, args.device, padding_free=args.padding_free
+    )
+    report = evaluate_model(encoder, args)
     print(report.table())
     if args.output_json:
         with open(args.output_json, "w", encoding="utf-8") as handle:

@@ -1,4 +1,4 @@
-"""python -m mixcse_hf.evaluation.cli: the 7-task table, JSON report, modes, poolers and bad input."""
+"""mixcse-eval (python -m mixcse_hf.cli.evaluate): the 7-task table, JSON report, modes, poolers and bad input."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mixcse_hf.evaluation.cli import main
+from mixcse_hf.cli.evaluate import main
 from mixcse_hf.evaluation.sts import score_task
 from mixcse_hf.evaluation.sts_data import STS_YEARS, TASKS, file_sha256, load_task
 from mixcse_hf.models import encoder as encoder_module
@@ -87,7 +87,7 @@ def test_bad_input_is_one_line(
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     else:
         model = str(tmp_path / "no-such-model")
-    command = [sys.executable, "-m", "mixcse_hf.evaluation.cli", "--model_name_or_path", model]
+    command = [sys.executable, "-m", "mixcse_hf.cli.evaluate", "--model_name_or_path", model]
     proc = subprocess.run(
         [*command, "--senteval_dir", str(tiny_senteval)], capture_output=True, text=True, cwd=REPO_ROOT
     )
@@ -115,7 +115,7 @@ def test_unwritable_output_json_fails_before_evaluating(
 
 def test_one_labelled_line_per_task_and_no_bars_in_a_log(tiny_model_dir: str, tiny_senteval: Path) -> None:
     """As a real process writing to a pipe (a log): one line per task, named, and no progress-bar redraws."""
-    command = [sys.executable, "-m", "mixcse_hf.evaluation", "--model_name_or_path", tiny_model_dir]
+    command = [sys.executable, "-m", "mixcse_hf.cli.evaluate", "--model_name_or_path", tiny_model_dir]
     proc = subprocess.run(
         [*command, "--senteval_dir", str(tiny_senteval), "--pooler", "avg", "--batch_size", "4"],
         capture_output=True,
@@ -151,7 +151,7 @@ def test_progress_reaches_a_pipe(tiny_model_dir: str, tiny_senteval: Path) -> No
     0 here so that the tiny tasks log too."""
     code = (
         "import sys; from mixcse_hf.models import encoder; encoder.PROGRESS_LOG_SECONDS = 0; "
-        "from mixcse_hf.evaluation.cli import main; sys.exit(main(sys.argv[1:]))"
+        "from mixcse_hf.cli.evaluate import main; sys.exit(main(sys.argv[1:]))"
     )
     args = ["--model_name_or_path", tiny_model_dir, "--senteval_dir", str(tiny_senteval), "--batch_size", "4"]
     process = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO_ROOT)

@@ -14,7 +14,7 @@ import torch
 from safetensors.numpy import load_file
 from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
 
-from mixcse_hf.encode import main
+from mixcse_hf.cli.encode import main
 from mixcse_hf.models.encoder import SentenceEncoder
 from tests.conftest import REPO_ROOT, SENTENCES, minilm_path
 
@@ -162,7 +162,7 @@ ERROR_CASES = {
     "missing column": ({"input": "table.csv"}, [], "no column 'text' (columns: id, sentence); pass --text_column"),
     "missing key": ({"input": "table.jsonl"}, [], "line 1 has no key 'text' (keys: id, sentence)"),
     "blank line": ({"input": "blank.txt"}, [], "line 3 is blank"),
-    "not utf-8": ({"input": "latin1.txt"}, [], "is not UTF-8 text"),
+    "not utf-8": ({"input": "latin1.txt"}, [], "is not valid UTF-8 (line 1: invalid continuation byte)"),
     "not json": ({"input": "broken.jsonl"}, [], "line 2 is not JSON"),
     "csv quoting": ({"input": "broken.csv"}, [], "is not valid CSV (unexpected end of data)"),
     "batch size": ({}, ["--batch_size", "0"], "--batch_size must be >= 1, got 0"),
@@ -208,7 +208,7 @@ def test_argument_checks_come_before_torch_loads(tmp_path: Path, txt_input: Path
     """An existing OUTPUT is refused in a process that never imports torch (benchmarks/cli_startup.py times it)."""
     (out_dir / "existing.npy").write_bytes(b"keep")
     code = (
-        "import sys; from mixcse_hf.encode import main; status = main(sys.argv[1:]); "
+        "import sys; from mixcse_hf.cli.encode import main; status = main(sys.argv[1:]); "
         "print(status, 'torch' in sys.modules, 'numpy' in sys.modules)"
     )
     command = [sys.executable, "-c", code, "some/model", str(txt_input), str(out_dir / "existing.npy")]
