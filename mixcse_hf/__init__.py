@@ -17,7 +17,7 @@ _PUBLIC_API = {
     "CachedLoss": "mixcse_hf.losses.cached",
     "MixCSELoss": "mixcse_hf.losses.mixcse",
     "MixCSETrainer": "mixcse_hf.training.trainer",
-    "MixCSETrainingArguments": "mixcse_hf.training.arguments",
+    "MixCSETrainingArguments": "mixcse_hf.training.training_args",
     "STSEvaluator": "mixcse_hf.evaluation.evaluators",
     "SentenceEncoder": "mixcse_hf.models.encoder",
 }

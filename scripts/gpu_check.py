@@ -46,7 +46,7 @@ from harness import (  # noqa: E402
     write_random_encoder,
 )
 
-from mixcse_hf.paths import read_json, write_json_atomically  # noqa: E402
+from mixcse_hf.output_files import read_json, write_json_atomically  # noqa: E402
 
 RESULTS_NAME, REPORT_NAME = "gpu_check.json", "gpu_check.md"
 PARTS = ("environment", "tests", "quickstart", "throughput", "compile")

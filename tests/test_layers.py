@@ -1,7 +1,7 @@
 """Layers point down: no module of the package imports from a package of a higher rank.
 
-Ranks: the base modules (``errors``, ``paths``, ``files``) 0; ``models``, ``losses``, ``evaluation`` 1; ``hub`` 2;
-``training`` 3; ``cli`` 4 (``run_mixcse.py`` sits on top, outside the package). Every ``import`` and
+Ranks: the base modules (``errors``, ``output_files``, ``text_files``) 0; ``models``, ``losses``, ``evaluation`` 1;
+``hub`` 2; ``training`` 3; ``cli`` 4 (``run_mixcse.py`` sits on top, outside the package). Every ``import`` and
 ``from ... import`` counts, also inside functions and under ``TYPE_CHECKING``. The package root
 (``mixcse_hf/__init__.py``, the lazy public API) is exempt; importing from it elsewhere counts as importing the
 module behind each name.
@@ -21,8 +21,8 @@ PACKAGE = "mixcse_hf"
 PACKAGE_DIR = REPO_ROOT / PACKAGE
 RANKS = {
     "errors": 0,
-    "paths": 0,
-    "files": 0,
+    "output_files": 0,
+    "text_files": 0,
     "models": 1,
     "losses": 1,
     "evaluation": 1,

@@ -29,7 +29,7 @@ def test_imports_load_neither_matplotlib_nor_mteb() -> None:
 
 def test_package_root_is_light_until_a_name_is_used() -> None:
     code = (
-        "import sys, mixcse_hf, mixcse_hf.errors, mixcse_hf.training.options; "
+        "import sys, mixcse_hf, mixcse_hf.errors, mixcse_hf.training.arguments; "
         "light = not {'torch', 'transformers'} & {m.split('.')[0] for m in sys.modules}; "
         "mixcse_hf.MixCSELoss; print(light, 'torch' in sys.modules)"
     )

@@ -43,8 +43,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from mixcse_hf.errors import UsageError, run_cli
-from mixcse_hf.files import check_utf8, is_blank, read_lines
-from mixcse_hf.paths import check_output_file
+from mixcse_hf.output_files import check_output_file
+from mixcse_hf.text_files import check_utf8, is_blank, read_lines
 
 if TYPE_CHECKING:  # numpy, torch and the model stack load only once the arguments are checked: they take seconds
     import torch
@@ -70,7 +70,7 @@ def file_extension(path: str, supported: Iterable[str], what: str) -> str:
 
 
 def read_sentence_lines(path: str) -> Iterator[str]:
-    """The lines of a text file (:func:`mixcse_hf.files.read_lines`); a blank line is a UsageError naming it."""
+    """The lines of a text file (:func:`mixcse_hf.text_files.read_lines`); a blank line is a UsageError naming it."""
     for number, text in read_lines(path, "INPUT"):
         if is_blank(text):
             raise UsageError(
@@ -96,7 +96,7 @@ def read_table(path: str, text_column: str, delimiter: str) -> Iterator[str]:
 
 
 def read_jsonl(path: str, text_column: str) -> Iterator[str]:
-    """Key ``text_column`` of each line's JSON object (the lines of :func:`mixcse_hf.files.read_lines`); anything
+    """Key ``text_column`` of each line's JSON object (the lines of :func:`mixcse_hf.text_files.read_lines`); anything
     else on a line is a UsageError naming it."""
     for number, line in read_lines(path, "INPUT"):
         where = f"INPUT {path!r} line {number}"

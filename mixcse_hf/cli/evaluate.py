@@ -24,7 +24,7 @@ from mixcse_hf.evaluation.sts import TaskScore, alignment_uniformity, encode_pai
 from mixcse_hf.evaluation.sts_data import STS_YEARS, TASKS, StsPairs, file_sha256, load_task
 from mixcse_hf.models.encoder import SentenceEncoder, load_encoder
 from mixcse_hf.models.pooling import POOLER_TYPES
-from mixcse_hf.paths import check_output_file
+from mixcse_hf.output_files import check_output_file
 
 logger = logging.getLogger(__name__)
 DEV_TASKS = ("stsb", "sickr")

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from mixcse_hf.paths import read_json, write_json_atomically
+from mixcse_hf.output_files import read_json, write_json_atomically
 
 CACHE_ENV = "MIXCSE_CACHE_DIR"
 logger = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from mixcse_hf.models import pooling
 from mixcse_hf.models.encoder import write_adapter_pooling
 from mixcse_hf.models.lora import backbone_of, pooler_dense
 from mixcse_hf.models.sentence_transformers_format import write_sentence_transformers_files
-from mixcse_hf.paths import umask_file_mode
+from mixcse_hf.output_files import umask_file_mode
 
 logger = logging.getLogger(__name__)
 

@@ -1,164 +1,317 @@
-"""Command-line / config arguments: model, data, and ``TrainingArguments`` extended with the MixCSE knobs."""
+"""The arguments' fields and help, importable without torch or transformers (``run_mixcse.py --help`` reads them).
+
+:mod:`mixcse_hf.training.training_args` validates them and joins :class:`MixCSEOptions` to ``TrainingArguments``.
+"""
 
 from __future__ import annotations
 
-import inspect
-import math
-import os
-from dataclasses import dataclass
-
-import torch
-from transformers import TrainingArguments, integrations
+from dataclasses import dataclass, field
 
 from mixcse_hf.errors import UsageError
-from mixcse_hf.losses.mixcse import MixCSELoss
-from mixcse_hf.losses.mixing import check_choice
-from mixcse_hf.models.encoder import check_pooler_type
-from mixcse_hf.training.identity import CHANGEABLE, resumed_settings
-from mixcse_hf.training.options import DataArguments, MixCSEOptions
-from mixcse_hf.training.precision import precision_of_flags, resolve_precision
 
-MASK_VALUES = {"zero": 0.0, "neg_inf": -math.inf}
-
-
-INTEGRATION_CHECKS = {"comet_ml": "comet", "azure_ml": "azureml"}
-"""``report_to`` names whose ``transformers.integrations.is_<name>_available`` check has another name."""
-
-
-def check_reporting_integrations(report_to: list[str] | str | None) -> None:
-    """Refuse a ``report_to`` integration whose package is missing (the Trainer would stop with a traceback)."""
-    for name in [report_to] if isinstance(report_to, str) else report_to or []:
-        available = getattr(integrations, f"is_{INTEGRATION_CHECKS.get(name, name)}_available", None)
-        if available is not None and not available():
-            extra = " (or pip install 'mixcse_hf[tensorboard]')" if name == "tensorboard" else ""
-            raise UsageError(
-                f"report_to {name} needs the {name} package, which is not installed: pip install {name}{extra}, "
-                "or pass --report_to none"
-            )
-
-
-def check_padding_free(args: MixCSEOptions) -> None:
-    """``pack_length`` needs ``padding_free``; packing runs the MLP outside the sharded forward, so not with FSDP."""
-    if args.pack_length is not None and not args.padding_free:
-        raise UsageError("pack_length applies to padding_free training; pass --padding_free true or unset pack_length")
-    if args.pack_length is not None and args.pack_length < 2:
-        raise UsageError(f"pack_length must be >= max_seq_length (and >= 2), got {args.pack_length}")
-    if args.padding_free and args.fsdp:
-        raise UsageError(
-            "padding_free is not supported with FSDP; use DDP (multi_gpu_ddp_bf16.yaml) or drop padding_free"
-        )
-
-
-def check_run_arguments(data_args: DataArguments, training_args: MixCSETrainingArguments) -> None:
-    """The checks across argument groups (each group checks its own fields when it is built)."""
-    if not training_args.do_train and not training_args.do_eval:
-        raise UsageError("nothing to do: do_train and do_eval are both false; set do_train true to train")
-    if training_args.pack_length is not None and training_args.pack_length < data_args.max_seq_length:
-        raise UsageError(
-            f"pack_length {training_args.pack_length} is shorter than max_seq_length {data_args.max_seq_length}: "
-            f"a sentence would not fit in a row; pass --pack_length {2 * data_args.max_seq_length} or unset it"
-        )
-    if data_args.streaming and training_args.do_train and training_args.max_steps <= 0:
-        raise UsageError(
-            "streaming data has no length, so num_train_epochs cannot end the run: pass --max_steps N (optimizer "
-            "steps; epochs of the corpus follow each other until then)"
-        )
+LOSS_OPTIONS = (
+    "temp",
+    "mix_lambda",
+    "mixed_negatives",
+    "mixed_negative_mask",
+    "mix_strategy",
+    "lambda_schedule",
+    "mix_lambda_end",
+    "mix_sides",
+    "hard_negative_weight",
+    "mixed_hard_negative",
+)
+"""The fields of :class:`MixCSEOptions` that configure the loss (a run's identity records each)."""
 
 
 @dataclass
-class MixCSETrainingArguments(MixCSEOptions, TrainingArguments):
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Encoder to start from: a local HF model directory or a Hub id (required)."},
+    )
+    reinit_mlp: bool = field(
+        default=True,
+        metadata={
+            "help": "With pooler_type cls: re-initialise the MLP (the encoder's pooler dense layer) randomly, as "
+            "the reference creates a fresh one. Set false to keep the checkpoint's pooler weights, e.g. when "
+            "continuing from a mixcse_hf checkpoint."
+        },
+    )
+
+    use_lora: bool = field(
+        default=False,
+        metadata={"help": "Train LoRA adapters (PEFT) instead of all weights; the pooling MLP is trained in full."},
+    )
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling alpha."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA path."})
+    lora_target_modules: list[str] | None = field(
+        default=None,
+        metadata={"help": "Modules to adapt; default per architecture (BERT/RoBERTa: query value; MPNet: q v)."},
+    )
+    merge_lora: bool = field(
+        default=False,
+        metadata={"help": "Save the final model with the adapters merged into the weights (else adapter-only)."},
+    )
+
     def __post_init__(self) -> None:
-        if not math.isfinite(self.learning_rate) or self.learning_rate <= 0:
+        if not self.model_name_or_path:
+            raise UsageError("model_name_or_path is required: set it in the config or pass --model_name_or_path")
+
+
+@dataclass
+class DataArguments:
+    train_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Training data. A text file, one sentence per line (e.g. wiki1m_for_simcse.txt): unsupervised. "
+            "A .csv/.tsv/.json/.jsonl/.parquet table (e.g. nli_for_simcse.csv): columns as text_columns says. "
+            "Blank lines and rows with a blank field are skipped."
+        },
+    )
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Instead of train_file: a datasets Hub id or local data directory (e.g. "
+            "sentence-transformers/all-nli with dataset_config_name triplet)."
+        },
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Config name of dataset_name."})
+    dataset_split: str = field(default="train", metadata={"help": "Split of dataset_name to train on."})
+    text_column: str = field(
+        default="text", metadata={"help": "The single column of one-sentence-per-row data (unsupervised)."}
+    )
+    text_columns: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "The columns to train on, in order: ANCHOR POSITIVE [HARD_NEGATIVE] (supervised) or one column "
+            "(unsupervised). Unset: sent0 sent1 [hard_neg] (SimCSE's NLI file), anchor positive [negative] "
+            "(sentence-transformers) or text_column, whichever the data has."
+        },
+    )
+    max_seq_length: int = field(
+        default=32, metadata={"help": "Truncate training sentences to this many tokens (the recipe uses 32)."}
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Train on the first N non-blank sentences only (quick runs, debugging)."}
+    )
+    senteval_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "SentEval-layout data directory holding STS/STSBenchmark/sts-{dev,test}.csv for evaluation. "
+            "Unset: MTEB's public Hub copy mteb/stsbenchmark-sts (needs network)."
+        },
+    )
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Processes for tokenising the corpus (datasets.map num_proc); unset: one."}
+    )
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Read and tokenise the training data as training goes (in dataloader_num_workers workers) "
+            "instead of tokenising it all first: for corpora of any size. Needs max_steps (the stream has no "
+            "length); epochs follow each other, each shuffled with shuffle_buffer_size."
+        },
+    )
+    shuffle_buffer_size: int = field(
+        default=10_000,
+        metadata={"help": "With streaming: rows held for shuffling (memory grows with it); 0 keeps the file order."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.max_seq_length < 2:
             raise UsageError(
-                f"learning_rate must be a positive number (the recipe uses 3e-5), got {self.learning_rate}"
+                f"max_seq_length must be >= 2 (room for [CLS] and [SEP]), got {self.max_seq_length}; the recipe uses 32"
             )
-        self.apply_evaluation_switch()
-        self.choose_precision()
-        if self.device_type == "cpu":
-            self.dataloader_pin_memory = False  # pinning needs an accelerator; asked for on a CPU it only warns
-        super().__post_init__()
-        self.move_hub_token_to_environment()
-        check_reporting_integrations(self.report_to)
-        check_pooler_type(self.pooler_type)
-        check_choice("mixed_negative_mask", self.mixed_negative_mask, tuple(MASK_VALUES))
-        try:  # the loss checks its own options (ranges, choices, options that mix nothing…)
-            self.mixcse_loss()
-        except ValueError as err:
-            raise UsageError(str(err)) from err
-        if self.gradcache_mini_batch_size is not None and self.gradcache_mini_batch_size < 1:
-            raise UsageError(f"gradcache_mini_batch_size must be >= 1, got {self.gradcache_mini_batch_size}")
-        check_padding_free(self)
-        if self.push_to_hub and self.hub_strategy not in ("end", "every_save"):
+        if (self.train_file is None) == (self.dataset_name is None):
+            raise UsageError("set exactly one of train_file (a text file) or dataset_name (a datasets dataset)")
+        if self.shuffle_buffer_size < 0:
+            raise UsageError(f"shuffle_buffer_size must be >= 0 (0: no shuffling), got {self.shuffle_buffer_size}")
+        if self.streaming and self.preprocessing_num_workers:
             raise UsageError(
-                f"hub_strategy {str(self.hub_strategy.value)!r} would upload the Trainer's resume state; use end "
-                "(publish the final model) or every_save (publish each checkpoint's model)"
-            )
-        for name in self.resume_changed_settings or []:
-            if name not in CHANGEABLE:
-                raise UsageError(
-                    f"resume_changed_settings: {name!r} cannot change on resume (only {', '.join(CHANGEABLE)}); "
-                    "start a new run in a new output_dir or pass --overwrite_output_dir true"
-                )
-        if self.per_device_train_batch_size < 2:
-            raise UsageError(
-                "per_device_train_batch_size must be >= 2: the other sentences of the batch are the negatives "
-                f"(the recipe uses 64); got {self.per_device_train_batch_size}"
+                "preprocessing_num_workers tokenises the whole corpus first; with streaming, tokenisation runs in "
+                "the dataloader's workers: pass --dataloader_num_workers N instead"
             )
 
-    def move_hub_token_to_environment(self) -> None:
-        """The Trainer pickles its arguments into every checkpoint (``training_args.bin``, removed after each save
-        but written first): keep the token out of them. ``huggingface_hub`` reads it from ``HF_TOKEN`` instead."""
-        if self.hub_token:
-            os.environ["HF_TOKEN"] = self.hub_token
-            self.hub_token = None
 
-    @property
-    def global_batch_size(self) -> int:
-        """Rows per optimizer step, over every process and accumulated batch."""
-        return self.per_device_train_batch_size * self.world_size * self.gradient_accumulation_steps
+@dataclass
+class MixCSEOptions:
+    """The fields :class:`~mixcse_hf.training.training_args.MixCSETrainingArguments` adds to (or changes in)
+    ``transformers.TrainingArguments``; validated there."""
 
-    def apply_evaluation_switch(self) -> None:
-        """``do_eval`` decides for all evaluation: false also turns off evaluating during training (and so keeping
-        the best model), which the Trainer would otherwise switch back on; unset, the Trainer's rule."""
-        if self.do_eval is False:
-            self.eval_strategy, self.load_best_model_at_end = "no", False
-        elif self.do_eval is None:
-            self.do_eval = self.eval_strategy != "no"
-
-    @property
-    def device_type(self) -> str:
-        """The kind of device training runs on, known before the Trainer sets the device up."""
-        if self.use_cpu or not torch.accelerator.is_available():
-            return "cpu"
-        return torch.accelerator.current_accelerator().type
-
-    def choose_precision(self) -> None:
-        """Resolve ``precision`` (and the Trainer's ``bf16``/``fp16`` flags) into the effective precision:
-        ``precision`` then holds it, the flags match it, and ``precision_choice`` says why."""
-        recorded = resumed_settings(self.output_dir, self.resume_from_checkpoint, self.overwrite_output_dir)
-        choice = resolve_precision(
-            self.precision,
-            self.bf16,
-            self.fp16,
-            self.device_type,
-            precision_of_flags(recorded.get("bf16"), recorded.get("fp16")) if recorded else None,
-            os.environ.get("ACCELERATE_MIXED_PRECISION"),
-        )
-        if choice.fp16 and self.device_type == "cpu":
-            raise UsageError(
-                "fp16 mixed precision needs a GPU and none is in use; on a CPU pass --precision auto (bf16 where the "
-                "CPU has it natively, else float32)"
-            )
-        self.precision, self.bf16, self.fp16 = choice.name, choice.bf16, choice.fp16
-        self.precision_choice = choice
-        if choice.bf16 and self.device_type == "cpu":
-            self.use_cpu = True  # the Trainer refuses bf16 without a GPU unless told the CPU is meant
-
-    @property
-    def mask_value(self) -> float:
-        return MASK_VALUES[self.mixed_negative_mask]
-
-    def mixcse_loss(self) -> MixCSELoss:
-        """The :class:`MixCSELoss` these arguments describe (the trainer's default loss): each of its constructor's
-        arguments is a field (or, ``mask_value``, a property) of the same name here."""
-        return MixCSELoss(**{name: getattr(self, name) for name in inspect.signature(MixCSELoss).parameters})
+    temp: float = field(default=0.05, metadata={"help": "Softmax temperature tau of the contrastive loss (> 0)."})
+    mix_lambda: float | None = field(
+        default=0.2,
+        metadata={
+            "help": "Weight of the positive in each mixed negative, in (0, 1); 0 or null trains plain SimCSE. "
+            "Small values keep the mixed negative farther from the anchor than the positive."
+        },
+    )
+    mixed_negatives: str = field(
+        default="reference",
+        metadata={
+            "help": "reference: the released code's N x 3N logits (both mixed blocks); paired: one mixed negative "
+            "per anchor, as the paper describes; none: no mixed negatives of positives (triplets with "
+            "mixed_hard_negative only; mix_strategy, mix_sides and mixed_negative_mask then have no effect).",
+        },
+    )
+    mixed_negative_mask: str = field(
+        default="zero",
+        metadata={
+            "help": "Value of the masked self-mix entries: zero (reference; still in the softmax) or neg_inf (-inf).",
+        },
+    )
+    mix_strategy: str = field(
+        default="roll",
+        metadata={
+            "help": "Negative mixed with each positive: roll (next in batch, reference), random, or hardest (most "
+            "similar to the anchor, chosen without gradient)."
+        },
+    )
+    lambda_schedule: str = field(
+        default="constant",
+        metadata={
+            "help": "constant (reference); linear or cosine from mix_lambda to mix_lambda_end over training; "
+            "adaptive: per pair mix_lambda * (1 - cos(anchor, negative)) / 2."
+        },
+    )
+    mix_lambda_end: float | None = field(
+        default=None, metadata={"help": "Final lambda of the linear and cosine schedules, in (0, 1)."}
+    )
+    mix_sides: str = field(
+        default="both",
+        metadata={"help": "Mixed-negative blocks: both (reference: anchor and positive sides) or anchor only."},
+    )
+    hard_negative_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Triplets: log-weight added to each anchor's own hard-negative logit, as SimCSE's "
+            "hard_negative_weight (0 in its recipe)."
+        },
+    )
+    mixed_hard_negative: bool = field(
+        default=False,
+        metadata={
+            "help": "Triplets: add mixed hard negatives mix_lambda * positive + (1 - mix_lambda) * hard negative "
+            "(each positive with its own hard negative, detached: mix_strategy does not apply), one column block."
+        },
+    )
+    log_gradient_signal: bool = field(
+        default=True,
+        metadata={
+            "help": "Log grad_anchor_norm (norm of dLoss/d anchor embeddings) and grad_mixed_share (its share from "
+            "the mixed negatives) each logging step; costs two small backward passes through the loss only."
+        },
+    )
+    start_evaluation: bool = field(
+        default=True,
+        metadata={
+            "help": "With do_eval: score the start model on STS-B dev and test before training (the summary's "
+            "start row, step 0 of training_curves.png). Cached by model weights and data in MIXCSE_CACHE_DIR "
+            "(default ~/.cache/mixcse_hf); a resumed run reuses the scores its start recorded."
+        },
+    )
+    pooler_type: str = field(
+        default="cls",
+        metadata={
+            "help": "Sentence embedding. cls: [CLS] through the MLP (the encoder's pooler dense + tanh), as "
+            "SimCSE/MixCSE train; cls_before_pooler: raw [CLS] of the last layer; avg: mean of the last layer over "
+            "real tokens; avg_first_last: mean of the embedding layer and the last layer; avg_top2: mean of the "
+            "last two layers."
+        },
+    )
+    mlp_only_train: bool = field(
+        default=False,
+        metadata={
+            "help": "With pooler_type cls: train through the MLP but evaluate and export [CLS] without it "
+            "(the unsupervised SimCSE recipe)."
+        },
+    )
+    gradcache_mini_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "GradCache: embed and backpropagate the batch in mini-batches of this many sentences, so memory "
+            "grows with it rather than with the batch size (same gradients, about one extra forward pass)."
+        },
+    )
+    padding_free: bool = field(
+        default=False,
+        metadata={
+            "help": "Pack each step's sentences into rows without pad tokens (position ids restarting per sentence, "
+            "attention kept inside each sentence): the same embeddings for less compute. BERT, RoBERTa, XLM-R and "
+            "MPNet encoders; see docs/performance.md for when it is faster."
+        },
+    )
+    pack_length: int | None = field(
+        default=None,
+        metadata={
+            "help": "With padding_free: tokens per packed row (>= max_seq_length); unset: twice the batch's longest "
+            "sentence. Attention cost grows with it."
+        },
+    )
+    precision: str = field(
+        default="auto",
+        metadata={
+            "help": "auto: bf16 where the hardware has it natively (a CUDA GPU with bf16; a CPU with AMX or "
+            "AVX512-BF16), fp16 with loss scaling on other CUDA GPUs, float32 elsewhere; or bf16, fp16, fp32. "
+            "The run logs what it chose and why; a resumed run keeps its precision."
+        },
+    )
+    bf16: bool | None = field(
+        default=None,
+        metadata={"help": "The Trainer's flag: when given (true or false), it decides instead of precision."},
+    )
+    fp16: bool | None = field(
+        default=None,
+        metadata={"help": "The Trainer's flag: when given (true or false), it decides instead of precision."},
+    )
+    dataloader_drop_last: bool = field(
+        default=True,
+        metadata={
+            "help": "Drop the last incomplete batch: contrastive batches need >= 2 sentences, and across processes "
+            "equal sizes for the all-gather of negatives."
+        },
+    )
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata={"help": "DDP: every trained parameter is used each step (an unused pooler is frozen)."},
+    )
+    ddp_broadcast_buffers: bool | None = field(
+        default=False, metadata={"help": "DDP: do not broadcast buffers (position ids) every forward."}
+    )
+    do_train: bool = field(
+        default=True,
+        metadata={"help": "Train (run_mixcse.py's job; set false with do_eval true to only evaluate a model)."},
+    )
+    do_eval: bool | None = field(
+        default=None,
+        metadata={
+            "help": "The one switch for evaluation. false: none at all, whatever eval_strategy says (no start "
+            "scoring, no evaluations during training, no final scoring; the last model is kept). true: STS-B dev "
+            "and test before and after training, and during it as eval_strategy says. Unset: true when "
+            "eval_strategy is set."
+        },
+    )
+    remove_unused_columns: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep every dataset column: the loss gets each named text column (anchor, positive…), which "
+            "the encoder's forward signature does not name."
+        },
+    )
+    resume_changed_settings: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Settings allowed to differ from the run being resumed, by name (learning_rate, max_steps, "
+            "num_train_epochs, warmup, max_grad_norm, the MixCSE loss options, bf16); each takes effect from the "
+            "resumed step on. Any other difference is refused: start a new run for it."
+        },
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Start a new run in a non-empty output_dir: the old run's checkpoints are deleted and its "
+            "files of the same name replaced."
+        },
+    )

@@ -17,10 +17,10 @@ from mixcse_hf.models.encoder import load_backbone, public_model_name, reinit_ml
 from mixcse_hf.models.lora import apply_lora
 from mixcse_hf.models.packing import packable_backbone
 from mixcse_hf.models.pooling import get_pooler, inference_pooler
-from mixcse_hf.training.arguments import MixCSETrainingArguments
+from mixcse_hf.training.arguments import DataArguments, ModelArguments
 from mixcse_hf.training.data import load_corpus, text_column_count, tokenize_training_data, training_collator
-from mixcse_hf.training.options import DataArguments, ModelArguments
 from mixcse_hf.training.streaming import StreamingCorpus, TokenizingCollator, row_source
+from mixcse_hf.training.training_args import MixCSETrainingArguments
 
 
 def build_model(

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from mixcse_hf.errors import UsageError
-from mixcse_hf.training.options import DataArguments, ModelArguments
+from mixcse_hf.training.arguments import DataArguments, ModelArguments
 
 if TYPE_CHECKING:
     from transformers import HfArgumentParser
 
-    from mixcse_hf.training.arguments import MixCSETrainingArguments
+    from mixcse_hf.training.training_args import MixCSETrainingArguments
 
 RunArguments = tuple[ModelArguments, DataArguments, "MixCSETrainingArguments"]
 _ENV_VAR = re.compile(r"\$\{(\w+)\}|\$(\w+)")
@@ -36,7 +36,7 @@ def build_parser() -> HfArgumentParser:
     """The parser of every argument; its errors (bad flag, bad value) are one-line :class:`UsageError` s."""
     from transformers import HfArgumentParser
 
-    from mixcse_hf.training.arguments import MixCSETrainingArguments
+    from mixcse_hf.training.training_args import MixCSETrainingArguments
 
     parser = HfArgumentParser((ModelArguments, DataArguments, MixCSETrainingArguments))
     parser.error = _usage_error
@@ -197,7 +197,7 @@ def parse_run_args(argv: Sequence[str]) -> RunArguments:
         raise
     except ValueError as err:  # TrainingArguments' own consistency checks
         raise UsageError(" ".join(str(err).split())) from err
-    from mixcse_hf.training.arguments import check_run_arguments
+    from mixcse_hf.training.training_args import check_run_arguments
 
     check_run_arguments(data_args, training_args)
     return model_args, data_args, training_args
@@ -213,7 +213,7 @@ def resolved_config(
 
 
 def _init_fields() -> set[str]:
-    from mixcse_hf.training.arguments import MixCSETrainingArguments
+    from mixcse_hf.training.training_args import MixCSETrainingArguments
 
     return {
         f.name

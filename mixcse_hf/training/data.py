@@ -21,7 +21,7 @@ import torch
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from mixcse_hf.errors import UsageError
-from mixcse_hf.files import check_utf8, is_blank, read_lines
+from mixcse_hf.text_files import check_utf8, is_blank, read_lines
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ TABLE_FORMATS = {
 CSV fields may be quoted (RFC 4180); TSV fields are taken as they are, quotes included (no quoting in TSV)."""
 FILE_BUILDERS = ("text", "csv", "json", "parquet", "arrow", "pandas")
 """``datasets`` builders of file formats: as ``dataset_name`` without data files they read the working directory."""
-TEXT_FILE_FORMAT = "mixcse_hf.files.read_lines/1"
+TEXT_FILE_FORMAT = "mixcse_hf.text_files.read_lines/1"
 """Part of the cache fingerprint of a text file read by :func:`load_text_file`: changes when the reading does."""
 
 
@@ -49,7 +49,7 @@ def check_text_file(
     path: str, what: str = "train_file", lines: bool = True, utf8: bool = True, utf8_bytes: int | None = None
 ) -> None:
     """Fail with a one-line :class:`UsageError` if ``path`` is missing, empty or (``utf8``) not UTF-8, checking its
-    first ``utf8_bytes`` bytes only when given (:func:`mixcse_hf.files.check_utf8`).
+    first ``utf8_bytes`` bytes only when given (:func:`mixcse_hf.text_files.check_utf8`).
     ``lines``: the file is one sentence per line (the messages say so)."""
     expected = "a text file with one sentence per line" if lines else "a data file"
     if not os.path.exists(path):
@@ -144,7 +144,7 @@ def _text_file_rows(path: str) -> Iterator[dict[str, str]]:
 
 
 def load_text_file(path: str) -> datasets.Dataset:
-    """A text file as a ``Dataset`` with one ``text`` row per line (:func:`mixcse_hf.files.read_lines`: the lines
+    """A text file as a ``Dataset`` with one ``text`` row per line (:func:`mixcse_hf.text_files.read_lines`: the lines
     that streaming and the encode command read), blank lines included. Cached by ``datasets`` under a fingerprint
     of the file's path, size and modification time: a file rewritten in place is read again."""
     stat = os.stat(path)

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from mixcse_hf.training.options import LOSS_OPTIONS, DataArguments, MixCSEOptions, ModelArguments
+from mixcse_hf.training.arguments import LOSS_OPTIONS, DataArguments, MixCSEOptions, ModelArguments
 
 PROG = "run_mixcse.py"
 HELP_FLAGS = ("-h", "--help")

@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 from mixcse_hf.errors import UsageError
-from mixcse_hf.training.options import LOSS_OPTIONS
+from mixcse_hf.training.arguments import LOSS_OPTIONS
 from mixcse_hf.training.run_dir import read_run_record
 
 SCHEDULE_OPTIONS = (

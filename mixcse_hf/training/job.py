@@ -1,6 +1,6 @@
 """The training job behind ``run_mixcse.py``, step by step (docs/architecture.md shows who owns each step):
 
-1. the arguments are already valid (:mod:`mixcse_hf.training.arguments`); the output directory is checked;
+1. the arguments are already valid (:mod:`mixcse_hf.training.training_args`); the output directory is checked;
 2. the run directory is locked and the run planned: new, resumed, or already complete (:mod:`.resume`);
 3. model, data and card are built (:mod:`.build`), and the start model scored (:func:`start_scores`);
 4. the run record and resolved config are written (:mod:`.run_dir`), then the trainer trains, finishes and saves
@@ -20,20 +20,20 @@ from mixcse_hf.errors import Interrupted
 from mixcse_hf.evaluation.score_cache import cache_dir, cached_scores, fingerprint
 from mixcse_hf.evaluation.sts import stsb_scores
 from mixcse_hf.evaluation.sts_data import StsPairs, load_stsb
-from mixcse_hf.paths import check_output_dir
+from mixcse_hf.output_files import check_output_dir
 from mixcse_hf.training import run_dir
-from mixcse_hf.training.arguments import MixCSETrainingArguments
+from mixcse_hf.training.arguments import DataArguments, ModelArguments
 from mixcse_hf.training.build import build_model, build_training_data, card_for_run
 from mixcse_hf.training.callbacks import LearningRateOnResume, RunRecordCallback
 from mixcse_hf.training.config import resolved_config
 from mixcse_hf.training.history import evaluation_points
 from mixcse_hf.training.identity import defining_settings
 from mixcse_hf.training.interrupt import StopOnInterrupt
-from mixcse_hf.training.options import DataArguments, ModelArguments
 from mixcse_hf.training.precision import emulation_warning
 from mixcse_hf.training.resume import RunPlan, plan_run
 from mixcse_hf.training.summary import RunSummary, evaluation_poolers, peak_rss_mb, whole_run_metrics
 from mixcse_hf.training.trainer import MixCSETrainer
+from mixcse_hf.training.training_args import MixCSETrainingArguments
 
 logger = logging.getLogger(__name__)
 

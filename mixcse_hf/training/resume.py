@@ -57,7 +57,7 @@ def plan_run(
     allowed_changes: list[str] | None = None,
 ) -> RunPlan:
     """Protect ``output_dir`` (one run per directory) and decide where the run starts. Reads only (the caller
-    has checked that ``output_dir`` can be written, :func:`mixcse_hf.paths.check_output_dir`); every refusal is a
+    has checked that ``output_dir`` can be written, :func:`mixcse_hf.output_files.check_output_dir`); every refusal is a
     one-line :class:`UsageError`."""
     allowed = list(allowed_changes or [])
     has_files = has_run_files(output_dir)

@@ -36,7 +36,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from mixcse_hf.errors import UsageError
 from mixcse_hf.hub.card import ModelCardInfo
-from mixcse_hf.paths import read_json, write_json_atomically
+from mixcse_hf.output_files import read_json, write_json_atomically
 
 logger = logging.getLogger(__name__)
 

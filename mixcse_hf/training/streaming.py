@@ -26,7 +26,7 @@ import torch
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from mixcse_hf.errors import UsageError
-from mixcse_hf.files import is_blank, read_lines
+from mixcse_hf.text_files import is_blank, read_lines
 from mixcse_hf.training.data import (
     SUPERVISED_COLUMNS,
     TABLE_FORMATS,
@@ -45,7 +45,7 @@ UTF8_CHECKED_BYTES = 1 << 20
 
 @dataclass(frozen=True)
 class TextFileRows:
-    """One sentence per line of ``path``, the lines of :func:`mixcse_hf.files.read_lines` (those of map-style
+    """One sentence per line of ``path``, the lines of :func:`mixcse_hf.text_files.read_lines` (those of map-style
     training), blank lines skipped."""
 
     path: str

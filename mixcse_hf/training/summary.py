@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mixcse_hf.models.pooling import get_pooler, inference_pooler
-from mixcse_hf.training.arguments import MixCSETrainingArguments
+from mixcse_hf.training.training_args import MixCSETrainingArguments
 
 
 @dataclass

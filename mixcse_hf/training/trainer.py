@@ -60,7 +60,7 @@ class MixCSETrainer(Trainer):
     :meth:`finish_training` and :meth:`save_final_model` finish the run.
 
     Args:
-        args: :class:`mixcse_hf.training.arguments.MixCSETrainingArguments`.
+        args: :class:`mixcse_hf.training.training_args.MixCSETrainingArguments`.
         train_dataset: tokenised rows, either flat (``input_ids``, ``attention_mask``…: one text column, encoded
             twice with dropout) or one tokenised mapping per named column (``anchor``, ``positive``…, with
             :class:`mixcse_hf.training.data.TextColumnsCollator`); see :mod:`mixcse_hf.models.batch`.

@@ -19,8 +19,8 @@ from transformers import AutoModel, AutoTokenizer
 
 from mixcse_hf.losses.mixcse import MixCSELoss as CoreLoss
 from mixcse_hf.losses.sentence_transformers import CachedMixCSELoss, MixCSELoss
-from mixcse_hf.training.arguments import MixCSETrainingArguments
 from mixcse_hf.training.trainer import MixCSETrainer
+from mixcse_hf.training.training_args import MixCSETrainingArguments
 from tests.conftest import SENTENCES, assert_same_grads, free_port, padded_columns, parameter_grads
 
 TOLERANCE = 1e-8

@@ -13,8 +13,8 @@ from transformers import TrainingArguments
 
 import run_mixcse
 from mixcse_hf.models.pooling import POOLERS
+from mixcse_hf.training.arguments import DataArguments, MixCSEOptions, ModelArguments
 from mixcse_hf.training.help import COMMON_TRAINER_OPTIONS, GROUPS, help_text
-from mixcse_hf.training.options import DataArguments, MixCSEOptions, ModelArguments
 
 REPO = Path(__file__).resolve().parents[2]
 OUR_FIELDS = [f.name for cls in (ModelArguments, DataArguments, MixCSEOptions) for f in dataclasses.fields(cls)]

@@ -13,9 +13,9 @@ import yaml
 
 from mixcse_hf.errors import UsageError
 from mixcse_hf.training import precision
-from mixcse_hf.training.arguments import MixCSETrainingArguments
 from mixcse_hf.training.precision import cpu_has_native_bf16, emulation_warning, resolve_precision
 from mixcse_hf.training.run_dir import RUN_FILE
+from mixcse_hf.training.training_args import MixCSETrainingArguments
 from run_mixcse import main
 
 

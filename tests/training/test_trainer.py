@@ -13,9 +13,9 @@ from mixcse_hf.evaluation.sts_data import load_stsb
 from mixcse_hf.losses.mixcse import MixCSELoss
 from mixcse_hf.models.batch import embed_batch
 from mixcse_hf.models.encoder import SentenceEncoder
-from mixcse_hf.training.arguments import MixCSETrainingArguments
 from mixcse_hf.training.data import load_corpus, tokenize_corpus
 from mixcse_hf.training.trainer import MixCSETrainer
+from mixcse_hf.training.training_args import MixCSETrainingArguments
 
 
 def _trainer(tiny_model_dir: str, corpus: Path, senteval: Path, out: Path, **overrides: object) -> MixCSETrainer:

@@ -10,7 +10,7 @@ import pytest
 
 from mixcse_hf import files
 from mixcse_hf.errors import UsageError
-from mixcse_hf.files import check_utf8, is_blank, read_lines
+from mixcse_hf.text_files import check_utf8, is_blank, read_lines
 from mixcse_hf.training.data import load_corpus
 from mixcse_hf.training.streaming import TextFileRows
 
