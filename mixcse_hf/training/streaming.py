@@ -102,7 +102,8 @@ def as_text(value: Any, column: str) -> str | None:
 
 
 class StreamingCorpus(torch.utils.data.IterableDataset):
-    """The training rows as a stream: endless, shuffled with a buffer, dealt to workers in whole global batches.
+    """The training rows as a stream: endless, shuffled with a buffer, dealt to workers in whole global batches, each
+    within one epoch.
 
     Args:
         open_rows: a picklable callable returning an iterator of dicts over the corpus (:func:`row_source`).
@@ -162,23 +163,20 @@ class StreamingCorpus(torch.utils.data.IterableDataset):
         rng.shuffle(buffer)
         yield from buffer
 
-    def rows(self) -> Iterator[Row]:
-        """Epoch after epoch, endlessly; refuses a corpus with fewer rows than one global batch (a batch would hold
-        a sentence twice)."""
-        for epoch in itertools.count():
-            count = 0
-            for count, row in enumerate(self.epoch_rows(epoch), start=1):  # noqa: B007 (read after the loop)
-                yield row
-            if count < self.global_batch_size:
-                raise UsageError(
-                    f"the training data has {count} usable row(s), fewer than one batch of {self.global_batch_size}: "
-                    "add data or lower per_device_train_batch_size"
-                )
-
     def global_batches(self) -> Iterator[list[Row]]:
-        rows = self.rows()
-        while True:
-            yield list(itertools.islice(rows, self.global_batch_size))
+        """Whole global batches, epoch after epoch, endlessly. An epoch's last rows that fill no batch are dropped,
+        as ``dataloader_drop_last`` drops them from map-style data: a batch never spans two epochs, so it never holds
+        a row twice. A corpus with fewer rows than one global batch is refused."""
+        for epoch in itertools.count():
+            rows, batches = self.epoch_rows(epoch), 0
+            while len(batch := list(itertools.islice(rows, self.global_batch_size))) == self.global_batch_size:
+                batches += 1
+                yield batch
+            if batches == 0:
+                raise UsageError(
+                    f"the training data has {len(batch)} usable row(s), fewer than one batch of "
+                    f"{self.global_batch_size}: add data or lower per_device_train_batch_size"
+                )
 
     def has_one_batch(self) -> bool:
         """Whether the corpus holds at least one global batch of usable rows (reads only that far)."""

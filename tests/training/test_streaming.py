@@ -3,7 +3,6 @@ one process holding the global batch, exact resume after SIGKILL, equality with 
 
 from __future__ import annotations
 
-import collections
 import itertools
 import json
 from pathlib import Path
@@ -60,8 +59,9 @@ def _global_batches(corpus: StreamingCorpus, batch: int, processes: int, workers
 
 @pytest.mark.parametrize(("processes", "workers"), [(1, 2), (2, 0), (2, 2), (3, 1)])
 def test_every_layout_sees_the_batches_of_one_process(numbered_corpus: Path, processes: int, workers: int) -> None:
-    """Process p's rows of each step, in rank order, are the global batch of 1 process, 0 workers; the first ROWS
-    rows of the stream are the corpus, each once, the next ROWS again each once, in another order."""
+    """Process p's rows of each step, in rank order, are the global batch of 1 process, 0 workers; each epoch of the
+    stream is the corpus, each row once, less the fewer than one batch of rows that fill no batch, in another order
+    each epoch."""
     batch = 4
     global_batch = batch * processes
     steps = 2 * ROWS // global_batch + 1  # more than two epochs of the 50 rows
@@ -71,10 +71,22 @@ def test_every_layout_sees_the_batches_of_one_process(numbered_corpus: Path, pro
 
     stream = list(itertools.chain.from_iterable(got))
     corpus = [f"sentence number {index} ." for index in range(ROWS)]
-    first, second = stream[:ROWS], stream[ROWS : 2 * ROWS]
-    assert collections.Counter(first) == collections.Counter(corpus)
-    assert collections.Counter(second) == collections.Counter(corpus)
-    assert first != corpus and second != first  # shuffled, and differently per epoch
+    per_epoch = ROWS // global_batch * global_batch
+    first, second = stream[:per_epoch], stream[per_epoch : 2 * per_epoch]
+    for epoch in (first, second):
+        assert len(set(epoch)) == len(epoch) and set(epoch) <= set(corpus)
+    assert first != corpus[:per_epoch] and second != first  # shuffled, and differently per epoch
+
+
+@pytest.mark.parametrize("rows", [50, 51, 53])
+def test_no_batch_holds_a_row_twice_across_epochs(tmp_path: Path, rows: int) -> None:
+    """Batches never span two epochs: over 400 global batches (about 60 epochs), none holds a row twice, whatever
+    the corpus size left over at each epoch's end."""
+    path = tmp_path / "rows.txt"
+    path.write_text("".join(f"row {index}\n" for index in range(rows)), encoding="utf-8")
+    batches = list(itertools.islice(_corpus(path, 8).global_batches(), 400))
+    assert [batch for batch in batches if len(set(batch)) < len(batch)] == []
+    assert {len(batch) for batch in batches} == {8}
 
 
 def test_shuffling_is_seeded(numbered_corpus: Path) -> None:
@@ -83,8 +95,10 @@ def test_shuffling_is_seeded(numbered_corpus: Path) -> None:
 
     assert first_rows(seed=1) == first_rows(seed=1)
     assert first_rows(seed=1) != first_rows(seed=2)
-    assert first_rows(buffer=0) == [f"sentence number {index} ." for index in range(ROWS)]
-    assert first_rows(buffer=0, max_rows=10)[10:20] == [f"sentence number {index} ." for index in range(10)]
+    in_order = [f"sentence number {index} ." for index in range(ROWS)]
+    assert first_rows(buffer=0) == in_order[:48] + in_order[:2]  # 12 batches of 4 per epoch, then the corpus again
+    # 10 rows make two batches of 4 per epoch; the next epoch starts the corpus again
+    assert first_rows(buffer=0, max_rows=10)[8:16] == [f"sentence number {index} ." for index in range(8)]
 
 
 @pytest.mark.parametrize("workers", [0, 2])
