@@ -173,7 +173,7 @@ def train(
     trainer.finish_training(merge_lora=model_args.use_lora and model_args.merge_lora)
     summary.train_metrics = result.metrics
     summary.sentences_per_row = data.text_columns
-    if plan.resume_from is not None and run_record.seconds_before is not None:
+    if plan.resume_from is not None and run_record.seconds_before is not None and result.metrics:
         resumed_at = run_dir.checkpoint_step(plan.resume_from)
         summary.whole_run = whole_run_metrics(
             trainer.state.global_step, training_args, result.metrics, run_record.seconds_before, resumed_at
@@ -192,14 +192,16 @@ def train(
 def start_run(
     output_dir: str, plan: RunPlan, training_args: MixCSETrainingArguments, summary: RunSummary, config: dict
 ) -> None:
-    """Record the run first, then clear other runs' checkpoints: a crash in between leaves checkpoints whose run
-    record is not the output directory's, so they are never resumed. A fresh run records its start scores there,
-    for its resumed parts."""
+    """Record the run first, then remove what other runs left (their checkpoints; everything when the run replaces
+    another): a crash in between leaves files whose run record is not the output directory's, which are never
+    resumed and which the next start removes. A fresh run records its start scores there, for its resumed parts."""
     plan.identity["precision"] = training_args.precision
     if plan.resume_from is None:
         plan.identity["start_scores"] = summary.model_scores("start")
     run_dir.write_run_record(output_dir, plan.identity)
-    if plan.clear_other_runs:
+    if plan.replace_other_run:
+        run_dir.remove_other_run(output_dir, keep_run_id=plan.identity["run_id"])
+    elif plan.clear_other_runs:
         run_dir.remove_other_runs_checkpoints(output_dir, keep_run_id=plan.identity["run_id"])
     if plan.changed:
         logger.warning("Resuming with changed settings: %s", ", ".join(plan.changed))

@@ -18,6 +18,7 @@ from mixcse_hf.training.identity import check_same_run, new_identity
 from mixcse_hf.training.run_dir import (
     RUN_FILE,
     checkpoint_problem,
+    checkpoint_step,
     has_run_files,
     last_complete_checkpoint,
     read_run_record,
@@ -34,6 +35,8 @@ class RunPlan:
         identity: the run identity to record (a new one, or the resumed run's with any allowed changes).
         resume_from: the checkpoint to resume, or ``None``.
         clear_other_runs: the output directory may hold other runs' checkpoints: removed when the run starts.
+        replace_other_run: the output directory holds another run (overwritten): everything it left goes when the
+            run starts, model files included, so that nothing of it is loaded or pushed with the new run.
         complete: the output directory holds this very run, finished: nothing to train.
         changed: settings changed on resume (allowed by ``resume_changed_settings``).
     """
@@ -41,12 +44,32 @@ class RunPlan:
     identity: dict[str, Any]
     resume_from: str | None = None
     clear_other_runs: bool = False
+    replace_other_run: bool = False
     complete: bool = False
     changed: list[str] = field(default_factory=list)
 
 
 def _resumed_identity(saved: dict[str, Any], settings: dict[str, Any], changed: list[str]) -> dict[str, Any]:
     return {**saved, "settings": settings, "completed": saved.get("completed", False) and not changed}
+
+
+def check_changes_train(
+    changed: list[str], resumed_step: int, settings: dict[str, Any], saved: dict[str, Any], where: str
+) -> None:
+    """Refuse changed settings that would train nothing: the resumed step is already the end of the run. Resuming
+    there would only relabel the run (and the Trainer would take one step past ``max_steps``)."""
+    if not changed:
+        return
+    if settings["max_steps"] > 0:
+        at_end = resumed_step >= settings["max_steps"]
+    else:  # epoch-based: the run ends where it ended unless it gets more epochs
+        at_end = saved.get("max_steps", -1) <= 0 and settings["num_train_epochs"] <= saved["num_train_epochs"]
+    if at_end:
+        raise UsageError(
+            f"{where} has trained to its end (step {resumed_step}): changing {', '.join(changed)} would train "
+            "nothing; raise max_steps too (--max_steps N --resume_changed_settings max_steps "
+            f"{' '.join(changed)}), or start a new run"
+        )
 
 
 def plan_run(
@@ -72,7 +95,8 @@ def plan_run(
                 f"resume_from_checkpoint {resume_from_checkpoint!r} records no run settings ({RUN_FILE}), so "
                 "resuming could mix two runs; resume a checkpoint written by this version, or start a new run"
             )
-        changed = check_same_run(saved["settings"], settings, allowed, f"checkpoint {resume_from_checkpoint!r}")
+        where = f"checkpoint {resume_from_checkpoint!r}"
+        changed = check_same_run(saved["settings"], settings, allowed, where)
         current = read_run_record(output_dir) if has_files else None
         other_run = has_files and (current is None or current.get("run_id") != saved["run_id"])
         if other_run and not overwrite_output_dir:
@@ -80,20 +104,31 @@ def plan_run(
                 f"output_dir {output_dir!r} holds another run; resume into the checkpoint's own output_dir, choose "
                 "an empty one, or pass --overwrite_output_dir true"
             )
-        return RunPlan(_resumed_identity(saved, settings, changed), resume_from_checkpoint, other_run, False, changed)
+        check_changes_train(changed, checkpoint_step(resume_from_checkpoint), settings, saved["settings"], where)
+        identity = _resumed_identity(saved, settings, changed)
+        return RunPlan(identity, resume_from_checkpoint, other_run, other_run, changed=changed)
     if overwrite_output_dir or not has_files:
-        return RunPlan(new_identity(settings), clear_other_runs=has_files)
+        return RunPlan(new_identity(settings), clear_other_runs=has_files, replace_other_run=has_files)
     saved = read_run_record(output_dir)
     if saved is None:
         raise UsageError(
             f"output_dir {output_dir!r} is not empty and holds no mixcse_hf run to resume; pass "
             "--overwrite_output_dir true to replace its run, or choose another output_dir"
         )
-    changed = check_same_run(saved["settings"], settings, allowed, f"the run in output_dir {output_dir!r}")
+    where = f"the run in output_dir {output_dir!r}"
+    changed = check_same_run(saved["settings"], settings, allowed, where)
     identity = _resumed_identity(saved, settings, changed)
     if identity["completed"]:
         return RunPlan(identity, complete=True)
     last = last_complete_checkpoint(output_dir, saved["run_id"])
+    if saved.get("completed") and last is None:
+        raise UsageError(
+            f"{where} is complete and kept no checkpoint to continue from (save_strategy no): changing "
+            f"{', '.join(changed)} would train it again from the start; start a new run in another output_dir or "
+            "pass --overwrite_output_dir true"
+        )
     if last is not None:
+        check_changes_train(changed, checkpoint_step(last), settings, saved["settings"], where)
         logger.info("Resuming from %s (pass --overwrite_output_dir true to start afresh)", last)
-    return RunPlan(identity, last, clear_other_runs=True, changed=changed)
+    # Without a checkpoint the run starts again: whatever an earlier start left goes.
+    return RunPlan(identity, last, clear_other_runs=True, replace_other_run=last is None, changed=changed)

@@ -159,6 +159,21 @@ def remove_other_runs_checkpoints(output_dir: str, keep_run_id: str) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def remove_other_run(output_dir: str, keep_run_id: str) -> None:
+    """Delete everything another run left in ``output_dir`` (model files, records, checkpoints), keeping only run
+    ``keep_run_id``'s record and checkpoints and our transient files (the lock)."""
+    remove_other_runs_checkpoints(output_dir, keep_run_id)
+    kept = {RUN_FILE, *(os.path.basename(path) for path in checkpoint_folders(output_dir))}
+    for name in os.listdir(output_dir):
+        if name in kept or name.startswith(TRANSIENT_PREFIX):
+            continue
+        path = os.path.join(output_dir, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+
+
 # The lock
 
 

@@ -4,6 +4,7 @@ default) and evaluates it with pluggable evaluators (STS-B dev Spearman by defau
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -12,7 +13,7 @@ from typing import Any
 import datasets
 import torch
 from torch import nn
-from transformers import Trainer
+from transformers import Trainer, TrainerState
 from transformers.trainer_utils import TrainOutput, get_last_checkpoint
 from transformers.utils.hub import PushInProgress
 
@@ -45,10 +46,12 @@ from mixcse_hf.training.run_dir import (
     read_card_data,
     recorded_run_id,
     remove_training_arguments_pickle,
+    trainer_state_path,
     write_card_data,
 )
 from mixcse_hf.training.streaming import StreamingCorpus
 
+logger = logging.getLogger(__name__)
 Evaluator = Callable[[SentenceEncoder], dict[str, float]]
 RECIPE_LEARNING_RATE = 3e-5
 
@@ -125,13 +128,17 @@ class MixCSETrainer(Trainer):
         config.dispatch_batches = False
 
     def train(self, resume_from_checkpoint: str | bool | None = None, **kwargs: Any) -> TrainOutput:
-        """``Trainer.train``; resuming on a :class:`StreamingCorpus`, the stream itself starts at the checkpoint's
-        batch (rows read again, not tokenised) instead of the Trainer drawing and dropping the batches before it."""
-        if not isinstance(self.train_dataset, StreamingCorpus):
-            return super().train(resume_from_checkpoint, **kwargs)
+        """``Trainer.train``. Resuming from a checkpoint at ``max_steps`` (a run stopped during its final save)
+        trains nothing: the Trainer would take one step before checking the step count. Resuming on a
+        :class:`StreamingCorpus`, the stream itself starts at the checkpoint's batch (rows read again, not
+        tokenised) instead of the Trainer drawing and dropping the batches before it."""
         checkpoint = resume_from_checkpoint
         if checkpoint is True:
             checkpoint = get_last_checkpoint(self.args.output_dir)
+        if checkpoint and 0 < self.args.max_steps <= checkpoint_step(checkpoint):
+            return self._restore_finished_run(checkpoint)
+        if not isinstance(self.train_dataset, StreamingCorpus):
+            return super().train(resume_from_checkpoint, **kwargs)
         done = 0
         if checkpoint and not self.args.ignore_data_skip:
             done = checkpoint_step(checkpoint) * self.args.gradient_accumulation_steps
@@ -141,6 +148,17 @@ class MixCSETrainer(Trainer):
             return super().train(resume_from_checkpoint, **kwargs)
         finally:
             self.args.ignore_data_skip = skip_setting
+
+    def _restore_finished_run(self, checkpoint: str) -> TrainOutput:
+        """The model and Trainer state as ``train`` would leave them after the checkpoint's last step, without a
+        step: the checkpoint's weights and state, then the best model when one is kept. (The Trainer's own resume
+        loads them through the same private methods.)"""
+        logger.info("%s is at max_steps %d: nothing to train", checkpoint, self.args.max_steps)
+        self._load_from_checkpoint(checkpoint)
+        self.state = TrainerState.load_from_json(trainer_state_path(checkpoint))
+        if self.args.load_best_model_at_end and self.state.best_model_checkpoint:
+            self._load_best_model()
+        return TrainOutput(self.state.global_step, 0.0, {})
 
     def get_train_dataloader(self) -> torch.utils.data.DataLoader:
         loader = super().get_train_dataloader()

@@ -19,9 +19,11 @@ from safetensors.torch import load_file
 
 from mixcse_hf.errors import UsageError
 from mixcse_hf.losses.mixcse import MixCSELoss
+from mixcse_hf.models.encoder import SentenceEncoder
 from mixcse_hf.training.resume import plan_run
 from mixcse_hf.training.run_dir import LOCK_FILE, RUN_FILE
 from run_mixcse import main
+from tests.conftest import SENTENCES, train_tiny
 
 
 def _config(tmp_path: Path, model_dir: str, corpus: Path, **extra: object) -> str:
@@ -101,6 +103,64 @@ def test_overwrite_leaves_nothing_of_the_old_run_to_resume(
     assert main([config, "--seed", "9"]) == 0  # a plain re-run resumes the new run's checkpoint
     assert _state(out)["global_step"] == 6
     assert json.loads((out / RUN_FILE).read_text())["settings"]["seed"] == 9
+
+
+@pytest.mark.parametrize(("first", "second"), [("lora", "full"), ("full", "lora")])
+def test_overwrite_leaves_no_file_of_the_old_run(
+    tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path, first: str, second: str
+) -> None:
+    """An adapter run overwritten by a full fine-tune (or the reverse) leaves none of its model files: the folder
+    holds, and loads, exactly what the same run writes into a clean folder."""
+    flags = {"lora": ["--use_lora", "true", "--lora_r", "4"], "full": []}
+    out, clean = tmp_path / "out", tmp_path / "clean"
+    train_tiny(tiny_model_dir, tiny_corpus, out, *flags[first])
+    train_tiny(tiny_model_dir, tiny_corpus, out, *flags[second], "--overwrite_output_dir", "true")
+    train_tiny(tiny_model_dir, tiny_corpus, clean, *flags[second])
+
+    def files(folder: Path) -> set[str]:
+        return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+    assert files(out) == files(clean)
+    got, expected = (SentenceEncoder.from_pretrained(str(d)).encode(SENTENCES[:4]) for d in (out, clean))
+    assert torch.equal(got, expected)
+
+
+def test_resuming_a_checkpoint_at_max_steps_trains_nothing(
+    tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path, capsys
+) -> None:
+    """A run stopped during its final save, its last checkpoint at max_steps (mid-epoch, constant learning rate):
+    the re-run takes no step past max_steps and ends with the uninterrupted run's weights. Changing a setting of
+    such a finished run would train nothing: refused, with the way to train further."""
+    config, out = (
+        _config(tmp_path, tiny_model_dir, tiny_corpus, max_steps=4, lr_scheduler_type="constant"),
+        tmp_path / "out",
+    )
+    assert main([config]) == 0
+    weights = (out / "model.safetensors").read_bytes()
+    (out / RUN_FILE).write_text(json.dumps({**json.loads((out / RUN_FILE).read_text()), "completed": False}))
+    (out / "model.safetensors").unlink()
+    assert main([config]) == 0
+    assert [entry["step"] for entry in _state(out)["log_history"] if "loss" in entry] == [1, 2, 3, 4]
+    assert (out / "model.safetensors").read_bytes() == weights
+
+    capsys.readouterr()
+    assert main([config, "--mix_lambda", "0.3", "--resume_changed_settings", "mix_lambda"]) == 2
+    assert "would train nothing; raise max_steps too" in capsys.readouterr().err
+    assert (out / "model.safetensors").read_bytes() == weights
+    assert json.loads((out / RUN_FILE).read_text())["settings"]["mix_lambda"] == 0.2
+
+
+def test_a_finished_run_without_checkpoints_is_not_retrained_silently(
+    tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path, capsys
+) -> None:
+    """Extending a finished run that kept no checkpoint would train it again from step 0: refused."""
+    config, out = _config(tmp_path, tiny_model_dir, tiny_corpus, max_steps=4, save_strategy="no"), tmp_path / "out"
+    assert main([config]) == 0
+    weights = (out / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main([config, "--max_steps", "8", "--resume_changed_settings", "max_steps"]) == 2
+    assert "kept no checkpoint to continue from" in capsys.readouterr().err
+    assert (out / "model.safetensors").read_bytes() == weights
 
 
 def test_a_checkpoint_of_another_run_is_not_resumed(tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path) -> None:
