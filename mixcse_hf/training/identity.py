@@ -10,6 +10,7 @@ run id first and then removes the old checkpoints: a crash in between cannot mix
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -28,10 +29,36 @@ SCHEDULE_OPTIONS = (
     "num_train_epochs",
 )
 
-CHANGEABLE = (*SCHEDULE_OPTIONS, *LOSS_OPTIONS, "bf16")
+TRAIN_FILE_CONTENT = "train_file_content"
+"""The defining setting that fingerprints ``train_file``'s content (:func:`file_content`)."""
+
+CHANGEABLE = (*SCHEDULE_OPTIONS, *LOSS_OPTIONS, "bf16", TRAIN_FILE_CONTENT)
 """Settings ``--resume_changed_settings`` may change on resume; each takes effect from the resumed step on (a new
-learning rate rescales the restored optimizer and scheduler). The others (model, data, batch, seed, optimizer
-state, fp16 loss scaling) would silently mix two runs: start a new run for those."""
+learning rate rescales the restored optimizer and scheduler; a train_file rewritten in place is read as it is now).
+The others (model, data, batch, seed, optimizer state, fp16 loss scaling) would silently mix two runs: start a new
+run for those."""
+
+WHOLE_FILE_HASH_BYTES = 64 << 20
+EDGE_BYTES = 1 << 20
+
+
+def file_content(path: str | None) -> dict[str, Any] | None:
+    """A fingerprint of a training file's content, cheap at any size: its size and the SHA-256 of the whole file
+    up to 64 MiB, else of its first and last MiB. None without a file (a ``datasets`` dataset)."""
+    if path is None or not os.path.isfile(path):
+        return None
+    size = os.path.getsize(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        if size <= WHOLE_FILE_HASH_BYTES:
+            while block := handle.read(EDGE_BYTES):
+                digest.update(block)
+        else:
+            digest.update(handle.read(EDGE_BYTES))
+            handle.seek(size - EDGE_BYTES)
+            digest.update(handle.read(EDGE_BYTES))
+    return {"bytes": size, "sha256": digest.hexdigest()}
+
 
 DEFINING = {
     "model": (
@@ -75,6 +102,8 @@ ADDED_LATER = {
     "shuffle_buffer_size": 10_000,
 }
 """Defining settings that runs recorded before they existed trained with, at these values (no supervised data)."""
+UNKNOWN_BEFORE = (TRAIN_FILE_CONTENT,)
+"""Defining settings whose value runs recorded before they existed did not know: not compared for those runs."""
 
 
 def defining_settings(model_args: Any, data_args: Any, training_args: Any) -> dict[str, Any]:
@@ -82,6 +111,7 @@ def defining_settings(model_args: Any, data_args: Any, training_args: Any) -> di
     sources = {"model": model_args, "data": data_args, "training": training_args}
     settings = {name: getattr(sources[group], name) for group, names in DEFINING.items() for name in names}
     settings["processes"] = training_args.world_size
+    settings[TRAIN_FILE_CONTENT] = file_content(data_args.train_file)
     return settings
 
 
@@ -109,9 +139,17 @@ def check_same_run(saved: dict[str, Any], new: dict[str, Any], allowed: list[str
     changed = []
     saved = _comparable(saved)
     for name, value in _comparable(new).items():
+        if name not in saved and name in UNKNOWN_BEFORE:
+            continue
         old = saved.get(name, ADDED_LATER.get(name))
         if old == value:
             continue
+        if name == TRAIN_FILE_CONTENT and name not in allowed:
+            raise UsageError(
+                f"{where} was trained on train_file as it was then, and its content has changed since; pass "
+                f"--resume_changed_settings {TRAIN_FILE_CONTENT} to train on it as it is now from the resumed step "
+                "on, or start a new run"
+            )
         if name not in allowed:
             hint = (
                 f"pass --resume_changed_settings {name} to change it from the resumed step on"

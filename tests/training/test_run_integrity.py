@@ -163,6 +163,30 @@ def test_a_finished_run_without_checkpoints_is_not_retrained_silently(
     assert (out / "model.safetensors").read_bytes() == weights
 
 
+@pytest.mark.parametrize("streaming", [False, True])
+def test_a_corpus_rewritten_in_place_is_not_resumed(
+    tiny_model_dir: str,
+    tiny_corpus: Path,
+    tmp_path: Path,
+    nan_from_call,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,
+    streaming: bool,
+) -> None:
+    """The run record fingerprints train_file's content, not only its path: a run stopped at step 3 does not
+    resume on the file rewritten in place, unless told to (and then it does)."""
+    config = _config(tmp_path, tiny_model_dir, tiny_corpus, streaming=streaming)
+    nan_from_call(3)
+    assert main([config]) == 3
+    monkeypatch.undo()
+    tiny_corpus.write_text(tiny_corpus.read_text(encoding="utf-8").replace("guitar", "violin"), encoding="utf-8")
+    capsys.readouterr()
+    assert main([config]) == 2
+    assert "its content has changed since; pass --resume_changed_settings train_file_content" in capsys.readouterr().err
+    assert main([config, "--resume_changed_settings", "train_file_content"]) == 0
+    assert _state(tmp_path / "out")["global_step"] == 6
+
+
 def test_a_checkpoint_of_another_run_is_not_resumed(tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path) -> None:
     """A crash between the new run identity and the removal of old checkpoints: the old ones are skipped."""
     config, out = _config(tmp_path, tiny_model_dir, tiny_corpus), tmp_path / "out"
