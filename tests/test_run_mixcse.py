@@ -173,6 +173,7 @@ BAD_INPUTS = {
     "temp zero": (["--temp", "0"], "temp must be > 0"),
     "batch of one": (["--per_device_train_batch_size", "1"], "per_device_train_batch_size"),
     "max_seq_length 1": (["--max_seq_length", "1"], "max_seq_length"),
+    "max_seq_length beyond the positions": (["--max_seq_length", "256"], "exceeds the 128 token positions"),
     "missing model": (["--model_name_or_path", "{tmp}/no-model"], "cannot load model_name_or_path"),
     "malformed STS line": (["--senteval_dir", "{tmp}/bad_senteval"], "sts-dev.csv:1: malformed line"),
     "output_dir is a file": (["--output_dir", "{tmp}/a_file"], "is a file"),

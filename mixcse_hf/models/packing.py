@@ -61,6 +61,20 @@ def first_position(backbone: PreTrainedModel) -> int:
     return getattr(backbone.embeddings, "padding_idx", -1) + 1
 
 
+def check_sequence_length(backbone: PreTrainedModel, max_seq_length: int) -> None:
+    """Sentences of ``max_seq_length`` tokens need that many position embeddings after the first position id; else
+    a one-line :class:`UsageError` (the forward pass would fail with an index error, minutes in)."""
+    positions = getattr(backbone.config, "max_position_embeddings", None)
+    if positions is None:
+        return
+    usable = positions - first_position(backbone)
+    if max_seq_length > usable:
+        raise UsageError(
+            f"max_seq_length {max_seq_length} exceeds the {usable} token positions of {type(backbone).__name__}; "
+            f"pass --max_seq_length {usable} or less"
+        )
+
+
 def first_fit(lengths: list[int], pack_length: int) -> tuple[list[int], list[int], list[int]]:
     """Place sentences of ``lengths`` tokens, in order, into the first row with room (rows of ``pack_length``
     tokens) -> (row of each sentence, its first column, tokens used per row)."""

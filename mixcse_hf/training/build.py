@@ -15,7 +15,7 @@ from mixcse_hf.hub.card import ModelCardInfo, training_recipe
 from mixcse_hf.losses.mixcse import HARD_NEGATIVE_OPTIONS
 from mixcse_hf.models.encoder import load_backbone, public_model_name, reinit_mlp
 from mixcse_hf.models.lora import apply_lora
-from mixcse_hf.models.packing import packable_backbone
+from mixcse_hf.models.packing import check_sequence_length, packable_backbone
 from mixcse_hf.models.pooling import get_pooler, inference_pooler
 from mixcse_hf.training.arguments import DataArguments, ModelArguments
 from mixcse_hf.training.data import load_corpus, text_column_count, tokenize_training_data, training_collator
@@ -24,12 +24,18 @@ from mixcse_hf.training.training_args import MixCSETrainingArguments
 
 
 def build_model(
-    model_args: ModelArguments, training_args: MixCSETrainingArguments, resuming: bool
+    model_args: ModelArguments,
+    training_args: MixCSETrainingArguments,
+    resuming: bool,
+    max_seq_length: int | None = None,
 ) -> tuple[nn.Module, PreTrainedTokenizerBase]:
-    """The encoder (fresh MLP unless resuming or told not to; LoRA-wrapped when asked) and its tokenizer."""
+    """The encoder (fresh MLP unless resuming or told not to; LoRA-wrapped when asked) and its tokenizer; given
+    ``max_seq_length``, checked to have the positions for it."""
     model, tokenizer = load_backbone(
         model_args.model_name_or_path, training_args.pooler_type, training_args.mlp_only_train
     )
+    if max_seq_length is not None:
+        check_sequence_length(model, max_seq_length)
     uses_mlp = get_pooler(training_args.pooler_type).uses_mlp
     if uses_mlp and model_args.reinit_mlp and not resuming:
         reinit_mlp(model)

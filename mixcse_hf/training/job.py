@@ -137,7 +137,9 @@ def train(
 ) -> RunSummary:
     set_seed(training_args.seed)
     sts = load_sts(data_args, training_args)
-    model, tokenizer = build_model(model_args, training_args, resuming=plan.resume_from is not None)
+    model, tokenizer = build_model(
+        model_args, training_args, resuming=plan.resume_from is not None, max_seq_length=data_args.max_seq_length
+    )
     data = build_training_data(data_args, training_args, tokenizer)
     stop_on_interrupt = StopOnInterrupt()
     run_record = RunRecordCallback(recorded_training_seconds(plan.resume_from))
