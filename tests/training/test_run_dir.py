@@ -1,0 +1,68 @@
+"""The run directory's lock: one holder at a time, however starters race, and nothing left behind."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mixcse_hf.errors import UsageError
+from mixcse_hf.training.run_dir import LOCK_FILE, locked
+
+STARTER = """
+import json, sys, time
+from mixcse_hf.errors import UsageError
+from mixcse_hf.training.run_dir import locked
+
+out, record, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+while time.time() < start:
+    pass
+held = []
+while len(held) < 3:
+    try:
+        with locked(out):
+            entered = time.monotonic_ns()
+            time.sleep(0.02)  # a pause while holding: a second holder would overlap it
+            held.append((entered, time.monotonic_ns()))
+    except UsageError:
+        time.sleep(0.001)
+with open(record, "w") as handle:
+    json.dump(held, handle)
+"""
+
+
+def test_racing_starters_never_hold_the_lock_together(tmp_path: Path) -> None:
+    """Four processes start at the same instant, on a lock file a killed holder left, and each takes the lock three
+    times, retrying when refused: no two holding intervals overlap (CLOCK_MONOTONIC is system-wide), and the lock
+    file is gone at the end."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("a file of the run")  # the directory is not removed between holders
+    (out / LOCK_FILE).write_text("")  # left by a holder killed before it could remove it: nothing to take over
+    start = time.time() + 2
+    records = [tmp_path / f"held-{index}.json" for index in range(4)]
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    starters = [
+        subprocess.Popen([sys.executable, "-c", STARTER, str(out), str(record), str(start)], env=environment)
+        for record in records
+    ]
+    assert [starter.wait(timeout=120) for starter in starters] == [0, 0, 0, 0]
+    intervals = sorted(tuple(interval) for record in records for interval in json.loads(record.read_text()))
+    assert len(intervals) == 12
+    assert all(previous[1] <= following[0] for previous, following in itertools.pairwise(intervals))
+    assert sorted(os.listdir(out)) == ["keep.txt"]
+
+
+def test_a_held_lock_refuses_and_a_created_empty_directory_is_removed(tmp_path: Path) -> None:
+    out = tmp_path / "new"
+    with locked(str(out)):
+        assert (out / LOCK_FILE).exists()
+        with pytest.raises(UsageError, match="is in use by another run"), locked(str(out)):
+            pass
+    assert not out.exists()  # created here and nothing written: removed with the lock
