@@ -174,6 +174,7 @@ BAD_INPUTS = {
     "batch of one": (["--per_device_train_batch_size", "1"], "per_device_train_batch_size"),
     "max_seq_length 1": (["--max_seq_length", "1"], "max_seq_length"),
     "missing model": (["--model_name_or_path", "{tmp}/no-model"], "cannot load model_name_or_path"),
+    "model without tokenizer files": (["--model_name_or_path", "{no_tokenizer}"], "holds no tokenizer files"),
     "malformed STS line": (["--senteval_dir", "{tmp}/bad_senteval"], "sts-dev.csv:1: malformed line"),
     "output_dir is a file": (["--output_dir", "{tmp}/a_file"], "is a file"),
     "unknown pooler_type": (["--pooler_type", "max"], "pooler_type must be one of"),
@@ -228,6 +229,7 @@ def test_bad_input_is_one_line_error_and_touches_nothing(
     tiny_model_dir: str,
     tiny_corpus: Path,
     tiny_senteval: Path,
+    broken_models: dict[str, str],
     capsys: pytest.CaptureFixture,
 ) -> None:
     (tmp_path / "empty.txt").write_bytes(b"")
@@ -253,7 +255,14 @@ def test_bad_input_is_one_line_error_and_touches_nothing(
 
     flags, message = BAD_INPUTS[case]
     config = _config(tmp_path, tiny_model_dir, tiny_corpus, tiny_senteval, out)
-    status = main([config, "--overwrite_output_dir", "true", *[f.format(tmp=tmp_path) for f in flags]])
+    status = main(
+        [
+            config,
+            "--overwrite_output_dir",
+            "true",
+            *[f.format(tmp=tmp_path, no_tokenizer=broken_models["no tokenizer files"]) for f in flags],
+        ]
+    )
 
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2

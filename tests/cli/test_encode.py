@@ -16,7 +16,7 @@ from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
 
 from mixcse_hf.cli.encode import main
 from mixcse_hf.models.encoder import SentenceEncoder
-from tests.conftest import REPO_ROOT, SENTENCES, minilm_path
+from tests.conftest import BROKEN_MODELS, REPO_ROOT, SENTENCES, minilm_path
 
 # 21 sentences of varied length (so that length sorting reorders them), one with a comma, quotes and non-ASCII.
 TEXTS = [*SENTENCES, *(f"{a} {b}" for a, b in zip(SENTENCES, SENTENCES[4:], strict=False)), 'a "café", in paris .']
@@ -202,6 +202,19 @@ def test_bad_input_is_one_line_error_and_writes_nothing(
     assert message in err
     assert sorted(p.name for p in out_dir.iterdir()) == ["existing.npy"]
     assert (out_dir / "existing.npy").read_bytes() == b"keep"
+
+
+@pytest.mark.parametrize("case", list(BROKEN_MODELS))
+def test_a_model_that_cannot_encode_is_one_line_error_and_writes_nothing(
+    case: str, broken_models: dict[str, str], txt_input: Path, out_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A folder without its tokenizer files would encode every word as [UNK] with exit 0; an empty folder, an
+    unknown model_type or corrupt weights would end in a traceback."""
+    assert main([broken_models[case], str(txt_input), str(out_dir / "embeddings.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert BROKEN_MODELS[case] in err and repr(broken_models[case]) in err
+    assert list(out_dir.iterdir()) == []
 
 
 def test_argument_checks_come_before_torch_loads(tmp_path: Path, txt_input: Path, out_dir: Path) -> None:
