@@ -24,6 +24,13 @@ class Interrupted(KeyboardInterrupt):
     """Ctrl-C stopped the command; the message says what was saved and how to go on."""
 
 
+def first_line(err: BaseException) -> str:
+    """An exception's message up to its first line break (its type name when it has none): the cause a one-line
+    :class:`UsageError` quotes."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 INTERRUPTED_STATUS = 130
 """The shell's status for a command stopped by SIGINT (128 + 2)."""
 

@@ -25,7 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from mixcse_hf.errors import UsageError
+from mixcse_hf.errors import UsageError, first_line
 from mixcse_hf.models.packing import embed_packed
 from mixcse_hf.models.pooling import (
     CONFIG_MLP_ONLY_TRAIN_KEY,
@@ -174,12 +174,6 @@ def load_adapter_model(path: str) -> PeftModel:
     package loads from that package (offline)."""
     base = PeftConfig.from_pretrained(path).base_model_name_or_path
     return PeftModel.from_pretrained(AutoModel.from_pretrained(resolve_model_path(base)), path)
-
-
-def first_line(err: BaseException) -> str:
-    """An exception's message up to its first line break (its type name when it has none)."""
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def unknown_model_type(path: str) -> str | None:
