@@ -174,6 +174,13 @@ def test_lambda_schedule_follows_the_trainer_through_the_callback(tiny_model_dir
     assert loss.loss.current_lambda() == pytest.approx(0.1 + 0.2 * 3 / 4)
 
 
+@pytest.mark.parametrize("temp", [float("inf"), float("nan"), 0.0])
+def test_temperature_is_checked_by_the_core_loss(tiny_model_dir: str, temp: float) -> None:
+    """One rule for temp, the core loss's: an infinite temperature makes every logit equal and nothing trains."""
+    with pytest.raises(ValueError, match="temp must be a finite number > 0"):
+        MixCSELoss(_st_model(tiny_model_dir), temp=temp)
+
+
 def test_contract_config_citation_and_column_count(tiny_model_dir: str) -> None:
     model = _st_model(tiny_model_dir)
     loss = CachedMixCSELoss(model, mini_batch_size=8, temp=0.07, mix_lambda=0.3)

@@ -64,7 +64,9 @@ def test_env_vars_expand_and_unset_ones_fail(tmp_path: Path, monkeypatch: pytest
     [
         ("--mix_lambda", "1.5", "mix_lambda must be in \\(0, 1\\)"),
         ("--mix_lambda", "-0.2", "mix_lambda must be in \\(0, 1\\)"),
-        ("--temp", "0", "temp must be > 0"),
+        ("--temp", "0", "temp must be a finite number > 0"),
+        ("--temp", "inf", "temp must be a finite number > 0"),
+        ("--temp", "nan", "temp must be a finite number > 0"),
         ("--per_device_train_batch_size", "1", "per_device_train_batch_size must be >= 2"),
         ("--max_seq_length", "1", "max_seq_length must be >= 2"),
     ],
