@@ -252,6 +252,34 @@ def test_failure_while_encoding_leaves_no_partial_output_and_keeps_the_old_one(
     assert output.read_bytes() == b"old"
 
 
+def test_partial_outputs_of_killed_runs_are_removed_by_the_next_run(
+    tiny_model_dir: str, txt_input: Path, out_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A killed run leaves its hidden partial OUTPUT behind: the next run for the same OUTPUT removes those of
+    processes of this machine that are gone, and keeps a running one's, another machine's and other OUTPUTs'."""
+    import socket
+
+    host = socket.gethostname()
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        stale = out_dir / f".embeddings.npy.{host}.{finished.pid}.partial"
+        kept = [
+            out_dir / f".embeddings.npy.{host}.{running.pid}.partial",
+            out_dir / f".embeddings.npy.other-host.{finished.pid}.partial",
+            out_dir / f".other.npy.{host}.{finished.pid}.partial",
+        ]
+        for path in (stale, *kept):
+            path.write_bytes(b"partial")
+        assert main([tiny_model_dir, str(txt_input), str(out_dir / "embeddings.npy")]) == 0
+    finally:
+        running.kill()
+        running.wait()
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(["embeddings.npy", *(p.name for p in kept)])
+    assert f"removed {stale}" in capsys.readouterr().err
+
+
 def test_help_shows_the_command_name(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as info:
         main(["--help"])
