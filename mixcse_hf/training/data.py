@@ -124,12 +124,35 @@ def check_dataset_name(dataset_name: str) -> None:
         )
 
 
-def table_options(path: str, separator: str) -> dict[str, Any]:
-    """``datasets`` csv-builder options for a CSV/TSV ``path``: every field text (no numeric inference), empty
-    fields "" (dropped as blank) rather than NaN, quotes as :data:`TABLE_FORMATS` says."""
-    quoting = csv.QUOTE_NONE if separator == "\t" else csv.QUOTE_MINIMAL
+def table_header(path: str, separator: str, quoting: int) -> list[str]:
+    """The header row of the CSV/TSV ``train_file`` ``path``, once it names each column once and a row follows it
+    (blank lines are no rows); else a one-line :class:`UsageError`."""
     with open(path, encoding="utf-8-sig", newline="") as handle:
-        header = next(csv.reader(handle, delimiter=separator, quoting=quoting), [])
+        reader = csv.reader(handle, delimiter=separator, quoting=quoting)
+        header = next(reader, [])
+        twice = [column for index, column in enumerate(header) if column in header[:index]]
+        if twice:
+            raise UsageError(
+                f"train_file {path!r}: the header names the column {twice[0]!r} twice (columns: {', '.join(header)}); "
+                "give each column its own name"
+            )
+        try:
+            has_row = next((row for row in reader if row), None) is not None
+        except csv.Error:
+            has_row = True  # a malformed table: the csv builder names the problem
+    if not has_row:
+        raise UsageError(
+            f"train_file {path!r} has a header ({', '.join(header)}) but no rows; add one row per example under it"
+        )
+    return header
+
+
+def table_options(path: str, separator: str) -> dict[str, Any]:
+    """``datasets`` csv-builder options for a CSV/TSV ``path`` (its header checked by :func:`table_header`): every
+    field text (no numeric inference), empty fields "" (dropped as blank) rather than NaN, quotes as
+    :data:`TABLE_FORMATS` says."""
+    quoting = csv.QUOTE_NONE if separator == "\t" else csv.QUOTE_MINIMAL
+    header = table_header(path, separator, quoting)
     return {
         "sep": separator,
         "quoting": quoting,
@@ -169,6 +192,8 @@ def _load_train_file(path: str) -> datasets.Dataset:
     try:
         return datasets.load_dataset(builder, data_files={"train": path}, split="train", **options)
     except (datasets.exceptions.DatasetGenerationError, ValueError) as err:
+        if "corresponds to no data" in str(err):  # datasets' words for a split without rows
+            raise UsageError(f"train_file {path!r} has no rows; it needs one row per example") from err
         cause = err.__cause__ or err
         raise UsageError(
             f"train_file {path!r} is not a readable {suffix[1:]} file: {str(cause).splitlines()[0]}"
