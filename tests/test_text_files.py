@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mixcse_hf import files
+from mixcse_hf import text_files
 from mixcse_hf.errors import UsageError
 from mixcse_hf.text_files import check_utf8, is_blank, read_lines
 from mixcse_hf.training.data import load_corpus
@@ -35,7 +35,7 @@ def test_blank_is_whitespace_control_or_invisible() -> None:
 @pytest.mark.parametrize("block_bytes", [1, 2, 5, 1 << 20])
 def test_bad_utf8_names_its_exact_line(tmp_path: Path, block_bytes: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Lines counted as read_lines counts them (a CRLF cut between two blocks of the check ends one line)."""
-    monkeypatch.setattr(files, "CHECK_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(text_files, "CHECK_BLOCK_BYTES", block_bytes)
     path = tmp_path / "latin1.txt"
     path.write_bytes(b"a\r\nb\rc\n\r\n" + "caf\xe9\n".encode("latin-1"))
     for check in (check_utf8, lambda *args: list(read_lines(*args))):
