@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable
 
@@ -22,6 +23,13 @@ class TrainingDiverged(RuntimeError):
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C stopped the command; the message says what was saved and how to go on."""
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's message up to its first line break (its type name when it has none): the cause a one-line
+    :class:`UsageError` quotes."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 INTERRUPTED_STATUS = 130
@@ -45,13 +53,28 @@ def run_cli(body: Callable[[list[str]], int | None], argv: list[str] | None = No
     except (UsageError, TrainingDiverged) as err:
         if debug:
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {original_message(err)}", file=sys.stderr)
         return 2 if isinstance(err, UsageError) else 3
     except KeyboardInterrupt as err:
         if debug:
             raise
         print(f"interrupted: {err if isinstance(err, Interrupted) else 'stopped by Ctrl-C'}", file=sys.stderr)
         return INTERRUPTED_STATUS
+
+
+WORKER_ERROR = re.compile(r"Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback")
+"""How torch re-raises an exception of a DataLoader worker: its type, with a message of the worker's traceback."""
+
+
+def original_message(err: BaseException) -> str:
+    """``err``'s message; for an exception a DataLoader worker raised, the message the worker gave it (the last
+    line of the worker's traceback, after the exception's qualified name), not torch's wrapper."""
+    text = str(err)
+    if not WORKER_ERROR.match(text):
+        return text
+    name = f"\n{type(err).__module__}.{type(err).__qualname__}: "
+    _, found, message = text.rstrip("\n").rpartition(name)
+    return message if found else text
 
 
 def quiet_library_progress_bars() -> None:

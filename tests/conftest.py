@@ -82,6 +82,46 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
+BROKEN_MODELS = {
+    "no tokenizer files": "no tokenizer files",
+    "tokenizer of another vocabulary": "its tokenizer has 8 tokens for the model's 30522",
+    "empty directory": "holds no config.json",
+    "unknown model_type": "model_type 'no-such-architecture'",
+    "corrupt weights": "model.safetensors",
+}
+"""The model folders of :func:`broken_models` -> what the one-line error says about each."""
+
+
+@pytest.fixture(scope="session")
+def broken_models(tiny_model_dir: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Model folders that cannot encode, by :data:`BROKEN_MODELS` case: the tiny model's config and weights without
+    its tokenizer files or with a tokenizer of 8 tokens, an empty directory, a config.json of an unknown
+    ``model_type``, truncated weights."""
+    import json
+    import shutil
+
+    from transformers import BertTokenizer
+
+    root = tmp_path_factory.mktemp("broken-models")
+    folders = {case: root / case.replace(" ", "-") for case in BROKEN_MODELS}
+    for case in ("no tokenizer files", "tokenizer of another vocabulary"):
+        folders[case].mkdir()
+        for name in ("config.json", "model.safetensors"):
+            shutil.copy(Path(tiny_model_dir) / name, folders[case] / name)
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "man", "guitar"]
+    vocab = {token: index for index, token in enumerate(tokens)}
+    BertTokenizer(vocab=vocab).save_pretrained(folders["tokenizer of another vocabulary"])
+    folders["empty directory"].mkdir()
+    for case in ("unknown model_type", "corrupt weights"):
+        shutil.copytree(tiny_model_dir, folders[case])
+    config_path = folders["unknown model_type"] / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config_path.write_text(json.dumps({**config, "model_type": "no-such-architecture"}), encoding="utf-8")
+    weights = folders["corrupt weights"] / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    return {case: str(folder) for case, folder in folders.items()}
+
+
 @pytest.fixture
 def tiny(tiny_model_dir: str) -> tuple[torch.nn.Module, AutoTokenizer]:
     """The tiny BERT (eval mode) and its tokenizer."""

@@ -170,11 +170,13 @@ BAD_INPUTS = {
     "blank-only train file": (["--train_file", "{tmp}/blank.txt"], "only blank lines"),
     "non-UTF-8 train file": (["--train_file", "{tmp}/latin1.txt"], "not valid UTF-8"),
     "lambda above 1": (["--mix_lambda", "1.2"], "mix_lambda"),
-    "temp zero": (["--temp", "0"], "temp must be > 0"),
+    "temp zero": (["--temp", "0"], "temp must be a finite number > 0"),
+    "temp infinite": (["--temp", "inf"], "temp must be a finite number > 0"),
     "batch of one": (["--per_device_train_batch_size", "1"], "per_device_train_batch_size"),
     "max_seq_length 1": (["--max_seq_length", "1"], "max_seq_length"),
     "max_seq_length beyond the positions": (["--max_seq_length", "256"], "exceeds the 128 token positions"),
     "missing model": (["--model_name_or_path", "{tmp}/no-model"], "cannot load model_name_or_path"),
+    "model without tokenizer files": (["--model_name_or_path", "{no_tokenizer}"], "holds no tokenizer files"),
     "malformed STS line": (["--senteval_dir", "{tmp}/bad_senteval"], "sts-dev.csv:1: malformed line"),
     "output_dir is a file": (["--output_dir", "{tmp}/a_file"], "is a file"),
     "unknown pooler_type": (["--pooler_type", "max"], "pooler_type must be one of"),
@@ -229,6 +231,7 @@ def test_bad_input_is_one_line_error_and_touches_nothing(
     tiny_model_dir: str,
     tiny_corpus: Path,
     tiny_senteval: Path,
+    broken_models: dict[str, str],
     capsys: pytest.CaptureFixture,
 ) -> None:
     (tmp_path / "empty.txt").write_bytes(b"")
@@ -254,7 +257,14 @@ def test_bad_input_is_one_line_error_and_touches_nothing(
 
     flags, message = BAD_INPUTS[case]
     config = _config(tmp_path, tiny_model_dir, tiny_corpus, tiny_senteval, out)
-    status = main([config, "--overwrite_output_dir", "true", *[f.format(tmp=tmp_path) for f in flags]])
+    status = main(
+        [
+            config,
+            "--overwrite_output_dir",
+            "true",
+            *[f.format(tmp=tmp_path, no_tokenizer=broken_models["no tokenizer files"]) for f in flags],
+        ]
+    )
 
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2

@@ -60,3 +60,49 @@ def test_a_text_file_rewritten_in_place_is_read_again(tmp_path: Path) -> None:
     path.write_text("other a\nother b\n", encoding="utf-8")
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
     assert load_corpus(train_file=str(path))["text"] == ["other a", "other b"]
+
+
+def _bad_byte_file(path: Path, rows_before: int) -> int:
+    """``path`` (.txt, .csv, .tsv or .jsonl) with ``rows_before`` good lines (a header first for .csv/.tsv; CRLF
+    line ends among them, and CR in a text file) and then a Latin-1 byte; returns the number of the bad line."""
+    suffix = path.suffix
+    lines = [b"text"] if suffix in (".csv", ".tsv") else []
+    for index in range(rows_before):
+        lines.append(b'{"text": "sentence %d ."}' % index if suffix == ".jsonl" else b"sentence %d ." % index)
+    ends = [b"\n", b"\r\n", b"\r"] if suffix == ".txt" else [b"\n", b"\r\n"]
+    body = b"".join(line + ends[index % len(ends)] for index, line in enumerate(lines))
+    bad = '{"text": "caf\xe9 ."}' if suffix == ".jsonl" else "caf\xe9 ."
+    path.write_bytes(body + bad.encode("latin-1") + b"\nlast .\n")
+    return len(lines) + 1
+
+
+def _first_usage_error(read) -> str:
+    with pytest.raises(UsageError) as info:
+        read()
+    return str(info.value)
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".csv", ".tsv", ".jsonl"])
+@pytest.mark.parametrize("where", ["early", "past the checked start"])
+def test_every_reader_names_the_exact_line_of_a_bad_byte(tmp_path: Path, suffix: str, where: str) -> None:
+    """Map-style and streamed training and the encode command, on text files and tables, at the start of the file
+    and past the first MiB that streaming checks up front: the same exact line, counted as read_lines counts."""
+    from mixcse_hf.cli.encode import count_texts
+    from mixcse_hf.training.streaming import StreamingCorpus, row_source
+
+    path = tmp_path / f"train{suffix}"
+    line = _bad_byte_file(path, 3 if where == "early" else 70_000)
+    assert where == "early" or path.stat().st_size > 1 << 20
+    expected = f"is not valid UTF-8 (line {line}: "
+
+    def streamed() -> None:
+        corpus = StreamingCorpus(row_source(str(path), None), 2, 0, 0)
+        sum(1 for _ in corpus.epoch_rows(0))
+
+    readers = {
+        "map-style": lambda: load_corpus(train_file=str(path)),
+        "streamed": streamed,
+        "encode": lambda: count_texts(str(path), suffix, "text"),
+    }
+    messages = {name: _first_usage_error(read) for name, read in readers.items()}
+    assert all(expected in message for message in messages.values()), messages

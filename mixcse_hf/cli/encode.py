@@ -26,7 +26,8 @@ INPUT is read twice: a first pass counts and checks every sentence, so that a pr
 model or an option stops the command (one line on stderr, exit status 2) before anything is written; the
 second encodes --chunk_size sentences at a time, batched by length within each chunk. OUTPUT is written under a
 temporary name beside it and renamed once complete: a failed run leaves no partial file, and an OUTPUT
-replaced with --overwrite stays intact until then. A summary line goes to stderr at the end.
+replaced with --overwrite stays intact until then. A killed run cannot clean up: its hidden .OUTPUT.HOST.PID.partial
+is removed by the next run for the same OUTPUT (with a note). A summary line goes to stderr at the end.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import csv
 import itertools
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -204,11 +206,37 @@ def check_output(path: str, overwrite: bool) -> str:
     return extension
 
 
+def process_is_alive(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (one of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(directory: str, name: str, host: str) -> None:
+    """Remove the partial files of OUTPUT ``name`` left in ``directory`` by killed runs: those of ``host`` whose
+    process is gone (a running one's, and another machine's, are kept); a note on stderr names each."""
+    prefix, suffix = f".{name}.{host}.", ".partial"
+    for entry in os.listdir(directory):
+        pid = entry.removeprefix(prefix).removesuffix(suffix)
+        if entry.startswith(prefix) and entry.endswith(suffix) and pid.isdigit() and not process_is_alive(int(pid)):
+            stale = os.path.join(directory, entry)
+            os.remove(stale)
+            print(f"note: removed {stale}, left by an encoding that was killed", file=sys.stderr)
+
+
 @contextmanager
 def replaced_on_success(path: str) -> Iterator[str]:
-    """A temporary path beside ``path``: renamed to ``path`` when the block succeeds, removed when it fails."""
+    """A temporary path beside ``path`` (hidden, named by this machine and process): renamed to ``path`` when the
+    block succeeds, removed when it fails; those of killed runs for ``path`` are removed first."""
     directory, name = os.path.split(os.path.abspath(path))
-    temporary = os.path.join(directory, f".{name}.{os.getpid()}.partial")
+    host = socket.gethostname()
+    remove_stale_partials(directory, name, host)
+    temporary = os.path.join(directory, f".{name}.{host}.{os.getpid()}.partial")
     try:
         yield temporary
         os.replace(temporary, path)

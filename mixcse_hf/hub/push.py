@@ -12,9 +12,10 @@ import os
 from collections.abc import Sequence
 
 from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub.errors import HfHubHTTPError, HTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils import filter_repo_objects
 
-from mixcse_hf.errors import UsageError
+from mixcse_hf.errors import UsageError, first_line
 from mixcse_hf.hub.card import README_FILE, ModelCardInfo, for_hub, render_model_card
 from mixcse_hf.models.encoder import ADAPTER_FILES, is_adapter_folder, public_model_name
 
@@ -102,6 +103,29 @@ def push_model_folder(
 ) -> str:
     """Check ``folder``, create ``repo_id`` if missing and upload the folder to it; returns the commit URL."""
     check_model_folder(folder)
-    HfApi().create_repo(repo_id, private=private, exist_ok=True)
-    commit = upload_model_folder(folder, repo_id, card, ignore_patterns, commit_message, revision)
+    try:
+        HfApi().create_repo(repo_id, private=private, exist_ok=True)
+        commit = upload_model_folder(folder, repo_id, card, ignore_patterns, commit_message, revision)
+    except (HTTPError, OfflineModeIsEnabled) as err:
+        raise hub_problem(err, folder, repo_id) from err
     return str(getattr(commit, "commit_url", commit))
+
+
+def hub_problem(err: Exception, folder: str, repo_id: str) -> UsageError:
+    """The one-line error for a push that huggingface_hub could not make: offline mode, no connection, or the Hub's
+    refusal (its status and message), with what to do; the folder is left as it was, ready to push again."""
+    again = f"then publish the folder again: mixcse-push {folder} {repo_id}"
+    if isinstance(err, OfflineModeIsEnabled):
+        cause, fix = "offline mode is on", f"unset HF_HUB_OFFLINE, {again}"
+    elif isinstance(err, HfHubHTTPError) and err.response is not None:
+        response = err.response
+        cause = f"HTTP {response.status_code} {response.reason_phrase}"
+        cause += f": {err.server_message}" if err.server_message else ""
+        if response.status_code in (401, 403):
+            fix = f"log in with a token that can write to it (hf auth login, or HF_TOKEN), {again}"
+        else:
+            fix = f"check the repository id and the Hub's status, {again}"
+    else:
+        cause = f"{type(err).__name__}: {first_line(err)}"
+        fix = f"check the network connection (and HF_ENDPOINT), {again}"
+    return UsageError(f"cannot push {folder!r} to the Hub repository {repo_id!r} ({cause}); {fix}")

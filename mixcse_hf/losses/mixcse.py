@@ -67,7 +67,7 @@ class MixCSELoss(nn.Module):
     - the mixed negatives of ``mixed_negatives`` (below), built from anchors and positives.
 
     Args:
-        temp: softmax temperature tau (> 0); every logit is a cosine divided by it.
+        temp: softmax temperature tau, finite and > 0; every logit is a cosine divided by it.
         mix_lambda: weight of the positive in a mixed negative, in (0, 1). ``None`` or 0 gives plain SimCSE.
             Keep it small (0.2 in the released recipe) so a mixed negative stays farther from the anchor than
             the positive.
@@ -113,8 +113,8 @@ class MixCSELoss(nn.Module):
         log_gradient_signal: bool = False,
     ) -> None:
         super().__init__()
-        if not temp > 0:
-            raise ValueError(f"temp must be > 0 (the softmax temperature, e.g. 0.05), got {temp}")
+        if not (math.isfinite(temp) and temp > 0):
+            raise ValueError(f"temp must be a finite number > 0 (the softmax temperature, e.g. 0.05), got {temp}")
         for name, value in (("mix_lambda", mix_lambda), ("mix_lambda_end", mix_lambda_end)):
             if value and not 0 < value < 1:
                 raise ValueError(

@@ -15,6 +15,7 @@ than fit in memory, same gradients. Both compose with ``MatryoshkaLoss``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,6 +29,8 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from mixcse_hf.losses import mixcse
 from mixcse_hf.losses.base import training_progress
 from mixcse_hf.models.distributed import gather_with_grad
+
+logger = logging.getLogger(__name__)
 
 CITATION = """@inproceedings{zhang2022mixcse,
     title = "Unsupervised Sentence Representation via Contrastive Learning with Mixing Negatives",
@@ -84,6 +87,7 @@ class MixCSELoss(nn.Module):
         self.loss = mixcse.MixCSELoss(**options)
         self.follows_progress = False
         """Set by :meth:`progress_callback`'s callback when training starts."""
+        self.warned_short_batch = False
 
     @staticmethod
     def views(sentence_features: Iterable[dict[str, Tensor]]) -> list[dict[str, Tensor]]:
@@ -112,7 +116,22 @@ class MixCSELoss(nn.Module):
             )
         if self.gather_across_devices:
             embeddings = [gather_with_grad(view) for view in embeddings]
+        if embeddings[0].size(0) < 2:
+            return self.short_batch_loss(embeddings)
         return self.loss(*embeddings)
+
+    def short_batch_loss(self, embeddings: list[Tensor]) -> Tensor:
+        """A batch of one row has no in-batch negatives: it adds a zero loss (connected to the graph, so every
+        process and GradCache still backpropagate), with one warning. SentenceTransformerTrainer keeps an epoch's
+        short last batch unless ``dataloader_drop_last=True``."""
+        if not self.warned_short_batch:
+            self.warned_short_batch = True
+            logger.warning(
+                "MixCSELoss: a batch of one row has no in-batch negatives and adds no loss; it is an epoch's short "
+                "last batch, kept because dataloader_drop_last is False (SentenceTransformerTrainer's default): pass "
+                "dataloader_drop_last=True to SentenceTransformerTrainingArguments to drop it"
+            )
+        return sum(view[:0].sum() for view in embeddings)
 
     def progress_callback(self) -> TrainerCallback:
         """A trainer callback that sets the training progress before every step (lambda schedules)."""

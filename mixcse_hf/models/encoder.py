@@ -18,12 +18,14 @@ from collections.abc import Callable, Mapping, Sequence
 from types import SimpleNamespace
 
 import torch
+import transformers
 from peft import PeftConfig, PeftModel
+from safetensors import SafetensorError
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from mixcse_hf.errors import UsageError
+from mixcse_hf.errors import UsageError, first_line
 from mixcse_hf.models.packing import embed_packed
 from mixcse_hf.models.pooling import (
     CONFIG_MLP_ONLY_TRAIN_KEY,
@@ -174,19 +176,74 @@ def load_adapter_model(path: str) -> PeftModel:
     return PeftModel.from_pretrained(AutoModel.from_pretrained(resolve_model_path(base)), path)
 
 
-def load_pretrained(model_name_or_path: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """``AutoModel`` + ``AutoTokenizer`` from a directory or Hub id; failure is a one-line :class:`UsageError`."""
-    path = resolve_model_path(model_name_or_path)
+def unknown_model_type(path: str) -> str | None:
+    """The ``model_type`` in ``path``'s ``config.json`` when transformers does not know it, else ``None``."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
     try:
-        if is_adapter_folder(path):
-            return load_adapter_model(path), AutoTokenizer.from_pretrained(path)
-        return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
-    except OSError as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as handle:
+            model_type = json.load(handle).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return model_type if isinstance(model_type, str) and model_type not in CONFIG_MAPPING else None
+
+
+def load_pretrained(model_name_or_path: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """``AutoModel`` + ``AutoTokenizer`` from a directory or Hub id, once the tokenizer fits the model
+    (:func:`check_tokenizer`); any failure is a one-line :class:`UsageError` naming ``model_name_or_path``."""
+    path = resolve_model_path(model_name_or_path)
+    where = f"model_name_or_path {model_name_or_path!r}"
+    adapter = is_adapter_folder(path)
+    if os.path.isdir(path) and not adapter and not os.path.isfile(os.path.join(path, "config.json")):
         raise UsageError(
-            f"cannot load model_name_or_path {model_name_or_path!r} ({first_line}); "
+            f"{where} holds no config.json (nor a LoRA adapter); pass a model directory (config.json, weights, "
+            "tokenizer files) or a Hub model id"
+        )
+    try:
+        model = load_adapter_model(path) if adapter else AutoModel.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as err:
+        raise UsageError(
+            f"cannot load {where} ({first_line(err)}); "
             "pass an existing local model directory or a Hub model id (with network access)"
         ) from err
+    except SafetensorError as err:
+        raise UsageError(
+            f"cannot load {where}: its model.safetensors is corrupt or truncated ({first_line(err)}); copy or save "
+            "the model again"
+        ) from err
+    except ValueError as err:  # what transformers raises for a config it cannot map to a model or tokenizer
+        model_type = unknown_model_type(path) if os.path.isdir(path) else None
+        if model_type is not None:
+            raise UsageError(
+                f"cannot load {where}: its config.json has model_type {model_type!r}, which transformers "
+                f"{transformers.__version__} does not know; fix model_type there, or upgrade transformers"
+            ) from err
+        raise UsageError(f"cannot load {where} ({first_line(err)}); check its config.json and tokenizer files") from err
+    check_tokenizer(model, tokenizer, model_name_or_path, path)
+    return model, tokenizer
+
+
+def check_tokenizer(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, model_name_or_path: str, path: str
+) -> None:
+    """The tokenizer must be the model's own: a local directory without the tokenizer's files (transformers then
+    builds one of a few special tokens, which reads every word as [UNK]), or a tokenizer of fewer than half the
+    model's ``vocab_size`` tokens, is a one-line :class:`UsageError`."""
+    files = sorted(set(getattr(tokenizer, "vocab_files_names", {}).values()))
+    if files and os.path.isdir(path) and not any(os.path.isfile(os.path.join(path, name)) for name in files):
+        problem = f"the folder holds no tokenizer files ({' or '.join(files)})"
+    else:
+        vocab_size = getattr(model.config, "vocab_size", None)
+        if not isinstance(vocab_size, int) or 2 * len(tokenizer) >= vocab_size:
+            return
+        problem = (
+            f"its tokenizer has {len(tokenizer)} tokens for the model's {vocab_size}, so it is not the model's own"
+        )
+    raise UsageError(
+        f"model_name_or_path {model_name_or_path!r}: {problem}; save the tokenizer of the model it was trained "
+        f"from into it: AutoTokenizer.from_pretrained(BASE_MODEL).save_pretrained({model_name_or_path!r})"
+    )
 
 
 def default_pooler(model: PreTrainedModel, path: str) -> str:

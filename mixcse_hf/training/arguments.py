@@ -140,7 +140,9 @@ class MixCSEOptions:
     """The fields :class:`~mixcse_hf.training.training_args.MixCSETrainingArguments` adds to (or changes in)
     ``transformers.TrainingArguments``; validated there."""
 
-    temp: float = field(default=0.05, metadata={"help": "Softmax temperature tau of the contrastive loss (> 0)."})
+    temp: float = field(
+        default=0.05, metadata={"help": "Softmax temperature tau of the contrastive loss (finite, > 0)."}
+    )
     mix_lambda: float | None = field(
         default=0.2,
         metadata={

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from mixcse_hf.training.training_args import MixCSETrainingArguments
 
 RunArguments = tuple[ModelArguments, DataArguments, "MixCSETrainingArguments"]
-_ENV_VAR = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+_ENV_VAR = re.compile(r"\$\$|\$\{(\w+)\}")
+"""``${VAR}`` (read from the environment) or ``$$`` (a literal ``$``) in a config's string value."""
 
 
 def _usage_error(message: str) -> None:
@@ -62,12 +63,15 @@ def read_config_file(path: str) -> dict[str, Any]:
 
 
 def _expand_env(value: Any, key: str) -> Any:
-    """Replace ``${VAR}`` / ``$VAR`` in string values; an unset variable is an error."""
+    """Replace ``${VAR}`` in a string value by the environment's ``VAR`` (unset: an error) and ``$$`` by ``$``; any
+    other ``$`` is text (``run_name: budget$v2``)."""
     if not isinstance(value, str):
         return value
 
     def substitute(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2)
+        name = match.group(1)
+        if name is None:
+            return "$"
         if name not in os.environ:
             raise UsageError(f"config key {key!r} uses ${{{name}}}, which is not set; export {name}=...")
         return os.environ[name]
@@ -208,8 +212,12 @@ def resolved_config(
 ) -> dict[str, Any]:
     """Every argument's final value, as a config that :func:`parse_run_args` reads back to the same run."""
     values = {**dataclasses.asdict(model_args), **dataclasses.asdict(data_args), **training_args.to_dict()}
-    # Tokens are never written (to_dict only masks them).
-    return {key: value for key, value in values.items() if key in _init_fields() and not key.endswith("token")}
+    # Tokens are never written (to_dict only masks them); a "$" is written "$$", which reads back as "$".
+    return {
+        key: value.replace("$", "$$") if isinstance(value, str) else value
+        for key, value in values.items()
+        if key in _init_fields() and not key.endswith("token")
+    }
 
 
 def _init_fields() -> set[str]:

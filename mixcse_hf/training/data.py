@@ -12,7 +12,7 @@ import csv
 import hashlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ import datasets
 import torch
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
-from mixcse_hf.errors import UsageError
+from mixcse_hf.errors import UsageError, first_line
 from mixcse_hf.text_files import check_utf8, is_blank, read_lines
 
 logger = logging.getLogger(__name__)
@@ -124,18 +124,68 @@ def check_dataset_name(dataset_name: str) -> None:
         )
 
 
+def table_header(path: str, separator: str, quoting: int) -> list[str]:
+    """The header row of the CSV/TSV ``train_file`` ``path``, once it names each column once and a row follows it
+    (blank lines are no rows); else a one-line :class:`UsageError`."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle, delimiter=separator, quoting=quoting)
+            header = next(reader, [])
+            has_row = next((row for row in reader if row), None) is not None
+    except csv.Error:
+        has_row = True  # a malformed table: the csv builder names the problem
+    except UnicodeDecodeError:
+        check_utf8(path, "train_file")  # names the exact line
+        raise
+    twice = [column for index, column in enumerate(header) if column in header[:index]]
+    if twice:
+        raise UsageError(
+            f"train_file {path!r}: the header names the column {twice[0]!r} twice (columns: {', '.join(header)}); "
+            "give each column its own name"
+        )
+    if not has_row:
+        raise UsageError(
+            f"train_file {path!r} has a header ({', '.join(header)}) but no rows; add one row per example under it"
+        )
+    return header
+
+
 def table_options(path: str, separator: str) -> dict[str, Any]:
-    """``datasets`` csv-builder options for a CSV/TSV ``path``: every field text (no numeric inference), empty
-    fields "" (dropped as blank) rather than NaN, quotes as :data:`TABLE_FORMATS` says."""
+    """``datasets`` csv-builder options for a CSV/TSV ``path`` (its header checked by :func:`table_header`): every
+    field text (no numeric inference), empty fields "" (dropped as blank) rather than NaN, quotes as
+    :data:`TABLE_FORMATS` says."""
     quoting = csv.QUOTE_NONE if separator == "\t" else csv.QUOTE_MINIMAL
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        header = next(csv.reader(handle, delimiter=separator, quoting=quoting), [])
+    header = table_header(path, separator, quoting)
     return {
         "sep": separator,
         "quoting": quoting,
         "keep_default_na": False,
         "features": datasets.Features({column: datasets.Value("string") for column in header}),
     }
+
+
+def read_table_rows(rows: Iterator[dict[str, Any]], path: str) -> Iterator[dict[str, Any]]:
+    """``rows``, as ``datasets`` reads them from the table file ``path``; a read error is a one-line
+    :class:`UsageError` naming ``path``: the exact line of a byte that is not UTF-8
+    (:func:`mixcse_hf.text_files.check_utf8`), else the reader's own first line."""
+    try:
+        yield from rows
+    except ValueError as err:  # UnicodeDecodeError (csv), pyarrow's ArrowInvalid (json)…
+        check_utf8(path, "train_file")
+        suffix = os.path.splitext(path)[1].lower()
+        raise UsageError(f"train_file {path!r} is not a readable {suffix[1:]} file: {first_line(err)}") from err
+
+
+@dataclass(frozen=True)
+class TableFileRows:
+    """A picklable row source (streamed training) over the table file ``path``: ``open_rows()`` read through
+    :func:`read_table_rows`."""
+
+    open_rows: Callable[[], Iterator[dict[str, Any]]]
+    path: str
+
+    def __call__(self) -> Iterator[dict[str, Any]]:
+        return read_table_rows(self.open_rows(), self.path)
 
 
 def _text_file_rows(path: str) -> Iterator[dict[str, str]]:
@@ -169,6 +219,8 @@ def _load_train_file(path: str) -> datasets.Dataset:
     try:
         return datasets.load_dataset(builder, data_files={"train": path}, split="train", **options)
     except (datasets.exceptions.DatasetGenerationError, ValueError) as err:
+        if "corresponds to no data" in str(err):  # datasets' words for a split without rows
+            raise UsageError(f"train_file {path!r} has no rows; it needs one row per example") from err
         cause = err.__cause__ or err
         raise UsageError(
             f"train_file {path!r} is not a readable {suffix[1:]} file: {str(cause).splitlines()[0]}"

@@ -31,6 +31,7 @@ from mixcse_hf.training.data import (
     SUPERVISED_COLUMNS,
     TABLE_FORMATS,
     TEXT_COLUMN,
+    TableFileRows,
     TextColumnsCollator,
     check_dataset_name,
     check_text_file,
@@ -85,9 +86,10 @@ def row_source(
             check_text_file(train_file, utf8_bytes=UTF8_CHECKED_BYTES)
             return TextFileRows(train_file)
         builder, separator = TABLE_FORMATS[suffix]
-        check_text_file(train_file, lines=False, utf8=False)
+        check_text_file(train_file, lines=False, utf8=builder != "parquet", utf8_bytes=UTF8_CHECKED_BYTES)
         options = table_options(train_file, separator) if builder == "csv" else {}
-        return DatasetsRows((builder,), {"data_files": {"train": train_file}, "split": "train", **options})
+        rows = DatasetsRows((builder,), {"data_files": {"train": train_file}, "split": "train", **options})
+        return TableFileRows(rows, train_file)
     check_dataset_name(dataset_name)
     return DatasetsRows((dataset_name, dataset_config_name), {"split": dataset_split})
 

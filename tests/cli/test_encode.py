@@ -16,7 +16,7 @@ from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
 
 from mixcse_hf.cli.encode import main
 from mixcse_hf.models.encoder import SentenceEncoder
-from tests.conftest import REPO_ROOT, SENTENCES, minilm_path
+from tests.conftest import BROKEN_MODELS, REPO_ROOT, SENTENCES, minilm_path
 
 # 21 sentences of varied length (so that length sorting reorders them), one with a comma, quotes and non-ASCII.
 TEXTS = [*SENTENCES, *(f"{a} {b}" for a, b in zip(SENTENCES, SENTENCES[4:], strict=False)), 'a "café", in paris .']
@@ -204,6 +204,19 @@ def test_bad_input_is_one_line_error_and_writes_nothing(
     assert (out_dir / "existing.npy").read_bytes() == b"keep"
 
 
+@pytest.mark.parametrize("case", list(BROKEN_MODELS))
+def test_a_model_that_cannot_encode_is_one_line_error_and_writes_nothing(
+    case: str, broken_models: dict[str, str], txt_input: Path, out_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A folder without its tokenizer files would encode every word as [UNK] with exit 0; an empty folder, an
+    unknown model_type or corrupt weights would end in a traceback."""
+    assert main([broken_models[case], str(txt_input), str(out_dir / "embeddings.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert BROKEN_MODELS[case] in err and repr(broken_models[case]) in err
+    assert list(out_dir.iterdir()) == []
+
+
 def test_argument_checks_come_before_torch_loads(tmp_path: Path, txt_input: Path, out_dir: Path) -> None:
     """An existing OUTPUT is refused in a process that never imports torch (benchmarks/cli_startup.py times it)."""
     (out_dir / "existing.npy").write_bytes(b"keep")
@@ -237,6 +250,34 @@ def test_failure_while_encoding_leaves_no_partial_output_and_keeps_the_old_one(
     assert calls == [4, 4]
     assert [p.name for p in out_dir.iterdir()] == ["embeddings.npy"]
     assert output.read_bytes() == b"old"
+
+
+def test_partial_outputs_of_killed_runs_are_removed_by_the_next_run(
+    tiny_model_dir: str, txt_input: Path, out_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A killed run leaves its hidden partial OUTPUT behind: the next run for the same OUTPUT removes those of
+    processes of this machine that are gone, and keeps a running one's, another machine's and other OUTPUTs'."""
+    import socket
+
+    host = socket.gethostname()
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        stale = out_dir / f".embeddings.npy.{host}.{finished.pid}.partial"
+        kept = [
+            out_dir / f".embeddings.npy.{host}.{running.pid}.partial",
+            out_dir / f".embeddings.npy.other-host.{finished.pid}.partial",
+            out_dir / f".other.npy.{host}.{finished.pid}.partial",
+        ]
+        for path in (stale, *kept):
+            path.write_bytes(b"partial")
+        assert main([tiny_model_dir, str(txt_input), str(out_dir / "embeddings.npy")]) == 0
+    finally:
+        running.kill()
+        running.wait()
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(["embeddings.npy", *(p.name for p in kept)])
+    assert f"removed {stale}" in capsys.readouterr().err
 
 
 def test_help_shows_the_command_name(capsys: pytest.CaptureFixture) -> None:

@@ -15,7 +15,7 @@ from mixcse_hf.evaluation.sts import score_task
 from mixcse_hf.evaluation.sts_data import STS_YEARS, TASKS, file_sha256, load_task
 from mixcse_hf.models import encoder as encoder_module
 from mixcse_hf.models.encoder import SentenceEncoder
-from tests.conftest import REPO_ROOT, minilm_path
+from tests.conftest import BROKEN_MODELS, REPO_ROOT, minilm_path
 
 
 def test_seven_task_report(tiny_model_dir: str, tiny_senteval: Path, tmp_path: Path, capsys) -> None:
@@ -96,6 +96,21 @@ def test_bad_input_is_one_line(
     assert len(errors) == 1
     assert message in errors[0]
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("case", list(BROKEN_MODELS))
+def test_a_model_that_cannot_encode_is_one_line(
+    case: str, broken_models: dict[str, str], tiny_senteval: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """No tokenizer files (scores from [UNK] only, with exit 0), an empty folder, an unknown model_type, corrupt
+    weights: exit status 2, one line naming the folder, no report written."""
+    report = tmp_path / "report.json"
+    args = ["--model_name_or_path", broken_models[case], "--senteval_dir", str(tiny_senteval)]
+    assert main([*args, "--output_json", str(report)]) == 2
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if not line.startswith(" ")] == [err.strip()], err
+    assert err.startswith("error: ") and BROKEN_MODELS[case] in err and repr(broken_models[case]) in err
+    assert not report.exists()
 
 
 @pytest.mark.parametrize(

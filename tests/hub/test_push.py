@@ -12,6 +12,7 @@ import pytest
 import transformers.trainer
 import yaml
 from huggingface_hub import CommitOperationAdd, RepoUrl
+from huggingface_hub.errors import OfflineModeIsEnabled
 from sentence_transformers import SentenceTransformer
 from transformers import AutoModel
 
@@ -115,6 +116,91 @@ def test_push_uploads_the_folder_as_the_run_left_it(
 def test_push_refuses_a_folder_without_a_model(tmp_path: Path, capsys) -> None:
     assert push_cli.main([str(tmp_path), "someone/x"]) == 2
     assert "neither a model" in capsys.readouterr().err
+
+
+def _http_module():
+    """The HTTP client library huggingface_hub raises the errors of (its ``errors.HTTPError`` is that library's)."""
+    import importlib
+
+    from huggingface_hub.errors import HTTPError
+
+    return importlib.import_module(HTTPError.__module__)
+
+
+def _hub_error(status: int, server_message: str) -> Exception:
+    """The error huggingface_hub raises for a response of ``status`` from the Hub."""
+    from huggingface_hub.utils import hf_raise_for_status
+
+    http = _http_module()
+    request = http.Request("POST", "https://huggingface.co/api/repos/create")
+    try:
+        hf_raise_for_status(http.Response(status, request=request, json={"error": server_message}))
+    except Exception as err:  # whatever it raises is what the push meets
+        return err
+    raise AssertionError(f"no error for status {status}")
+
+
+HUB_FAILURES = {
+    "offline mode": (
+        lambda: OfflineModeIsEnabled("Cannot reach https://huggingface.co/api/repos/create: offline mode is enabled."),
+        "create_repo",
+        "unset HF_HUB_OFFLINE",
+    ),
+    "no network": (
+        lambda: _http_module().ConnectError("[Errno -2] Name or service not known"),
+        "create_repo",
+        "(ConnectError: [Errno -2] Name or service not known); check the network",
+    ),
+    "connection lost in the upload": (
+        lambda: _http_module().ReadTimeout("The read operation timed out"),
+        "create_commit",
+        "(ReadTimeout: The read operation timed out); check the network",
+    ),
+    "bad token": (
+        lambda: _hub_error(401, "Invalid username or password."),
+        "create_repo",
+        "(HTTP 401 Unauthorized: Invalid username or password.); log in",
+    ),
+    "server error": (lambda: _hub_error(500, "Internal Error"), "create_commit", "HTTP 500 Internal Server Error"),
+}
+
+
+class FailingHubApi(RecordingHubApi):
+    """huggingface_hub.HfApi whose call ``method`` raises ``error`` (what it raises without network or rights)."""
+
+    def __init__(self, snapshots: Path, method: str, error: Exception) -> None:
+        super().__init__(snapshots)
+        self.method, self.error = method, error
+
+    def create_repo(self, repo_id: str, **kwargs: object) -> RepoUrl:
+        if self.method == "create_repo":
+            raise self.error
+        return super().create_repo(repo_id, **kwargs)
+
+    def create_commit(self, repo_id: str, operations: list[CommitOperationAdd], **kwargs: object):
+        if self.method == "create_commit":
+            raise self.error
+        return super().create_commit(repo_id, operations, **kwargs)
+
+
+@pytest.mark.parametrize("case", list(HUB_FAILURES))
+def test_push_without_network_or_rights_is_one_line_and_leaves_the_folder(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """huggingface_hub's connection and HTTP errors, and offline mode: exit status 2, one line naming the repository
+    and the cause; the folder is as it was (a push writes nothing locally)."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}", encoding="utf-8")
+    (folder / "model.safetensors").write_bytes(b"weights")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    make_error, method, message = HUB_FAILURES[case]
+    monkeypatch.setattr(push, "HfApi", lambda: FailingHubApi(tmp_path / "hub", method, make_error()))
+    assert push_cli.main([str(folder), "someone/mixcse-tiny"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot push") and err.count("\n") == 1, err
+    assert "'someone/mixcse-tiny'" in err and message in err
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
 def test_push_to_hub_during_training_sends_complete_folders(

@@ -273,10 +273,10 @@ def test_paired_matches_loop(n: int, lam: float, temp: float) -> None:
 # --------------------------------------------------------------------------- #
 
 
-@pytest.mark.parametrize("temp", [0.0, -0.05, -1.0])
+@pytest.mark.parametrize("temp", [0.0, -0.05, -1.0, math.inf, math.nan])
 def test_invalid_temp(temp: float) -> None:
-    """temp <= 0 is rejected at construction."""
-    with pytest.raises(ValueError, match="temp"):
+    """temp <= 0, infinite (every logit 0: nothing trains) or NaN is rejected at construction."""
+    with pytest.raises(ValueError, match="temp must be a finite number > 0"):
         MixCSELoss(temp=temp)
 
 

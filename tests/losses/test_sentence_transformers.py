@@ -174,6 +174,43 @@ def test_lambda_schedule_follows_the_trainer_through_the_callback(tiny_model_dir
     assert loss.loss.current_lambda() == pytest.approx(0.1 + 0.2 * 3 / 4)
 
 
+@pytest.mark.parametrize("cached", [False, True])
+def test_a_last_batch_of_one_row_adds_no_loss_and_warns_once(
+    tiny_model_dir: str, tmp_path: Path, cached: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SentenceTransformerTrainer keeps a short last batch (``dataloader_drop_last=False``, its default): 13 rows in
+    batches of 6 end each epoch with a batch of 1, which has no negatives. It trains through (the short batch adds
+    a zero loss), and one warning names drop_last."""
+    model = SentenceTransformer(modules=[Transformer(tiny_model_dir), Pooling(32, "mean")], device="cpu")
+    loss = CachedMixCSELoss(model, mini_batch_size=4) if cached else MixCSELoss(model)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=6,
+        num_train_epochs=2,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+        logging_steps=1,
+    )
+    dataset = datasets.Dataset.from_dict({"text": [*SENTENCES, "a last sentence ."]})
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset, loss=loss)
+    with caplog.at_level("WARNING", logger="mixcse_hf.losses.sentence_transformers"):
+        trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert trainer.state.global_step == 6 and len(losses) == 6
+    assert losses[2] == losses[5] == 0.0 and all(value > 0 for value in losses[:2] + losses[3:5])
+    warnings = [record.getMessage() for record in caplog.records if "no in-batch negatives" in record.getMessage()]
+    assert len(warnings) == 1 and "dataloader_drop_last=True" in warnings[0]
+
+
+@pytest.mark.parametrize("temp", [float("inf"), float("nan"), 0.0])
+def test_temperature_is_checked_by_the_core_loss(tiny_model_dir: str, temp: float) -> None:
+    """One rule for temp, the core loss's: an infinite temperature makes every logit equal and nothing trains."""
+    with pytest.raises(ValueError, match="temp must be a finite number > 0"):
+        MixCSELoss(_st_model(tiny_model_dir), temp=temp)
+
+
 def test_contract_config_citation_and_column_count(tiny_model_dir: str) -> None:
     model = _st_model(tiny_model_dir)
     loss = CachedMixCSELoss(model, mini_batch_size=8, temp=0.07, mix_lambda=0.3)

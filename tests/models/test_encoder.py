@@ -11,13 +11,14 @@ from mixcse_hf.models.encoder import (
     embed,
     load_backbone,
     load_encoder,
+    load_pretrained,
     pick_device,
     reinit_mlp,
     resolve_model_path,
 )
 from mixcse_hf.models.pooling import CONFIG_MLP_ONLY_TRAIN_KEY, CONFIG_POOLER_KEY, POOLER_TYPES, inference_pooler
 from mixcse_hf.models.sentence_transformers_format import sentence_transformers_pooler
-from tests.conftest import SENTENCES, minilm_path, tokenized
+from tests.conftest import BROKEN_MODELS, SENTENCES, minilm_path, tokenized
 
 
 def test_poolers_match_manual_definitions(tiny: tuple) -> None:
@@ -89,6 +90,18 @@ def test_missing_model_path_is_one_line_usage_error(tmp_path) -> None:
     with pytest.raises(UsageError, match="model_name_or_path") as info:
         load_backbone(str(tmp_path / "no-such-model"), "cls", mlp_only_train=False)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("case", list(BROKEN_MODELS))
+def test_a_model_that_cannot_encode_is_one_line_usage_error(case: str, broken_models: dict[str, str]) -> None:
+    """No tokenizer files (transformers would build a 5-token tokenizer: every word [UNK]), a tokenizer of another
+    vocabulary, an empty directory, an unknown model_type, truncated weights: one line naming the folder."""
+    with pytest.raises(UsageError) as info:
+        load_pretrained(broken_models[case])
+    message = str(info.value)
+    assert "\n" not in message
+    assert repr(broken_models[case]) in message
+    assert BROKEN_MODELS[case] in message
 
 
 def test_hub_id_resolves_to_installed_offline_copy() -> None:

@@ -59,12 +59,30 @@ def test_env_vars_expand_and_unset_ones_fail(tmp_path: Path, monkeypatch: pytest
         parse_run_args([config])
 
 
+def test_only_braced_variables_expand_and_a_double_dollar_is_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``$word`` is text (``run_name: budget$v2`` was read as the variable ``v2``); ``$$`` is a literal ``$``; the
+    resolved config writes ``$`` as ``$$``, so it reads back to the same values."""
+    monkeypatch.setenv("DATA", "/data/dir")
+    monkeypatch.delenv("v2", raising=False)
+    text = BASE.format(out=tmp_path / "o").replace("corpus.txt", "${DATA}/wiki.txt")
+    config = _write(tmp_path / "c.yaml", text + "run_name: budget$v2 costs $$5, not $${DATA}\n")
+    args = parse_run_args([config])
+    assert args[1].train_file == "/data/dir/wiki.txt"
+    assert args[2].run_name == "budget$v2 costs $5, not ${DATA}"
+    write_resolved_config(str(tmp_path), resolved_config(*args))
+    assert parse_run_args([str(tmp_path / RESOLVED_CONFIG_FILE)])[2].run_name == args[2].run_name
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
     [
         ("--mix_lambda", "1.5", "mix_lambda must be in \\(0, 1\\)"),
         ("--mix_lambda", "-0.2", "mix_lambda must be in \\(0, 1\\)"),
-        ("--temp", "0", "temp must be > 0"),
+        ("--temp", "0", "temp must be a finite number > 0"),
+        ("--temp", "inf", "temp must be a finite number > 0"),
+        ("--temp", "nan", "temp must be a finite number > 0"),
         ("--per_device_train_batch_size", "1", "per_device_train_batch_size must be >= 2"),
         ("--max_seq_length", "1", "max_seq_length must be >= 2"),
     ],

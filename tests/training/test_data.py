@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -191,6 +192,28 @@ def test_malformed_table_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="is not a readable jsonl file") as info:
         load_corpus(train_file=str(path))
     assert str(path) in str(info.value)
+
+
+TABLES_WITHOUT_TRAINING_ROWS = {
+    "duplicate column": ("train.csv", "sent0,sent1,sent1\na,b,c\nd,e,f\n", "names the column 'sent1' twice"),
+    "duplicate tsv column": ("train.tsv", "anchor\tanchor\na\tb\n", "names the column 'anchor' twice"),
+    "header only": ("train.csv", "sent0,sent1\n", "has a header (sent0, sent1) but no rows"),
+    "header and blank lines": ("train.tsv", "anchor\tpositive\n\n\n", "has a header (anchor, positive) but no rows"),
+    "json without rows": ("train.json", "[]\n", "has no rows"),
+}
+"""A table file -> its content and the one-line error it gets, in map-style and streamed training alike."""
+
+
+@pytest.mark.parametrize("case", list(TABLES_WITHOUT_TRAINING_ROWS))
+def test_duplicate_columns_and_tables_without_rows_are_one_line_errors(tmp_path: Path, case: str) -> None:
+    """``sent0,sent1,sent1`` trained as pairs, reading one of the two columns; a header-only table said
+    'Instruction "train" corresponds to no data!'."""
+    name, content, message = TABLES_WITHOUT_TRAINING_ROWS[case]
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(UsageError, match=re.escape(message)) as info:
+        load_corpus(train_file=str(path))
+    assert "\n" not in str(info.value) and repr(str(path)) in str(info.value)
 
 
 def test_supervised_rows_tokenise_into_columns(tiny_triplets: Path, tiny_model_dir: str) -> None:
