@@ -92,6 +92,10 @@ def upload_model_folder(
     )
 
 
+HUB_ERRORS = (HTTPError, OfflineModeIsEnabled)
+"""What huggingface_hub raises when the Hub cannot be reached or refuses: :func:`hub_problem` says it in one line."""
+
+
 def push_model_folder(
     folder: str,
     repo_id: str,
@@ -106,7 +110,7 @@ def push_model_folder(
     try:
         HfApi().create_repo(repo_id, private=private, exist_ok=True)
         commit = upload_model_folder(folder, repo_id, card, ignore_patterns, commit_message, revision)
-    except (HTTPError, OfflineModeIsEnabled) as err:
+    except HUB_ERRORS as err:
         raise hub_problem(err, folder, repo_id) from err
     return str(getattr(commit, "commit_url", commit))
 

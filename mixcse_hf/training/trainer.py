@@ -22,7 +22,7 @@ from mixcse_hf.evaluation.evaluators import STSEvaluator
 from mixcse_hf.evaluation.sts_data import StsPairs
 from mixcse_hf.hub.card import ModelCardInfo
 from mixcse_hf.hub.export import add_auto_map, export_checkpoint
-from mixcse_hf.hub.push import push_model_folder, upload_model_folder
+from mixcse_hf.hub.push import HUB_ERRORS, hub_problem, push_model_folder, upload_model_folder
 from mixcse_hf.losses.base import (
     BatchLoss,
     batch_loss,
@@ -331,6 +331,14 @@ class MixCSETrainer(Trainer):
             run_as_future=True,
         )
         self.push_in_progress = PushInProgress([job])
+
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
+        """The Trainer creates the Hub repository before training when ``push_to_hub`` is set: a Hub that cannot
+        be reached or refuses is a one-line error there, before anything is trained or written."""
+        try:
+            super().init_hf_repo(token, private)
+        except HUB_ERRORS as err:
+            raise hub_problem(err, self.args.output_dir, self.args.hub_model_id or self.args.output_dir) from err
 
     def push_to_hub(
         self,

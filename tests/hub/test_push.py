@@ -20,6 +20,7 @@ from mixcse_hf.cli import push as push_cli
 from mixcse_hf.hub import export, push
 from mixcse_hf.models.encoder import SentenceEncoder
 from mixcse_hf.training.run_dir import UPLOAD_IGNORE_PATTERNS
+from run_mixcse import main as run_main
 from tests.conftest import SENTENCES, train_tiny
 
 SECRET = "hf_TESTtokenNEVERwritten0123456789"
@@ -201,6 +202,22 @@ def test_push_without_network_or_rights_is_one_line_and_leaves_the_folder(
     assert err.startswith("error: cannot push") and err.count("\n") == 1, err
     assert "'someone/mixcse-tiny'" in err and message in err
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_push_to_hub_without_network_stops_before_training(
+    tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """--push_to_hub creates the repository before training: offline, that is one line, and nothing is written."""
+    make_error, method, message = HUB_FAILURES["offline mode"]
+    monkeypatch.setattr(transformers.trainer, "hf_api", lambda: FailingHubApi(tmp_path / "hub", method, make_error()))
+    out = tmp_path / "out"
+    flags = ["--model_name_or_path", tiny_model_dir, "--train_file", str(tiny_corpus), "--output_dir", str(out)]
+    flags += ["--max_steps", "2", "--per_device_train_batch_size", "4", "--report_to", "none"]
+    flags += ["--push_to_hub", "true", "--hub_model_id", "someone/tiny-mixcse"]
+    assert run_main(flags) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot push") and err.count("\n") == 1 and message in err, err
+    assert not out.exists()
 
 
 def test_push_to_hub_during_training_sends_complete_folders(
