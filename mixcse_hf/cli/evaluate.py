@@ -11,7 +11,6 @@ k-fold of transfer tasks, which STS does not use.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -24,7 +23,7 @@ from mixcse_hf.evaluation.sts import TaskScore, alignment_uniformity, encode_pai
 from mixcse_hf.evaluation.sts_data import STS_YEARS, TASKS, StsPairs, file_sha256, load_task
 from mixcse_hf.models.encoder import SentenceEncoder, load_encoder
 from mixcse_hf.models.pooling import POOLER_TYPES
-from mixcse_hf.output_files import check_output_file
+from mixcse_hf.output_files import check_output_file, write_json_atomically
 
 logger = logging.getLogger(__name__)
 DEV_TASKS = ("stsb", "sickr")
@@ -154,8 +153,7 @@ def evaluate_command(argv: list[str]) -> None:
     report = evaluate_model(encoder, args)
     print(report.table())
     if args.output_json:
-        with open(args.output_json, "w", encoding="utf-8") as handle:
-            json.dump(report.to_json(), handle, indent=2)
+        write_json_atomically(args.output_json, report.to_json(), indent=2)
 
 
 def main(argv: list[str] | None = None) -> int:
