@@ -52,6 +52,7 @@ setup(
             "mixcse-train=mixcse_hf.cli.train:main",
             "mixcse-eval=mixcse_hf.cli.evaluate:main",
             "mixcse-encode=mixcse_hf.cli.encode:main",
+            "mixcse-mine=mixcse_hf.cli.mine:main",
             "mixcse-push=mixcse_hf.cli.push:main",
             "mixcse-plot=mixcse_hf.cli.plot:main",
         ]

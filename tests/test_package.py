@@ -41,6 +41,7 @@ CONSOLE_SCRIPTS = {
     "mixcse-train": "mixcse_hf.cli.train",
     "mixcse-eval": "mixcse_hf.cli.evaluate",
     "mixcse-encode": "mixcse_hf.cli.encode",
+    "mixcse-mine": "mixcse_hf.cli.mine",
     "mixcse-plot": "mixcse_hf.cli.plot",
     "mixcse-push": "mixcse_hf.cli.push",
 }

@@ -208,13 +208,13 @@ def load_text_file(path: str) -> datasets.Dataset:
     )
 
 
-def _load_train_file(path: str) -> datasets.Dataset:
+def load_table(path: str, what: str = "train_file") -> datasets.Dataset:
+    """A table file (a suffix of :data:`TABLE_FORMATS`) as a ``Dataset``, read as training reads it; a missing, empty
+    or unreadable file (or, but for parquet, one that is not UTF-8) is a one-line :class:`UsageError` naming
+    ``what``."""
     suffix = os.path.splitext(path)[1].lower()
-    if suffix not in TABLE_FORMATS:
-        check_text_file(path)
-        return load_text_file(path)
     builder, separator = TABLE_FORMATS[suffix]
-    check_text_file(path, lines=False, utf8=builder != "parquet")
+    check_text_file(path, what, lines=False, utf8=builder != "parquet")
     options = table_options(path, separator) if builder == "csv" else {}
     try:
         return datasets.load_dataset(builder, data_files={"train": path}, split="train", **options)
@@ -222,9 +222,14 @@ def _load_train_file(path: str) -> datasets.Dataset:
         if "corresponds to no data" in str(err):  # datasets' words for a split without rows
             raise UsageError(f"train_file {path!r} has no rows; it needs one row per example") from err
         cause = err.__cause__ or err
-        raise UsageError(
-            f"train_file {path!r} is not a readable {suffix[1:]} file: {str(cause).splitlines()[0]}"
-        ) from err
+        raise UsageError(f"{what} {path!r} is not a readable {suffix[1:]} file: {str(cause).splitlines()[0]}") from err
+
+
+def _load_train_file(path: str) -> datasets.Dataset:
+    if os.path.splitext(path)[1].lower() not in TABLE_FORMATS:
+        check_text_file(path)
+        return load_text_file(path)
+    return load_table(path)
 
 
 def _as_text(corpus: datasets.Dataset, column: str, source: str) -> datasets.Dataset:
