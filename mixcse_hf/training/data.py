@@ -124,9 +124,9 @@ def check_dataset_name(dataset_name: str) -> None:
         )
 
 
-def table_header(path: str, separator: str, quoting: int) -> list[str]:
-    """The header row of the CSV/TSV ``train_file`` ``path``, once it names each column once and a row follows it
-    (blank lines are no rows); else a one-line :class:`UsageError`."""
+def table_header(path: str, separator: str, quoting: int, what: str = "train_file") -> list[str]:
+    """The header row of the CSV/TSV ``path`` (``what``: how errors name it), once it names each column once and a
+    row follows it (blank lines are no rows); else a one-line :class:`UsageError`."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle, delimiter=separator, quoting=quoting)
@@ -135,27 +135,27 @@ def table_header(path: str, separator: str, quoting: int) -> list[str]:
     except csv.Error:
         has_row = True  # a malformed table: the csv builder names the problem
     except UnicodeDecodeError:
-        check_utf8(path, "train_file")  # names the exact line
+        check_utf8(path, what)  # names the exact line
         raise
     twice = [column for index, column in enumerate(header) if column in header[:index]]
     if twice:
         raise UsageError(
-            f"train_file {path!r}: the header names the column {twice[0]!r} twice (columns: {', '.join(header)}); "
+            f"{what} {path!r}: the header names the column {twice[0]!r} twice (columns: {', '.join(header)}); "
             "give each column its own name"
         )
     if not has_row:
         raise UsageError(
-            f"train_file {path!r} has a header ({', '.join(header)}) but no rows; add one row per example under it"
+            f"{what} {path!r} has a header ({', '.join(header)}) but no rows; add one row per example under it"
         )
     return header
 
 
-def table_options(path: str, separator: str) -> dict[str, Any]:
+def table_options(path: str, separator: str, what: str = "train_file") -> dict[str, Any]:
     """``datasets`` csv-builder options for a CSV/TSV ``path`` (its header checked by :func:`table_header`): every
     field text (no numeric inference), empty fields "" (dropped as blank) rather than NaN, quotes as
     :data:`TABLE_FORMATS` says."""
     quoting = csv.QUOTE_NONE if separator == "\t" else csv.QUOTE_MINIMAL
-    header = table_header(path, separator, quoting)
+    header = table_header(path, separator, quoting, what)
     return {
         "sep": separator,
         "quoting": quoting,
@@ -215,12 +215,12 @@ def load_table(path: str, what: str = "train_file") -> datasets.Dataset:
     suffix = os.path.splitext(path)[1].lower()
     builder, separator = TABLE_FORMATS[suffix]
     check_text_file(path, what, lines=False, utf8=builder != "parquet")
-    options = table_options(path, separator) if builder == "csv" else {}
+    options = table_options(path, separator, what) if builder == "csv" else {}
     try:
         return datasets.load_dataset(builder, data_files={"train": path}, split="train", **options)
     except (datasets.exceptions.DatasetGenerationError, ValueError) as err:
         if "corresponds to no data" in str(err):  # datasets' words for a split without rows
-            raise UsageError(f"train_file {path!r} has no rows; it needs one row per example") from err
+            raise UsageError(f"{what} {path!r} has no rows; it needs one row per example") from err
         cause = err.__cause__ or err
         raise UsageError(f"{what} {path!r} is not a readable {suffix[1:]} file: {str(cause).splitlines()[0]}") from err
 
