@@ -313,7 +313,7 @@ def bad_cases(tmp_path: Path, pairs_csv: Path, model: str) -> dict[str, tuple[li
         "input is a directory": ([model, str(out / "dir.csv"), csv_out], "is not a file"),
         "unknown input format": ([model, str(tmp_path / "empty.txt"), csv_out], "unsupported extension '.txt'"),
         "empty input": ([model, str(tmp_path / "empty.csv"), csv_out], "is empty"),
-        "no rows": ([model, str(tmp_path / "header.csv"), csv_out], "not a readable csv file"),
+        "no rows": ([model, str(tmp_path / "header.csv"), csv_out], "but no rows"),
         "only blank rows": ([model, str(tmp_path / "blank.csv"), csv_out], "no (anchor, positive) rows"),
         "not UTF-8": ([model, str(tmp_path / "latin1.csv"), csv_out], "not valid UTF-8 (line 2"),
         "unknown columns": ([model, str(tmp_path / "qa.csv"), csv_out], "cannot tell the training columns"),
