@@ -1,5 +1,6 @@
 """Before vs after a refactor: the tiny seeded run reproduces the loss curve, logged statistics and final weights
-recorded in ``tests/data/reference_run.json`` (made at commit 78c7153, before the architecture-by-role change).
+recorded in ``tests/data/reference_run.json`` (first made at commit 78c7153, before the architecture-by-role change;
+recorded again, unchanged code, at cb7cfa8 before the run-lifecycle redesign, on the CPU model the file names).
 
 Bit for bit on the CPU the reference was recorded on (same torch build, kernel capability and CPU model: the
 BLAS picks other kernels on another vendor's CPU of the same capability); elsewhere floating-point kernels differ,
