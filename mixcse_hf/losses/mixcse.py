@@ -180,6 +180,8 @@ class MixCSELoss(nn.Module):
         self.progress = 0.0
         """Fraction of training done, in [0, 1]: drives the linear and cosine lambda schedules."""
         self._metrics: dict[str, torch.Tensor] = {}
+        self.last_duplicate_mask: torch.Tensor | None = None
+        """The duplicate mask the last :meth:`logits` call applied (None without ``mask_duplicates``)."""
 
     def set_training_progress(self, progress: float) -> None:
         self.progress = progress
@@ -235,8 +237,9 @@ class MixCSELoss(nn.Module):
     ) -> torch.Tensor:
         """The matrix of cosines / temp (plus the hard-negative weight) that the cross-entropy is over: N rows,
         the columns of :meth:`column_blocks`; with ``mask_duplicates``, the :meth:`duplicate_mask` of
-        ``text_hashes`` set to -inf."""
-        return self._logits(anchors, positives, hard_negatives, text_hashes)[0]
+        ``text_hashes`` set to -inf (kept in :attr:`last_duplicate_mask` for the step's metrics)."""
+        logits, self.last_duplicate_mask = self._logits(anchors, positives, hard_negatives, text_hashes)
+        return logits
 
     def _logits(
         self,
@@ -322,7 +325,8 @@ class MixCSELoss(nn.Module):
         hard_negatives: torch.Tensor | None = None,
         text_hashes: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        logits, mask = self._logits(anchors, positives, hard_negatives, text_hashes)
+        logits = self.logits(anchors, positives, hard_negatives, text_hashes)
+        mask, self.last_duplicate_mask = self.last_duplicate_mask, None
         loss = self.loss_from_logits(logits)
         if self.training and torch.is_grad_enabled():
             triplets = hard_negatives is not None
