@@ -12,6 +12,10 @@ Two optional methods let the trainer talk to it:
 - ``training_metrics() -> dict[str, Tensor]``: diagnostics of the last training forward (0-d, detached), which
   the trainer averages between logging steps and logs next to the loss.
 
+A batch that carries text hashes (:data:`mixcse_hf.models.batch.TEXT_HASH`, added by the collators when the
+loss masks duplicates) also passes ``text_hashes=``: an (N, columns) int64 tensor, gathered like the embeddings,
+row i of it the hashes of row i's texts; a loss that masks no duplicates is never given one.
+
 A loss that must run the model itself (GradCache) subclasses :class:`BatchLoss` instead.
 """
 
@@ -22,7 +26,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from mixcse_hf.models.batch import BatchEmbedder, TextBatch
+from mixcse_hf.models.batch import BatchEmbedder, TextBatch, text_hashes
 
 LossOutput = torch.Tensor | Mapping[str, torch.Tensor]
 
@@ -40,7 +44,13 @@ def batch_loss(loss: nn.Module, embedder: BatchEmbedder, batch: TextBatch) -> Lo
     embeddings of one forward pass."""
     if isinstance(loss, BatchLoss):
         return loss(embedder, batch)
-    return loss(*(embedder.gather(embeddings) for embeddings in embedder(batch)))
+    return loss(*(embedder.gather(embeddings) for embeddings in embedder(batch)), **hash_arguments(embedder, batch))
+
+
+def hash_arguments(embedder: BatchEmbedder, batch: TextBatch) -> dict[str, torch.Tensor]:
+    """``{"text_hashes": the batch's hashes gathered from every process}``, or nothing when it carries none."""
+    hashes = text_hashes(batch)
+    return {} if hashes is None else {"text_hashes": embedder.gather_hashes(hashes)}
 
 
 def total_loss(output: LossOutput) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mixcse_hf.losses.base import BatchLoss, LossOutput, total_loss
+from mixcse_hf.losses.base import BatchLoss, LossOutput, hash_arguments, total_loss
 from mixcse_hf.models.batch import BatchEmbedder, TextBatch, batch_rows, slice_rows
 
 
@@ -56,7 +56,8 @@ class CachedLoss(BatchLoss):
         loss: any loss of the contract in :mod:`mixcse_hf.losses.base` (it gets the full batch's embeddings).
         mini_batch_size: rows (sentences, each with all its views/columns) embedded per forward pass.
 
-    Input: the trainer's :class:`~mixcse_hf.models.batch.BatchEmbedder` and the step's text columns. Output: what
+    Input: the trainer's :class:`~mixcse_hf.models.batch.BatchEmbedder` and the step's text columns (their text
+    hashes, when carried, go to ``loss`` with the whole batch, gathered). Output: what
     ``loss`` returns, detached, with one entry a leaf whose backward runs step 3.
     """
 
@@ -84,7 +85,7 @@ class CachedLoss(BatchLoss):
             torch.cat([piece[view] for piece in pieces] + [kept[view].detach()]).requires_grad_()
             for view in range(len(kept))
         ]
-        output = self.loss(*(embedder.gather(view) for view in views))
+        output = self.loss(*(embedder.gather(view) for view in views), **hash_arguments(embedder, batch))
         loss, _ = total_loss(output)
         cached_grads = torch.autograd.grad(loss, views)
         kept_start = rows - batch_rows(chunks[-1])

@@ -32,11 +32,35 @@ HARD_NEGATIVE_OPTIONS = ("hard_negative_weight", "mixed_hard_negative")
 """Options that act on a triplet's hard negative only."""
 LOGGING_OPTIONS = ("log_gradient_signal",)
 """Options that change what is logged, not what is trained."""
+SHOWN_WHEN_ON = ("mask_duplicates",)
+"""Options off by default that a recipe names only when they are on."""
 
 
 def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``cos(a_i, b_j)`` for all i, j: (N, d) x (M, d) -> (N, M)."""
     return F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T
+
+
+def duplicate_candidates(text_hashes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Which in-batch candidates repeat a row's text, from the (N, columns) text hashes (one column: the
+    unsupervised sentence; two: anchor, positive; three: anchor, positive, hard negative).
+
+    Returns ``(positives, hard_negatives)``, (N, N) booleans: ``positives[i, j]`` where positive j (j != i) has the
+    text of anchor i or of its positive; ``hard_negatives[i, j]`` where hard negative j does (own one included), or
+    ``None`` without hard negatives. One int64 equality of the row keys against all N x columns candidates."""
+    n, columns = text_hashes.shape
+    keys = text_hashes[:, :2]  # each row's anchor and positive texts (the one sentence, unsupervised)
+    candidates = text_hashes[:, 1:] if columns > 1 else text_hashes  # positive[, hard negative] of each row
+    kinds = candidates.size(1)
+    same = (keys.unsqueeze(-1) == candidates.T.reshape(1, 1, kinds * n)).any(dim=1).view(n, kinds, n)
+    own = torch.eye(n, dtype=torch.bool, device=text_hashes.device)
+    return same[:, 0] & ~own, (same[:, 1] if kinds == 2 else None)
+
+
+def _finite_mean(values: torch.Tensor) -> torch.Tensor:
+    """The mean of the finite entries (masked logits are -inf)."""
+    finite = torch.isfinite(values)
+    return values.where(finite, 0).sum() / finite.sum().clamp(min=1)
 
 
 def _mask(rows: torch.Tensor, columns: torch.Tensor, n: int) -> torch.Tensor:
@@ -92,6 +116,9 @@ class MixCSELoss(nn.Module):
         mixed_hard_negative: triplets: add block M (needs ``mix_lambda``).
         log_gradient_signal: in training mode, also measure the gradient of the loss w.r.t. the anchors
             (:meth:`gradient_signal`) for :meth:`training_metrics`; two small backward passes through the loss.
+        mask_duplicates: remove from the softmax (logit -inf) every in-batch candidate whose text is that of the
+            row's anchor or positive, and every mixed negative built from one; needs ``text_hashes``
+            (:meth:`duplicate_mask`). Off by default.
 
     The full supervised layout is ``[A | H | M | B | C]``; with ``mix_lambda`` 0 it is SimCSE's ``[A | H]``.
     In training mode (``loss.train()``, the default of an ``nn.Module``) each forward with gradients records
@@ -111,6 +138,7 @@ class MixCSELoss(nn.Module):
         hard_negative_weight: float = 0.0,
         mixed_hard_negative: bool = False,
         log_gradient_signal: bool = False,
+        mask_duplicates: bool = False,
     ) -> None:
         super().__init__()
         if not (math.isfinite(temp) and temp > 0):
@@ -148,9 +176,12 @@ class MixCSELoss(nn.Module):
         self.hard_negative_weight = hard_negative_weight
         self.mixed_hard_negative = mixed_hard_negative
         self.log_gradient_signal = log_gradient_signal
+        self.mask_duplicates = mask_duplicates
         self.progress = 0.0
         """Fraction of training done, in [0, 1]: drives the linear and cosine lambda schedules."""
         self._metrics: dict[str, torch.Tensor] = {}
+        self.last_duplicate_mask: torch.Tensor | None = None
+        """The duplicate mask the last :meth:`logits` call applied (None without ``mask_duplicates``)."""
 
     def set_training_progress(self, progress: float) -> None:
         self.progress = progress
@@ -198,11 +229,29 @@ class MixCSELoss(nn.Module):
         return spans
 
     def logits(
-        self, anchors: torch.Tensor, positives: torch.Tensor, hard_negatives: torch.Tensor | None = None
+        self,
+        anchors: torch.Tensor,
+        positives: torch.Tensor,
+        hard_negatives: torch.Tensor | None = None,
+        text_hashes: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The matrix of cosines / temp (plus the hard-negative weight) that the cross-entropy is over: N rows,
-        the columns of :meth:`column_blocks`."""
+        the columns of :meth:`column_blocks`; with ``mask_duplicates``, the :meth:`duplicate_mask` of
+        ``text_hashes`` set to -inf (kept in :attr:`last_duplicate_mask` for the step's metrics)."""
+        logits, self.last_duplicate_mask = self._logits(anchors, positives, hard_negatives, text_hashes)
+        return logits
+
+    def _logits(
+        self,
+        anchors: torch.Tensor,
+        positives: torch.Tensor,
+        hard_negatives: torch.Tensor | None,
+        text_hashes: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(logits, the duplicate mask applied to them or None)."""
         _check_views(anchors, positives, hard_negatives)
+        if self.mask_duplicates:
+            _check_hashes(text_hashes, anchors.size(0), hard_negatives is not None)
         if hard_negatives is None and (self.mixed_hard_negative or self.hard_negative_weight):
             raise ValueError(
                 "mixed_hard_negative and hard_negative_weight need hard negatives: call loss(anchors, positives, "
@@ -212,6 +261,7 @@ class MixCSELoss(nn.Module):
         z1, z2 = anchors.to(dtype), positives.to(dtype)
         n = z1.size(0)
         rows = torch.arange(n, device=z1.device)
+        partner2 = None
         blocks = [cosine_matrix(z1, z2)]
         if hard_negatives is not None:
             z3 = hard_negatives.to(dtype)
@@ -237,7 +287,30 @@ class MixCSELoss(nn.Module):
             weights = torch.zeros_like(logits)
             weights[:, n : 2 * n].fill_diagonal_(self.hard_negative_weight)
             logits = logits + weights
-        return logits
+        if not self.mask_duplicates:
+            return logits, None
+        mask = self.duplicate_mask(text_hashes, hard_negatives is not None, partner2)
+        return logits.masked_fill(mask, -math.inf), mask
+
+    def duplicate_mask(
+        self, text_hashes: torch.Tensor, hard_negatives: bool = False, partners: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The logits masked as duplicates, (N, columns of :meth:`column_blocks`) boolean, from the (N, text
+        columns) ``text_hashes``. A candidate is a duplicate for row i when its text is anchor i's or positive
+        i's (:func:`duplicate_candidates`), the row's own positive (its target) excepted. Masked: in-batch
+        positives (A) and hard negatives (H) that are duplicates; a mixed negative when either of its parts is
+        one (M: ``p_j``, ``h_j``; B: ``z2_j``, ``z2_{p(j)}``; paired: ``z2_{p(i)}``); C (rows ``mix(z1)_i``) as A.
+        ``partners``: the mixing partners ``p(j)`` of the positives, for B and paired."""
+        positive, hard = duplicate_candidates(text_hashes)
+        n = positive.size(0)
+        parts = {"in_batch": positive, "mixed_positive_side": positive}
+        if hard is not None:
+            parts.update(hard_negative=hard, mixed_hard_negative=positive | hard)
+        if partners is not None:
+            parts["mixed_anchor_side"] = positive | positive[:, partners]
+            parts["mixed_paired"] = positive[torch.arange(n, device=positive.device), partners].unsqueeze(1)
+        spans = self.column_blocks(n, hard_negatives)
+        return torch.cat([parts[name] for name in spans], dim=1)
 
     @staticmethod
     def loss_from_logits(logits: torch.Tensor) -> torch.Tensor:
@@ -246,13 +319,20 @@ class MixCSELoss(nn.Module):
         return F.cross_entropy(logits, targets)
 
     def forward(
-        self, anchors: torch.Tensor, positives: torch.Tensor, hard_negatives: torch.Tensor | None = None
+        self,
+        anchors: torch.Tensor,
+        positives: torch.Tensor,
+        hard_negatives: torch.Tensor | None = None,
+        text_hashes: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        logits = self.logits(anchors, positives, hard_negatives)
+        logits = self.logits(anchors, positives, hard_negatives, text_hashes)
+        mask, self.last_duplicate_mask = self.last_duplicate_mask, None
         loss = self.loss_from_logits(logits)
         if self.training and torch.is_grad_enabled():
             triplets = hard_negatives is not None
             self._metrics = self.similarity_stats(logits, triplets)
+            if mask is not None:
+                self._metrics["masked_duplicates"] = mask.sum().to(logits.dtype)
             if self.log_gradient_signal and anchors.requires_grad:
                 self._metrics.update(self.gradient_signal(logits, anchors, triplets))
         return loss
@@ -261,24 +341,27 @@ class MixCSELoss(nn.Module):
         """Mean cosines read off ``logits`` (no extra forward): positive pairs, in-batch negatives and, where
         present, each anchor's own hard negative ``cos(a_i, h_i)``, own mixed negative ``cos(a_i, mix(p)_i)`` and
         own mixed hard negative ``cos(a_i, m_i)``. ``hard_negatives``: whether ``logits`` came from triplets.
-        Returns 0-d detached tensors."""
+        Returns 0-d detached tensors. With ``mask_duplicates``, means over the entries not masked."""
         n = logits.size(0)
         cosines = logits.detach() * self.temp
         blocks = {name: cosines[:, span] for name, span in self.column_blocks(n, hard_negatives).items()}
         positive = blocks["in_batch"].diagonal()
-        stats = {
-            "sim_positive": positive.mean(),
-            "sim_negative": (blocks["in_batch"].sum() - positive.sum()) / (n * (n - 1)),
-        }
+        mean = _finite_mean if self.mask_duplicates else torch.mean
+        if self.mask_duplicates:
+            off_diagonal = ~torch.eye(n, dtype=torch.bool, device=cosines.device)
+            negative = _finite_mean(blocks["in_batch"][off_diagonal])
+        else:
+            negative = (blocks["in_batch"].sum() - positive.sum()) / (n * (n - 1))
+        stats = {"sim_positive": positive.mean(), "sim_negative": negative}
         if "hard_negative" in blocks:
             own_hard = blocks["hard_negative"].diagonal() - self.hard_negative_weight * self.temp
-            stats["sim_hard_negative"] = own_hard.mean()
+            stats["sim_hard_negative"] = mean(own_hard)
         if "mixed_hard_negative" in blocks:
-            stats["sim_mixed_hard_negative"] = blocks["mixed_hard_negative"].diagonal().mean()
+            stats["sim_mixed_hard_negative"] = mean(blocks["mixed_hard_negative"].diagonal())
         if "mixed_paired" in blocks:
-            stats["sim_mixed_negative"] = blocks["mixed_paired"].mean()
+            stats["sim_mixed_negative"] = mean(blocks["mixed_paired"])
         elif "mixed_anchor_side" in blocks:
-            stats["sim_mixed_negative"] = blocks["mixed_anchor_side"].diagonal().mean()
+            stats["sim_mixed_negative"] = mean(blocks["mixed_anchor_side"].diagonal())
         return stats
 
     def gradient_signal(
@@ -321,4 +404,18 @@ def _check_views(anchors: torch.Tensor, positives: torch.Tensor, hard_negatives:
         raise ValueError(
             f"a contrastive batch needs N >= 2 rows (in-batch negatives), got N={anchors.size(0)}; "
             "raise the per-device batch size"
+        )
+
+
+def _check_hashes(text_hashes: torch.Tensor | None, n: int, hard_negatives: bool) -> None:
+    if text_hashes is None:
+        raise ValueError(
+            "mask_duplicates compares the texts' hashes: call loss(*embeddings, text_hashes=...) with an (N, text "
+            "columns) int64 tensor (MixCSETrainer passes the hashes its collators add), or unset mask_duplicates"
+        )
+    allowed = (3,) if hard_negatives else (1, 2)
+    if text_hashes.dim() != 2 or text_hashes.size(0) != n or text_hashes.size(1) not in allowed:
+        raise ValueError(
+            f"text_hashes must be (N={n}, {' or '.join(map(str, allowed))}) (one column per text column), got "
+            f"{tuple(text_hashes.shape)}"
         )

@@ -82,6 +82,11 @@ class MixCSELoss(nn.Module):
                 "log_gradient_signal: SentenceTransformerTrainer does not log a loss's metrics; train with "
                 "run_mixcse.py / MixCSETrainer to log the gradient signal, or leave it unset"
             )
+        if options.get("mask_duplicates"):
+            raise ValueError(
+                "mask_duplicates needs the texts' hashes, which SentenceTransformerTrainer's batches do not carry; "
+                "train with run_mixcse.py / MixCSETrainer to mask duplicates, or leave it unset"
+            )
         self.model = model
         self.gather_across_devices = gather_across_devices
         self.loss = mixcse.MixCSELoss(**options)
@@ -139,7 +144,7 @@ class MixCSELoss(nn.Module):
 
     def get_config_dict(self) -> dict[str, Any]:
         options = self.loss.options()
-        del options["log_gradient_signal"]  # refused here
+        del options["log_gradient_signal"], options["mask_duplicates"]  # refused here
         return {**options, "gather_across_devices": self.gather_across_devices}
 
     @property

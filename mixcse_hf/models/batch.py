@@ -8,11 +8,17 @@ A training batch maps column names to tokenised features (``input_ids``, ``atten
 
 Every column of a batch has the same N rows and the same padded length L, so all 2N (or N x columns) rows go
 through the encoder in a single forward pass, as SimCSE does.
+
+A column may also carry :data:`TEXT_HASH` (N,), an int64 hash of each row's text (:func:`text_hash`), which the
+encoder never sees: with duplicate masking the loss compares these to find in-batch candidates that repeat a row's
+text (:func:`text_hashes` collects them).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -23,6 +29,28 @@ from mixcse_hf.models.encoder import embed
 
 TextBatch = Mapping[str, Mapping[str, torch.Tensor]]
 UNSUPERVISED_COLUMN = "text"
+TEXT_HASH = "text_hash"
+"""The key, in a column's features, of the per-row text hashes (never passed to the encoder)."""
+
+
+def normalize_text(text: str) -> str:
+    """What two texts must share to be duplicates: their NFKC form without leading or trailing whitespace."""
+    return unicodedata.normalize("NFKC", text).strip()
+
+
+def text_hash(text: str) -> int:
+    """A signed 64-bit hash of :func:`normalize_text` ``(text)`` (BLAKE2b, 8 bytes): stable across processes
+    and runs, unlike Python's ``hash``."""
+    digest = hashlib.blake2b(normalize_text(text).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def text_hashes(batch: TextBatch) -> torch.Tensor | None:
+    """The batch's text hashes, (N, columns) int64 with one column per text column in order, or ``None`` when
+    the batch carries none."""
+    if not all(TEXT_HASH in features for features in batch.values()):
+        return None
+    return torch.stack([features[TEXT_HASH] for features in batch.values()], dim=1)
 
 
 def as_text_batch(inputs: Mapping) -> TextBatch:
@@ -50,7 +78,7 @@ def embed_batch(
     views = list(batch.values())
     if len(views) == 1:
         views = views * 2
-    joined = {name: torch.cat([view[name] for view in views]) for name in views[0]}
+    joined = {name: torch.cat([view[name] for view in views]) for name in views[0] if name != TEXT_HASH}
     return list(embed(model, joined, pooler_type, padding_free, pack_length).chunk(len(views)))
 
 
@@ -65,6 +93,8 @@ class BatchEmbedder:
         no_sync: a context in which backward passes do not synchronise gradients across processes.
         padding_free: embed packed rows without pad tokens; ``pack_length`` bounds their length (None: twice the
             batch's padded length).
+        gather_hashes: concatenates the (N, columns) text hashes from every process in the same order, without
+            gradient (identity on one process).
     """
 
     model: nn.Module
@@ -73,6 +103,7 @@ class BatchEmbedder:
     no_sync: Callable[[], contextlib.AbstractContextManager] = field(default=contextlib.nullcontext)
     padding_free: bool = False
     pack_length: int | None = None
+    gather_hashes: Callable[[torch.Tensor], torch.Tensor] = lambda tensor: tensor
 
     def __call__(self, batch: TextBatch) -> list[torch.Tensor]:
         """The local embeddings of ``batch`` (see :func:`embed_batch`), not gathered."""

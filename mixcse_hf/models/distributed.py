@@ -24,3 +24,13 @@ def gather_with_grad(tensor: torch.Tensor) -> torch.Tensor:
     if world_size() == 1:
         return tensor
     return all_gather_single(tensor.contiguous(), 0, dist.group.WORLD)
+
+
+def gather_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``tensor`` (N, ...) from all processes in rank order, without gradient (integer tensors such as
+    the text hashes that travel with the embeddings of :func:`gather_with_grad`)."""
+    if world_size() == 1:
+        return tensor
+    pieces = [torch.empty_like(tensor) for _ in range(world_size())]
+    dist.all_gather(pieces, tensor.contiguous())
+    return torch.cat(pieces)

@@ -20,6 +20,7 @@ LOSS_OPTIONS = (
     "mix_sides",
     "hard_negative_weight",
     "mixed_hard_negative",
+    "mask_duplicates",
 )
 """The fields of :class:`MixCSEOptions` that configure the loss (a run's identity records each)."""
 
@@ -197,6 +198,14 @@ class MixCSEOptions:
         metadata={
             "help": "Triplets: add mixed hard negatives mix_lambda * positive + (1 - mix_lambda) * hard negative "
             "(each positive with its own hard negative, detached: mix_strategy does not apply), one column block."
+        },
+    )
+    mask_duplicates: bool = field(
+        default=False,
+        metadata={
+            "help": "Remove false negatives: in-batch candidates whose text (NFKC, stripped) is the row's anchor or "
+            "positive text leave the softmax, and so does every mixed negative built from one (the texts are "
+            "compared by a 64-bit hash carried with the batch). Logs masked_duplicates. Off until measured."
         },
     )
     log_gradient_signal: bool = field(

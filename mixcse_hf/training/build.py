@@ -92,7 +92,8 @@ def build_training_data(
                 f"the training data has fewer usable rows than one batch of {corpus.global_batch_size}: nothing "
                 "would be trained; add data or lower per_device_train_batch_size (>= 2)"
             )
-        return TrainingData(corpus, TokenizingCollator(tokenizer, data_args.max_seq_length))
+        collator = TokenizingCollator(tokenizer, data_args.max_seq_length, training_args.mask_duplicates)
+        return TrainingData(corpus, collator)
     with training_args.main_process_first(desc="corpus loading and tokenisation"):
         corpus = load_corpus(
             data_args.train_file,
@@ -106,7 +107,11 @@ def build_training_data(
         check_loss_fits_data(corpus.column_names, training_args)
         check_one_batch(len(corpus), training_args)
         tokenized = tokenize_training_data(
-            corpus, tokenizer, data_args.max_seq_length, data_args.preprocessing_num_workers
+            corpus,
+            tokenizer,
+            data_args.max_seq_length,
+            data_args.preprocessing_num_workers,
+            text_hashes=training_args.mask_duplicates,
         )
     return TrainingData(tokenized, training_collator(tokenized, tokenizer))
 

@@ -21,6 +21,7 @@ import torch
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from mixcse_hf.errors import UsageError, first_line
+from mixcse_hf.models.batch import TEXT_HASH, text_hash
 from mixcse_hf.text_files import check_utf8, is_blank, read_lines
 
 logger = logging.getLogger(__name__)
@@ -300,12 +301,29 @@ def load_corpus(
     return corpus
 
 
+def tokenize_texts(
+    tokenizer: PreTrainedTokenizerBase, texts: list[str], max_seq_length: int, text_hashes: bool = False
+) -> dict[str, list]:
+    """``texts`` tokenised, truncated to ``max_seq_length``; with ``text_hashes``, also each text's
+    :func:`~mixcse_hf.models.batch.text_hash` under :data:`~mixcse_hf.models.batch.TEXT_HASH` (duplicate
+    masking)."""
+    encoded = dict(tokenizer(texts, truncation=True, max_length=max_seq_length))
+    if text_hashes:
+        encoded[TEXT_HASH] = [text_hash(text) for text in texts]
+    return encoded
+
+
 def tokenize_corpus(
-    corpus: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, max_seq_length: int, num_proc: int | None = None
+    corpus: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    max_seq_length: int,
+    num_proc: int | None = None,
+    text_hashes: bool = False,
 ) -> datasets.Dataset:
-    """Tokenise once (cached by ``datasets``), truncating to ``max_seq_length``; padding happens per batch."""
+    """Tokenise once (cached by ``datasets``), truncating to ``max_seq_length``; padding happens per batch.
+    ``text_hashes``: also store each text's hash (:func:`tokenize_texts`)."""
     return corpus.map(
-        lambda batch: tokenizer(batch[TEXT_COLUMN], truncation=True, max_length=max_seq_length),
+        lambda batch: tokenize_texts(tokenizer, batch[TEXT_COLUMN], max_seq_length, text_hashes),
         batched=True,
         remove_columns=corpus.column_names,
         num_proc=num_proc,
@@ -319,15 +337,17 @@ def tokenize_columns(
     columns: Sequence[str],
     max_seq_length: int,
     num_proc: int | None = None,
+    text_hashes: bool = False,
 ) -> datasets.Dataset:
     """Rows of named text columns (e.g. ``anchor``, ``positive``, ``negative``) -> one tokenised mapping per
-    column, in ``columns`` order, for :class:`TextColumnsCollator`."""
+    column, in ``columns`` order, for :class:`TextColumnsCollator`. ``text_hashes``: each mapping also holds its
+    text's hash (:func:`tokenize_texts`)."""
     missing = [column for column in columns if column not in dataset.column_names]
     if missing:
         raise UsageError(f"columns {missing} not in the dataset (columns: {dataset.column_names})")
 
     def tokenize(batch: dict[str, list[str]]) -> dict[str, list[dict]]:
-        encoded = {column: tokenizer(batch[column], truncation=True, max_length=max_seq_length) for column in columns}
+        encoded = {column: tokenize_texts(tokenizer, batch[column], max_seq_length, text_hashes) for column in columns}
         return {
             column: [dict(zip(enc, row, strict=True)) for row in zip(*enc.values(), strict=True)]
             for column, enc in encoded.items()
@@ -339,12 +359,17 @@ def tokenize_columns(
 
 
 def tokenize_training_data(
-    corpus: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, max_seq_length: int, num_proc: int | None = None
+    corpus: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    max_seq_length: int,
+    num_proc: int | None = None,
+    text_hashes: bool = False,
 ) -> datasets.Dataset:
-    """:func:`tokenize_corpus` for one text column, :func:`tokenize_columns` for supervised rows."""
+    """:func:`tokenize_corpus` for one text column, :func:`tokenize_columns` for supervised rows; ``text_hashes``:
+    with each text's hash (duplicate masking)."""
     if is_supervised(corpus):
-        return tokenize_columns(corpus, tokenizer, corpus.column_names, max_seq_length, num_proc)
-    return tokenize_corpus(corpus, tokenizer, max_seq_length, num_proc)
+        return tokenize_columns(corpus, tokenizer, corpus.column_names, max_seq_length, num_proc, text_hashes)
+    return tokenize_corpus(corpus, tokenizer, max_seq_length, num_proc, text_hashes)
 
 
 def training_collator(

@@ -98,6 +98,7 @@ ADDED_LATER = {
     "text_columns": None,
     "hard_negative_weight": 0.0,
     "mixed_hard_negative": False,
+    "mask_duplicates": False,
     "streaming": False,
     "shuffle_buffer_size": 10_000,
 }

@@ -37,6 +37,7 @@ from mixcse_hf.training.data import (
     check_text_file,
     detect_columns,
     table_options,
+    tokenize_texts,
 )
 
 Row = tuple[str, ...]
@@ -198,15 +199,18 @@ class StreamingCorpus(torch.utils.data.IterableDataset):
 @dataclass
 class TokenizingCollator:
     """Raw rows of :class:`StreamingCorpus` -> the batch the map-style path feeds the trainer: tokenised (truncated to
-    ``max_seq_length``) and padded by ``DataCollatorWithPadding`` (one column) or :class:`TextColumnsCollator`."""
+    ``max_seq_length``) and padded by ``DataCollatorWithPadding`` (one column) or :class:`TextColumnsCollator`.
+    ``text_hashes``: each column also carries its texts' hashes, as the map-style data stores them (duplicate
+    masking)."""
 
     tokenizer: PreTrainedTokenizerBase
     max_seq_length: int
+    text_hashes: bool = False
 
     def __call__(self, rows: list[dict[str, str]]) -> dict[str, Any]:
         columns = list(rows[0])
         encoded = {
-            column: self.tokenizer([row[column] for row in rows], truncation=True, max_length=self.max_seq_length)
+            column: tokenize_texts(self.tokenizer, [row[column] for row in rows], self.max_seq_length, self.text_hashes)
             for column in columns
         }
         features = {

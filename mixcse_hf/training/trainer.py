@@ -33,7 +33,7 @@ from mixcse_hf.losses.base import (
 )
 from mixcse_hf.losses.cached import CachedLoss
 from mixcse_hf.models.batch import BatchEmbedder, as_text_batch
-from mixcse_hf.models.distributed import gather_with_grad
+from mixcse_hf.models.distributed import gather_tensor, gather_with_grad
 from mixcse_hf.models.encoder import SentenceEncoder
 from mixcse_hf.models.lora import backbone_of
 from mixcse_hf.models.pooling import inference_pooler
@@ -77,7 +77,8 @@ class MixCSETrainer(Trainer):
     Each logging step also reports the loss's ``training_metrics`` averaged since the previous log (for MixCSE
     the positive, in-batch negative and mixed-negative cosines and, with ``log_gradient_signal``, the gradient
     signal ``grad_anchor_norm`` / ``grad_mixed_share``) and, for a loss with named components, each component.
-    In multi-process training the loss sees every process's embeddings (gathered differentiably).
+    In multi-process training the loss sees every process's embeddings (gathered differentiably) and, when the
+    batch carries them (``mask_duplicates``), their text hashes (gathered in the same order).
 
     Every save (checkpoints and the final model) also writes, once, the files of :mod:`mixcse_hf.hub.export` and,
     given ``card_info``, the model card and its data, so each saved folder loads three ways and is pushed to the Hub
@@ -178,6 +179,7 @@ class MixCSETrainer(Trainer):
             model,
             self.args.pooler_type,
             gather=gather_with_grad,
+            gather_hashes=gather_tensor,
             no_sync=functools.partial(self.accelerator.no_sync, model),
             padding_free=self.args.padding_free,
             pack_length=self.args.pack_length,

@@ -19,8 +19,8 @@ from transformers import AutoModel, AutoTokenizer
 from mixcse_hf.losses.base import batch_loss
 from mixcse_hf.losses.cached import CachedLoss
 from mixcse_hf.losses.mixcse import MixCSELoss
-from mixcse_hf.models.batch import BatchEmbedder, slice_rows
-from mixcse_hf.models.distributed import gather_with_grad
+from mixcse_hf.models.batch import TEXT_HASH, BatchEmbedder, slice_rows, text_hash
+from mixcse_hf.models.distributed import gather_tensor, gather_with_grad
 from tests.conftest import REPO_ROOT, SENTENCES, free_port, padded_columns
 
 TOLERANCE = 1e-10  # float64
@@ -38,18 +38,29 @@ def _deterministic_model(model_dir: str, pooler: str) -> torch.nn.Module:
 LOSSES = {
     "text": MixCSELoss(temp=0.05, mix_lambda=0.2),
     "triplets": MixCSELoss(temp=0.05, mix_lambda=0.2, mixed_hard_negative=True, hard_negative_weight=0.3),
+    "duplicated text": MixCSELoss(temp=0.05, mix_lambda=0.2, mask_duplicates=True),
+    "duplicated triplets": MixCSELoss(
+        temp=0.05, mix_lambda=0.2, mixed_hard_negative=True, hard_negative_weight=0.3, mask_duplicates=True
+    ),
 }
 
 
 def _batch(model_dir: str, layout: str) -> dict[str, dict[str, torch.Tensor]]:
     """8 rows: one text column (encoded twice), or (anchor, positive, negative) columns padded to one length as
-    ``TextColumnsCollator`` pads them."""
+    ``TextColumnsCollator`` pads them. The duplicated layouts repeat texts across the two processes' halves and
+    carry the text hashes, as the collators add them for ``mask_duplicates``."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    if layout == "text":
-        return {"text": dict(tokenizer(SENTENCES[:8], padding=True, return_tensors="pt"))}
-    return padded_columns(
-        tokenizer, {"anchor": SENTENCES[:8], "positive": SENTENCES[2:10], "negative": SENTENCES[4:12]}
-    )
+    if layout.endswith("text"):
+        columns = {"text": SENTENCES[:4] * 2 if layout.startswith("duplicated") else SENTENCES[:8]}
+        batch = {"text": dict(tokenizer(columns["text"], padding=True, return_tensors="pt"))}
+    else:
+        positives = SENTENCES[2:6] * 2 if layout.startswith("duplicated") else SENTENCES[2:10]
+        columns = {"anchor": SENTENCES[:8], "positive": positives, "negative": SENTENCES[4:12]}
+        batch = padded_columns(tokenizer, columns)
+    if layout.startswith("duplicated"):
+        for column, texts in columns.items():
+            batch[column][TEXT_HASH] = torch.tensor([text_hash(text) for text in texts])
+    return batch
 
 
 def _loss(
@@ -58,7 +69,9 @@ def _loss(
     """Plain: one forward pass; cached: GradCache in mini-batches of 3 rows (backward replays them); packed:
     padding-free rows. Every view (the hard negatives too) is gathered from all processes."""
     no_sync = model.no_sync if isinstance(model, DistributedDataParallel) else BatchEmbedder.no_sync
-    embedder = BatchEmbedder(model, pooler, gather_with_grad, no_sync, padding_free=packed, pack_length=24)
+    embedder = BatchEmbedder(
+        model, pooler, gather_with_grad, no_sync, padding_free=packed, pack_length=24, gather_hashes=gather_tensor
+    )
     return CachedLoss(LOSSES[layout], 3)(embedder, batch) if cached else batch_loss(LOSSES[layout], embedder, batch)
 
 
@@ -88,13 +101,17 @@ def _worker(
         ("avg", "triplets", True, False),
         ("cls", "text", True, True),
         ("avg_first_last", "triplets", False, True),
+        ("cls", "duplicated text", False, False),
+        ("avg", "duplicated triplets", True, False),
+        ("cls", "duplicated text", True, True),
     ],
 )
 def test_two_processes_equal_one_process(
     tiny_model_dir: str, tmp_path: Path, pooler: str, layout: str, cached: bool, packed: bool
 ) -> None:
     """Plain or through CachedLoss (GradCache), padded or padding-free, unsupervised or on triplets (mixed hard
-    negatives, hard-negative weight) on 2 processes: the gradients of 1 process, plain, padded, whole batch."""
+    negatives, hard-negative weight) on 2 processes, masking duplicates across them: the gradients of 1 process,
+    plain, padded, whole batch."""
     model = _deterministic_model(tiny_model_dir, pooler)
     loss = _loss(model, _batch(tiny_model_dir, layout), pooler, layout)
     loss.backward()
