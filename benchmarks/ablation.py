@@ -24,7 +24,6 @@ import statistics
 import subprocess
 import sys
 
-import yaml
 from matplotlib.figure import Figure
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,7 +31,7 @@ sys.path.insert(0, REPO_ROOT)
 
 from mixcse_hf.cli.plot import load_log_history  # noqa: E402
 from mixcse_hf.training.curves import plot_gradient_signal  # noqa: E402
-from mixcse_hf.training.run_dir import RESOLVED_CONFIG_FILE, RESULTS_FILE, trainer_state_path  # noqa: E402
+from mixcse_hf.training.run_dir import RESULTS_FILE, read_resolved_config, trainer_state_path  # noqa: E402
 
 BASE_CONFIG = os.path.join(REPO_ROOT, "configs", "quickstart.yaml")
 SEVEN_TASK_FILE = "sts7_results.json"
@@ -77,8 +76,7 @@ def train_run(flags: list[str], seed: int, directory: str, args: argparse.Namesp
 
 def run_config(directory: str) -> dict:
     """The resolved configuration the run in ``directory`` recorded."""
-    with open(os.path.join(directory, RESOLVED_CONFIG_FILE), encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+    return read_resolved_config(directory)
 
 
 def check_budget(directory: str, args: argparse.Namespace) -> None:

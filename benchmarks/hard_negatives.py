@@ -25,8 +25,8 @@ import sys
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from benchmarks.ablation import difference, mean_std, run_cell, summarise  # noqa: E402
-from benchmarks.supervised import CONFIG, METRICS, task_table  # noqa: E402
+from benchmarks.ablation import run_cell, summarise  # noqa: E402
+from benchmarks.supervised import CONFIG, report, task_table  # noqa: E402
 
 REFERENCE = "pairs, no hard negative"
 MINE_OPTIONS = ["--num_negatives", "1", "--relative_margin", "0.05", "--pooler", "cls_before_pooler"]
@@ -81,24 +81,6 @@ def row_count(path: str) -> int:
         return sum(1 for _ in csv.reader(handle)) - 1
 
 
-def report(rows: dict[str, dict], seeds: list[int], paths: dict[str, str], cell_flags: dict[str, list[str]]) -> str:
-    reference = rows.get(REFERENCE)
-    lines = [
-        f"Seeds {seeds}; Spearman x100 (cls_before_pooler), mean ± std over seeds; n: finished runs. Δ: difference "
-        f"of means against {REFERENCE}, in brackets in units of the pooled standard deviation.",
-        "",
-        "| cell | rows | STS-B dev | STS-B test | 7-task avg | Δ dev | Δ test | Δ avg | n |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for cell, summary in rows.items():
-        numbers = [mean_std(summary, metric) for metric in METRICS]
-        deltas = [difference(summary, reference, metric) for metric in METRICS]
-        count = str(summary["dev"][2]) if "dev" in summary else "0"
-        data_rows = row_count(cell_flags[cell][1])
-        lines.append(f"| {cell} | {data_rows} | {' | '.join(numbers)} | {' | '.join(deltas)} | {count} |")
-    return "\n".join(lines) + "\n"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=CONFIG)
@@ -118,7 +100,8 @@ def main() -> None:
             if (values := run_cell(cell, flags, seed, args)) is not None:
                 finished[cell].append(values)
     rows = {cell: summarise(values) for cell, values in finished.items() if values}
-    table = report(rows, args.seeds, paths, cell_flags) + "\n" + task_table(list(rows), args.seeds, args.output_dir)
+    data_rows = {cell: row_count(flags[1]) for cell, flags in cell_flags.items()}
+    table = report(rows, args.seeds, REFERENCE, data_rows) + "\n" + task_table(list(rows), args.seeds, args.output_dir)
     with open(os.path.join(args.output_dir, "results.md"), "w", encoding="utf-8") as handle:
         handle.write(table)
     print(table, flush=True)

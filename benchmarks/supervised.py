@@ -73,20 +73,26 @@ def task_table(cells: list[str], seeds: list[int], output_dir: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report(rows: dict[str, dict], seeds: list[int]) -> str:
-    reference = rows.get(REFERENCE)
+def report(
+    rows: dict[str, dict], seeds: list[int], reference_cell: str = REFERENCE, data_rows: dict[str, int] | None = None
+) -> str:
+    """The table of ``rows`` (cell -> summary), Δ against ``reference_cell``; ``data_rows``: a column of each cell's
+    training rows."""
+    reference = rows.get(reference_cell)
+    rows_column = " rows |" if data_rows else ""
     lines = [
         f"Seeds {seeds}; Spearman x100 (cls_before_pooler), mean ± std over seeds; n: finished runs. Δ: difference "
-        f"of means against {REFERENCE}, in brackets in units of the pooled standard deviation.",
+        f"of means against {reference_cell}, in brackets in units of the pooled standard deviation.",
         "",
-        "| cell | STS-B dev | STS-B test | 7-task avg | Δ dev | Δ test | Δ avg | n |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| cell |{rows_column} STS-B dev | STS-B test | 7-task avg | Δ dev | Δ test | Δ avg | n |",
+        f"|---|{'---|' * (7 + bool(data_rows))}",
     ]
     for cell, summary in rows.items():
         numbers = [mean_std(summary, metric) for metric in METRICS]
         deltas = [difference(summary, reference, metric) for metric in METRICS]
         count = str(summary["dev"][2]) if "dev" in summary else "0"
-        lines.append(f"| {cell} | {' | '.join(numbers)} | {' | '.join(deltas)} | {count} |")
+        rows_cell = f" {data_rows[cell]} |" if data_rows else ""
+        lines.append(f"| {cell} |{rows_cell} {' | '.join(numbers)} | {' | '.join(deltas)} | {count} |")
     return "\n".join(lines) + "\n"
 
 
