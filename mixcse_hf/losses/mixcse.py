@@ -117,8 +117,8 @@ class MixCSELoss(nn.Module):
         log_gradient_signal: in training mode, also measure the gradient of the loss w.r.t. the anchors
             (:meth:`gradient_signal`) for :meth:`training_metrics`; two small backward passes through the loss.
         mask_duplicates: remove from the softmax (logit -inf) every in-batch candidate whose text is that of the
-            row's anchor or positive, and every mixed negative built from one; needs ``text_hashes``
-            (:meth:`duplicate_mask`). Off by default.
+            row's anchor or positive, and every mixed negative that is mostly (``1 - lambda``) one; needs
+            ``text_hashes`` (:meth:`duplicate_mask`). Off by default.
 
     The full supervised layout is ``[A | H | M | B | C]``; with ``mix_lambda`` 0 it is SimCSE's ``[A | H]``.
     In training mode (``loss.train()``, the default of an ``nn.Module``) each forward with gradients records
@@ -261,7 +261,7 @@ class MixCSELoss(nn.Module):
         z1, z2 = anchors.to(dtype), positives.to(dtype)
         n = z1.size(0)
         rows = torch.arange(n, device=z1.device)
-        partner2 = None
+        partner1 = partner2 = None
         blocks = [cosine_matrix(z1, z2)]
         if hard_negatives is not None:
             z3 = hard_negatives.to(dtype)
@@ -289,26 +289,36 @@ class MixCSELoss(nn.Module):
             logits = logits + weights
         if not self.mask_duplicates:
             return logits, None
-        mask = self.duplicate_mask(text_hashes, hard_negatives is not None, partner2)
+        mask = self.duplicate_mask(text_hashes, hard_negatives is not None, partner2, partner1)
         return logits.masked_fill(mask, -math.inf), mask
 
     def duplicate_mask(
-        self, text_hashes: torch.Tensor, hard_negatives: bool = False, partners: torch.Tensor | None = None
+        self,
+        text_hashes: torch.Tensor,
+        hard_negatives: bool = False,
+        positive_partners: torch.Tensor | None = None,
+        anchor_partners: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The logits masked as duplicates, (N, columns of :meth:`column_blocks`) boolean, from the (N, text
-        columns) ``text_hashes``. A candidate is a duplicate for row i when its text is anchor i's or positive
-        i's (:func:`duplicate_candidates`), the row's own positive (its target) excepted. Masked: in-batch
-        positives (A) and hard negatives (H) that are duplicates; a mixed negative when either of its parts is
-        one (M: ``p_j``, ``h_j``; B: ``z2_j``, ``z2_{p(j)}``; paired: ``z2_{p(i)}``); C (rows ``mix(z1)_i``) as A.
-        ``partners``: the mixing partners ``p(j)`` of the positives, for B and paired."""
+        columns) ``text_hashes``: rows with equal texts count as one sentence, so a logit is masked where the
+        reference masks it for that sentence. A candidate is a duplicate for row i when its text is anchor i's or
+        positive i's (:func:`duplicate_candidates`), the row's own positive (its target) excepted; a mixed vector
+        counts as its ``1 - lambda`` part. Masked: in-batch positives (A) and hard negatives (H) that are
+        duplicates; mixed negatives whose ``1 - lambda`` part is one (M: ``h_j``; B: ``z2_{p(j)}``; paired:
+        ``z2_{p(i)}``); in C, whose rows ``mix(z1)_i`` are mostly anchor ``q(i)``, the duplicates of row ``q(i)``.
+        A mixed negative holding ``lambda`` of a duplicate is kept, as the reference keeps the one holding
+        ``lambda`` of the row's own positive. ``positive_partners``: the mixing partners ``p(j)`` of the positives
+        (B, paired); ``anchor_partners``: ``q(i)`` of the anchors (C)."""
         positive, hard = duplicate_candidates(text_hashes)
         n = positive.size(0)
-        parts = {"in_batch": positive, "mixed_positive_side": positive}
+        parts = {"in_batch": positive}
         if hard is not None:
-            parts.update(hard_negative=hard, mixed_hard_negative=positive | hard)
-        if partners is not None:
-            parts["mixed_anchor_side"] = positive | positive[:, partners]
-            parts["mixed_paired"] = positive[torch.arange(n, device=positive.device), partners].unsqueeze(1)
+            parts.update(hard_negative=hard, mixed_hard_negative=hard)
+        if positive_partners is not None:
+            parts["mixed_anchor_side"] = positive[:, positive_partners]
+            parts["mixed_paired"] = positive[torch.arange(n, device=positive.device), positive_partners].unsqueeze(1)
+        if anchor_partners is not None:
+            parts["mixed_positive_side"] = positive[anchor_partners]
         spans = self.column_blocks(n, hard_negatives)
         return torch.cat([parts[name] for name in spans], dim=1)
 

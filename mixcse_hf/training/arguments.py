@@ -204,8 +204,8 @@ class MixCSEOptions:
         default=False,
         metadata={
             "help": "Remove false negatives: in-batch candidates whose text (NFKC, stripped) is the row's anchor or "
-            "positive text leave the softmax, and so does every mixed negative built from one (the texts are "
-            "compared by a 64-bit hash carried with the batch). Logs masked_duplicates. Off until measured."
+            "positive text leave the softmax, and so does every mixed negative whose 1 - mix_lambda part is one "
+            "(texts are compared by a 64-bit hash carried with the batch). Logs masked_duplicates. Off until measured."
         },
     )
     log_gradient_signal: bool = field(

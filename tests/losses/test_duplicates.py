@@ -2,8 +2,10 @@
 columns of duplicates; and, with no duplicates or the option off, bit-identical to the loss without hashes.
 
 A candidate is a duplicate for row i when its text is anchor i's or positive i's (the row's own positive, its
-target, excepted); a mixed negative is dropped when either of its two parts is one. Nothing from ``mixcse_hf`` but
-:func:`text_hash` is used to build the expectations.
+target, excepted). Rows with equal texts count as one sentence: a mixed vector counts as its ``1 - lambda`` part,
+so a mixed negative is dropped when that part is a duplicate (the reference masks it when that part is the row's own
+positive) and kept when only its ``lambda`` part is (as the reference keeps the mix holding ``lambda`` of the own
+positive). Nothing from ``mixcse_hf`` but :func:`text_hash` is used to build the expectations.
 """
 
 from __future__ import annotations
@@ -61,17 +63,17 @@ def ref_rows(
             row += [_cos(a[i], h[j]) / TEMP + (WEIGHT if j == i else 0.0) for j in range(n) if not hard_dup(i, j)]
             if mixed_hard_negative:
                 for j in range(n):
-                    if not (dup(i, j) or hard_dup(i, j)):
+                    if not hard_dup(i, j):  # mostly h_j
                         row.append(_cos(a[i], (LAM * p[j] + (1 - LAM) * h[j]).detach()) / TEMP)
         if mixed_negatives == "reference":
             for j in range(n):  # B: mix of p_j and p_{j+1}; (i, i-1) holds 1 - lambda of p_i: 0 (reference mask)
-                if dup(i, j) or dup(i, (j + 1) % n):
+                if dup(i, (j + 1) % n):  # mostly a duplicate of row i's positive
                     continue
                 mixed = (LAM * p[j] + (1 - LAM) * p[(j + 1) % n]).detach()
                 row.append(_cos(a[i], mixed) / TEMP * (0.0 if j == (i - 1) % n else 1.0))
             mixed_anchor = (LAM * a[i] + (1 - LAM) * a[(i + 1) % n]).detach()
-            for j in range(n):  # C: mixed anchor against p_j, (i, i+1) masked to 0
-                if not dup(i, j):
+            for j in range(n):  # C: mixed anchor (mostly a_{i+1}) against p_j, (i, i+1) masked to 0
+                if not dup((i + 1) % n, j):
                     row.append(_cos(mixed_anchor, p[j]) / TEMP * (0.0 if j == (i + 1) % n else 1.0))
         elif mixed_negatives == "paired" and not dup(i, (i + 1) % n):
             row.append(_cos(a[i], (LAM * p[i] + (1 - LAM) * p[(i + 1) % n]).detach()) / TEMP)
