@@ -57,10 +57,10 @@ def task_means(cell: str, seeds: list[int], output_dir: str) -> dict[str, float]
     return {task: statistics.mean(v) for task, v in values.items()} if values["stsb"] else None
 
 
-def task_table(cells: list[str], seeds: list[int], output_dir: str) -> str:
+def task_table(cells: list[str], seeds: list[int], output_dir: str, trained_on_sick: bool = True) -> str:
+    sick_note = "; SICK-R's test split comes from the same corpus as the training triplets" if trained_on_sick else ""
     lines = [
-        'Per task (SentEval protocol, "all" setting), mean over seeds; SICK-R\'s test split comes from the same '
-        "corpus as the training triplets.",
+        f'Per task (SentEval protocol, "all" setting), mean over seeds{sick_note}.',
         "",
         f"| cell | {' | '.join(TASKS)} | avg |",
         f"|---|{'---|' * (len(TASKS) + 1)}",
@@ -74,14 +74,18 @@ def task_table(cells: list[str], seeds: list[int], output_dir: str) -> str:
 
 
 def report(
-    rows: dict[str, dict], seeds: list[int], reference_cell: str = REFERENCE, data_rows: dict[str, int] | None = None
+    rows: dict[str, dict],
+    seeds: list[int],
+    reference_cell: str = REFERENCE,
+    data_rows: dict[str, int] | None = None,
+    pooler: str = "cls_before_pooler",
 ) -> str:
     """The table of ``rows`` (cell -> summary), Δ against ``reference_cell``; ``data_rows``: a column of each cell's
-    training rows."""
+    training rows; ``pooler``: the one the runs were evaluated with."""
     reference = rows.get(reference_cell)
     rows_column = " rows |" if data_rows else ""
     lines = [
-        f"Seeds {seeds}; Spearman x100 (cls_before_pooler), mean ± std over seeds; n: finished runs. Δ: difference "
+        f"Seeds {seeds}; Spearman x100 ({pooler}), mean ± std over seeds; n: finished runs. Δ: difference "
         f"of means against {reference_cell}, in brackets in units of the pooled standard deviation.",
         "",
         f"| cell |{rows_column} STS-B dev | STS-B test | 7-task avg | Δ dev | Δ test | Δ avg | n |",

@@ -1,0 +1,101 @@
+"""Duplicate masking (``--mask_duplicates``) on the CPU proxy: the quick start (``configs/quickstart.yaml``, the
+wiki head: 162 of its lines occur more than once) with and without masking, then the same on an extreme case
+built from it: every sentence 4 times in a row, streamed in file order (``--shuffle_buffer_size 0``), so that
+each batch of 64 holds 16 sentences 4 times each, as when a file keeps a premise's hypotheses together. Every
+run trains 186 steps (the quick start's one epoch); several seeds per cell, each final model evaluated on the 7
+STS tasks; resumable like ``benchmarks/ablation.py``, whose runner it uses. Writes ``results.md`` and the
+extreme corpus into ``--output_dir``.
+
+    MIXCSE_DATA_DIR=../shared/data python benchmarks/duplicates.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+
+from benchmarks.ablation import BASE_CONFIG, run_cell, run_dir, summarise  # noqa: E402
+from benchmarks.supervised import report, task_table  # noqa: E402
+from mixcse_hf.cli.plot import load_log_history  # noqa: E402
+from mixcse_hf.text_files import read_lines  # noqa: E402
+from mixcse_hf.training.run_dir import trainer_state_path  # noqa: E402
+
+QUICK_START_STEPS = 186
+COPIES = 4
+MASK = ["--mask_duplicates", "true"]
+
+
+def write_extreme_corpus(wiki_head: str, path: str) -> None:
+    """Every line of ``wiki_head`` ``COPIES`` times in a row."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("".join(f"{line}\n" * COPIES for _, line in read_lines(wiki_head)))
+
+
+def cells(extreme_corpus: str) -> dict[str, list[str]]:
+    extreme = ["--train_file", extreme_corpus, "--streaming", "true", "--shuffle_buffer_size", "0"]
+    return {
+        "quick start": [],
+        "quick start, masked": MASK,
+        f"each sentence {COPIES}x in a row": extreme,
+        f"each sentence {COPIES}x in a row, masked": [*extreme, *MASK],
+    }
+
+
+def masked_per_step(directory: str) -> float | None:
+    """Mean over the run's logged entries of ``masked_duplicates`` (candidates masked per step)."""
+    if not os.path.isfile(trainer_state_path(directory)):
+        return None
+    logged = [entry["masked_duplicates"] for entry in load_log_history(directory) if "masked_duplicates" in entry]
+    return statistics.mean(logged) if logged else None
+
+
+def masked_lines(cell_flags: dict[str, list[str]], seeds: list[int], output_dir: str) -> str:
+    lines = ["Candidates masked per step (the logged `masked_duplicates`, mean over logged steps and seeds):", ""]
+    for cell, flags in cell_flags.items():
+        if flags[-len(MASK) :] != MASK:
+            continue
+        counts = [count for seed in seeds if (count := masked_per_step(run_dir(output_dir, cell, seed))) is not None]
+        if counts:
+            lines.append(f"- {cell}: {statistics.mean(counts):.2f}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=BASE_CONFIG)
+    parser.add_argument("--output_dir", default=os.path.join(REPO_ROOT, "outputs", "duplicates"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    parser.add_argument("--cells", nargs="+", help="train only the cells whose names start with these")
+    parser.add_argument("--report_only", action="store_true", help="no training: the table from finished runs")
+    args = parser.parse_args()
+    args.max_steps, args.seven_task, args.keep_checkpoints = QUICK_START_STEPS, True, False
+    data_dir = os.environ.get("MIXCSE_DATA_DIR", "../shared/data")
+    extreme_corpus = os.path.join(args.output_dir, "data", f"wiki1m_head_x{COPIES}.txt")
+    write_extreme_corpus(os.path.join(data_dir, "wiki", "wiki1m_head.txt"), extreme_corpus)
+    cell_flags = cells(extreme_corpus)
+    finished: dict[str, list[dict]] = {cell: [] for cell in cell_flags}
+    for seed in args.seeds:  # seed by seed: an interrupted grid has every cell at about the same count
+        for cell, flags in cell_flags.items():
+            if (values := run_cell(cell, flags, seed, args)) is not None:
+                finished[cell].append(values)
+    rows = {cell: summarise(values) for cell, values in finished.items() if values}
+    tables = [
+        report({c: s for c, s in rows.items() if c.startswith("quick")}, args.seeds, "quick start", pooler="avg"),
+        report({c: s for c, s in rows.items() if c.startswith("each")}, args.seeds, list(cell_flags)[2], pooler="avg"),
+        masked_lines(cell_flags, args.seeds, args.output_dir),
+        task_table(list(rows), args.seeds, args.output_dir, trained_on_sick=False),
+    ]
+    table = "\n".join(tables)
+    with open(os.path.join(args.output_dir, "results.md"), "w", encoding="utf-8") as handle:
+        handle.write(table)
+    print(table, flush=True)
+
+
+if __name__ == "__main__":
+    main()
