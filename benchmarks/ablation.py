@@ -62,7 +62,8 @@ def run_dir(output_dir: str, cell: str, seed: int) -> str:
 
 def train_run(flags: list[str], seed: int, directory: str, args: argparse.Namespace) -> bool:
     command = [sys.executable, os.path.join(REPO_ROOT, "run_mixcse.py"), args.config, "--output_dir", directory]
-    command += ["--overwrite_output_dir", "true", "--seed", str(seed), "--disable_tqdm", "true", *flags]
+    command += ["--overwrite_output_dir", "true", "--seed", str(seed), "--disable_tqdm", "true"]
+    command += ["--mask_duplicates", "false", *flags]  # the reference loss, as every table was measured; flags may mask
     if args.max_steps:
         command += ["--max_steps", str(args.max_steps)]
     if not report_failure(subprocess.run(command, capture_output=True, text=True), directory):
