@@ -1,5 +1,5 @@
 """Text files of one sentence a line, read the same way everywhere: map-style and streamed training, and the encode
-command.
+command; and the header rule of the CSV/TSV tables they all read (:func:`table_header`).
 
 A *line* ends at ``\\n``, ``\\r\\n`` or a lone ``\\r`` (Python's universal newlines, as ``open()`` in text mode
 reads), and at nothing else: other Unicode separators (``\\x0b``, ``\\x0c``, ``\\x1c``-``\\x1e``, ``\\x85``,
@@ -12,6 +12,7 @@ refuses them.
 from __future__ import annotations
 
 import codecs
+import csv
 import re
 from collections.abc import Iterator
 
@@ -83,3 +84,36 @@ def check_utf8(path: str, what: str = "file", max_bytes: int | None = None) -> N
             decoder.decode(b"", final=True)
         except UnicodeDecodeError as err:
             raise UsageError(f"{what} {path!r} ends in a truncated UTF-8 sequence; re-encode it") from err
+
+
+def table_quoting(separator: str) -> int:
+    """CSV fields may be quoted (RFC 4180); TSV fields are taken as they are, quotes included (no quoting in TSV)."""
+    return csv.QUOTE_NONE if separator == "\t" else csv.QUOTE_MINIMAL
+
+
+def table_header(path: str, separator: str, what: str = "train_file") -> list[str]:
+    """The header row of the CSV/TSV ``path`` (``what``: how errors name it), once it names each column once and a
+    row follows it (blank lines are no rows); else a one-line :class:`UsageError`."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle, delimiter=separator, quoting=table_quoting(separator))
+            header = next(reader, [])
+            has_row = next((row for row in reader if row), None) is not None
+    except csv.Error:
+        has_row = True  # a malformed table: the reader that reads the rows names the problem
+    except UnicodeDecodeError:
+        check_utf8(path, what)  # names the exact line
+        raise
+    if not header:
+        raise UsageError(f"{what} {path!r} is empty; it needs a header row, then one row per example")
+    twice = [column for index, column in enumerate(header) if column in header[:index]]
+    if twice:
+        raise UsageError(
+            f"{what} {path!r}: the header names the column {twice[0]!r} twice (columns: {', '.join(header)}); "
+            "give each column its own name"
+        )
+    if not has_row:
+        raise UsageError(
+            f"{what} {path!r} has a header ({', '.join(header)}) but no rows; add one row per example under it"
+        )
+    return header

@@ -11,7 +11,8 @@ MODEL: a mixcse_hf checkpoint, a plain HF encoder or a sentence-transformers dir
 
 INPUT, by extension (UTF-8):
   .txt          one sentence per line; row i of OUTPUT is line i, so a blank line is an error naming it
-  .csv, .tsv    a header row, then one sentence per row in the column --text_column
+  .csv, .tsv    a header row naming each column once, then one sentence per row in the column --text_column
+                (CSV fields may be quoted; TSV fields are read as they are, quotes included, as training reads them)
   .jsonl        one JSON object per line, the sentence under the key --text_column
 A blank sentence (only whitespace, control or invisible characters) is an error in every format, and so is an
 input without sentences. Lines end at LF, CRLF or CR; bytes that are not UTF-8 are an error naming the line.
@@ -46,7 +47,7 @@ from typing import TYPE_CHECKING
 
 from mixcse_hf.errors import UsageError, run_cli
 from mixcse_hf.output_files import check_output_file
-from mixcse_hf.text_files import check_utf8, is_blank, read_lines
+from mixcse_hf.text_files import check_utf8, is_blank, read_lines, table_header, table_quoting
 
 if TYPE_CHECKING:  # numpy, torch and the model stack load only once the arguments are checked: they take seconds
     import torch
@@ -83,15 +84,22 @@ def read_sentence_lines(path: str) -> Iterator[str]:
 
 
 def read_table(path: str, text_column: str, delimiter: str) -> Iterator[str]:
-    """Column ``text_column`` of a CSV/TSV file with a header row; a missing column or empty cell is a UsageError."""
+    """Column ``text_column`` of a CSV/TSV file, read as training reads it: a header that names each column once
+    (:func:`mixcse_hf.text_files.table_header`), quoted CSV fields, TSV fields as they are; a missing column or an
+    empty cell is a UsageError."""
+    columns = table_header(path, delimiter, "INPUT")
+    if text_column not in columns:
+        raise UsageError(
+            f"INPUT {path!r} has no column {text_column!r} (columns: {', '.join(columns)}); pass --text_column"
+        )
+    index = columns.index(text_column)
     with open(path, encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter, strict=True)
-        columns = reader.fieldnames or []
-        if text_column not in columns:
-            found = ", ".join(columns) or "none"
-            raise UsageError(f"INPUT {path!r} has no column {text_column!r} (columns: {found}); pass --text_column")
+        reader = csv.reader(handle, delimiter=delimiter, quoting=table_quoting(delimiter), strict=True)
+        next(reader)
         for row in reader:
-            text = row[text_column]
+            if not row:  # a blank line is no row
+                continue
+            text = row[index] if index < len(row) else None
             if is_blank(text):
                 raise UsageError(f"INPUT {path!r} line {reader.line_num}: column {text_column!r} is empty")
             yield text

@@ -8,7 +8,6 @@ explicitly. Supervised data comes out with the columns :data:`SUPERVISED_COLUMNS
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 import os
@@ -22,7 +21,7 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from mixcse_hf.errors import UsageError, first_line
 from mixcse_hf.models.batch import TEXT_HASH, text_hash
-from mixcse_hf.text_files import check_utf8, is_blank, read_lines
+from mixcse_hf.text_files import check_utf8, is_blank, read_lines, table_header, table_quoting
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +38,7 @@ TABLE_FORMATS = {
     ".parquet": ("parquet", None),
 }
 """``train_file`` suffix -> (``datasets`` builder, field separator); any other file is text, one sentence a line.
-CSV fields may be quoted (RFC 4180); TSV fields are taken as they are, quotes included (no quoting in TSV)."""
+CSV fields may be quoted, TSV fields not (:func:`mixcse_hf.text_files.table_quoting`)."""
 FILE_BUILDERS = ("text", "csv", "json", "parquet", "arrow", "pandas")
 """``datasets`` builders of file formats: as ``dataset_name`` without data files they read the working directory."""
 TEXT_FILE_FORMAT = "mixcse_hf.text_files.read_lines/1"
@@ -125,41 +124,14 @@ def check_dataset_name(dataset_name: str) -> None:
         )
 
 
-def table_header(path: str, separator: str, quoting: int, what: str = "train_file") -> list[str]:
-    """The header row of the CSV/TSV ``path`` (``what``: how errors name it), once it names each column once and a
-    row follows it (blank lines are no rows); else a one-line :class:`UsageError`."""
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle, delimiter=separator, quoting=quoting)
-            header = next(reader, [])
-            has_row = next((row for row in reader if row), None) is not None
-    except csv.Error:
-        has_row = True  # a malformed table: the csv builder names the problem
-    except UnicodeDecodeError:
-        check_utf8(path, what)  # names the exact line
-        raise
-    twice = [column for index, column in enumerate(header) if column in header[:index]]
-    if twice:
-        raise UsageError(
-            f"{what} {path!r}: the header names the column {twice[0]!r} twice (columns: {', '.join(header)}); "
-            "give each column its own name"
-        )
-    if not has_row:
-        raise UsageError(
-            f"{what} {path!r} has a header ({', '.join(header)}) but no rows; add one row per example under it"
-        )
-    return header
-
-
 def table_options(path: str, separator: str, what: str = "train_file") -> dict[str, Any]:
     """``datasets`` csv-builder options for a CSV/TSV ``path`` (its header checked by :func:`table_header`): every
     field text (no numeric inference), empty fields "" (dropped as blank) rather than NaN, quotes as
     :data:`TABLE_FORMATS` says."""
-    quoting = csv.QUOTE_NONE if separator == "\t" else csv.QUOTE_MINIMAL
-    header = table_header(path, separator, quoting, what)
+    header = table_header(path, separator, what)
     return {
         "sep": separator,
-        "quoting": quoting,
+        "quoting": table_quoting(separator),
         "keep_default_na": False,
         "features": datasets.Features({column: datasets.Value("string") for column in header}),
     }

@@ -95,6 +95,15 @@ def row_source(
     return DatasetsRows((dataset_name, dataset_config_name), {"split": dataset_split})
 
 
+def source_name(open_rows: Callable[[], Iterator[dict[str, Any]]]) -> str:
+    """How errors name a row source of :func:`row_source`: its ``train_file`` or its dataset."""
+    if isinstance(open_rows, TextFileRows | TableFileRows):
+        return f"train_file {open_rows.path!r}"
+    if isinstance(open_rows, DatasetsRows):
+        return f"dataset {open_rows.args[0]!r}"
+    return "the training data"
+
+
 def as_text(value: Any, column: str) -> str | None:
     """A cell as text: strings as they are, numbers and booleans written out, missing values None."""
     if value is None or isinstance(value, str):
@@ -138,7 +147,7 @@ class StreamingCorpus(torch.utils.data.IterableDataset):
         self.start_batch = 0
         first = next(open_rows(), None)
         if first is None:
-            raise UsageError("the training data has no rows; it needs one sentence (or one row) per line")
+            raise UsageError(f"{source_name(open_rows)} has no rows; it needs one row per example")
         self.source_columns = detect_columns(list(first), text_columns, text_column)
         count = len(self.source_columns)
         self.column_names = [TEXT_COLUMN] if count == 1 else list(SUPERVISED_COLUMNS[:count])

@@ -16,6 +16,7 @@ from transformers import AutoTokenizer, DistilBertConfig, DistilBertModel
 
 from mixcse_hf.cli.encode import main
 from mixcse_hf.models.encoder import SentenceEncoder
+from mixcse_hf.training.data import load_table
 from tests.conftest import BROKEN_MODELS, REPO_ROOT, SENTENCES, minilm_path
 
 # 21 sentences of varied length (so that length sorting reorders them), one with a comma, quotes and non-ASCII.
@@ -75,8 +76,12 @@ def write_table(path: Path, rows: list[dict[str, str]]) -> None:
     if path.suffix == ".jsonl":
         path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
         return
+    if path.suffix == ".tsv":  # unquoted, as training reads TSV
+        lines = ["\t".join(rows[0]), *("\t".join(row.values()) for row in rows)]
+        path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+        return
     with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), delimiter="\t" if path.suffix == ".tsv" else ",")
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
 
@@ -92,6 +97,16 @@ def test_table_inputs_read_the_text_column(
     embeddings, texts = read_embeddings(output)
     assert texts == TEXTS
     assert_matches(embeddings, expected)
+
+
+def test_tsv_fields_are_read_as_training_reads_them(tiny_model_dir: str, tmp_path: Path, out_dir: Path) -> None:
+    """TSV is unquoted: a field that starts with a quote keeps it, in training and here alike."""
+    table = tmp_path / "quotes.tsv"
+    texts = ['"quoted" words .', 'a "b" c .', "plain ."]
+    table.write_text("text\n" + "".join(f"{text}\n" for text in texts), encoding="utf-8")
+    output = out_dir / "embeddings.jsonl"
+    assert main([tiny_model_dir, str(table), str(output)]) == 0
+    assert read_embeddings(output)[1] == texts == load_table(str(table))["text"]
 
 
 def test_normalize_gives_unit_vectors_of_the_same_direction(
@@ -165,6 +180,8 @@ ERROR_CASES = {
     "not utf-8": ({"input": "latin1.txt"}, [], "is not valid UTF-8 (line 1: invalid continuation byte)"),
     "not json": ({"input": "broken.jsonl"}, [], "line 2 is not JSON"),
     "csv quoting": ({"input": "broken.csv"}, [], "is not valid CSV (unexpected end of data)"),
+    "column twice": ({"input": "twice.csv"}, [], "the header names the column 'text' twice (columns: text, text)"),
+    "header only": ({"input": "header_only.csv"}, [], "has a header (id, text) but no rows"),
     "batch size": ({}, ["--batch_size", "0"], "--batch_size must be >= 1, got 0"),
     "device": ({}, ["--device", "nonsense"], "--device 'nonsense' is not a torch device"),
     "mlp without pooler layer": ({"model": "distilbert"}, ["--pooler", "cls"], "DistilBertModel has none"),
@@ -190,6 +207,8 @@ def test_bad_input_is_one_line_error_and_writes_nothing(
     (tmp_path / "latin1.txt").write_text("café .\n", encoding="latin-1")
     (tmp_path / "broken.jsonl").write_text('{"text": "one ."}\n{"text": \n', encoding="utf-8")
     (tmp_path / "broken.csv").write_text('text\n"one .\n', encoding="utf-8")
+    (tmp_path / "twice.csv").write_text("text,text\none .,two .\n", encoding="utf-8")
+    (tmp_path / "header_only.csv").write_text("id,text\n\n", encoding="utf-8")
     (out_dir / "existing.npy").write_bytes(b"keep")
     models = {"distilbert": model_without_pooler, "no-such-model": str(tmp_path / "no-such-model")}
     paths, flags, message = ERROR_CASES[case]

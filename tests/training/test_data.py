@@ -18,6 +18,7 @@ from mixcse_hf.training.data import (
     tokenize_training_data,
     training_collator,
 )
+from mixcse_hf.training.streaming import StreamingCorpus, row_source
 from tests.conftest import SENTENCES, triplet_rows
 
 
@@ -211,9 +212,13 @@ def test_duplicate_columns_and_tables_without_rows_are_one_line_errors(tmp_path:
     name, content, message = TABLES_WITHOUT_TRAINING_ROWS[case]
     path = tmp_path / name
     path.write_text(content, encoding="utf-8")
-    with pytest.raises(UsageError, match=re.escape(message)) as info:
-        load_corpus(train_file=str(path))
-    assert "\n" not in str(info.value) and repr(str(path)) in str(info.value)
+    for load in (
+        lambda: load_corpus(train_file=str(path)),
+        lambda: StreamingCorpus(row_source(str(path), None), 4, 0, 0),
+    ):
+        with pytest.raises(UsageError, match=re.escape(message)) as info:
+            load()
+        assert "\n" not in str(info.value) and repr(str(path)) in str(info.value)
 
 
 def test_supervised_rows_tokenise_into_columns(tiny_triplets: Path, tiny_model_dir: str) -> None:
