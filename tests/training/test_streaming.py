@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -189,22 +188,6 @@ def test_bad_input_is_refused_before_training(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="dataloader_num_workers"):
         main(["--model_name_or_path", "x", "--train_file", str(late), "--streaming", "true",
               "--preprocessing_num_workers", "2", "--debug"])  # fmt: skip
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        ("sent0,sent1,sent1\na,b,c\nd,e,f\n", "names the column 'sent1' twice"),
-        ("sent0,sent1\n", "has a header (sent0, sent1) but no rows"),
-    ],
-)
-def test_duplicate_columns_and_header_only_tables_are_refused(tmp_path: Path, content: str, message: str) -> None:
-    """As in map-style training (tests/training/test_data.py): a column named twice, a header without rows."""
-    path = tmp_path / "train.csv"
-    path.write_text(content, encoding="utf-8")
-    with pytest.raises(UsageError, match=re.escape(message)) as info:
-        StreamingCorpus(row_source(str(path), None), 2, 0, 0)
-    assert repr(str(path)) in str(info.value)
 
 
 def test_a_missing_dataset_is_one_line(tmp_path: Path) -> None:
