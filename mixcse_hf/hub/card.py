@@ -10,7 +10,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCardData
 
-from mixcse_hf.losses.mixcse import HARD_NEGATIVE_OPTIONS, LOGGING_OPTIONS, SHOWN_WHEN_ON
+from mixcse_hf.losses.mixcse import HARD_NEGATIVE_OPTIONS, LOGGING_OPTIONS
 from mixcse_hf.models.encoder import public_model_name
 from mixcse_hf.models.pooling import POOLERS
 
@@ -244,13 +244,11 @@ def training_objective(mix_lambda: float | None, text_columns: int) -> str:
 
 def training_recipe(loss_options: dict[str, Any], text_columns: int, settings: dict[str, Any]) -> dict[str, Any]:
     """The card's training table: the objective, the loss's options as the loss reports them
-    (``MixCSELoss.options()``; those that only log left out, the hard-negative ones only for triplets, duplicate
-    masking only when on), then the run's other ``settings`` (batch, learning rate, data…)."""
+    (``MixCSELoss.options()``; those that only log left out, the hard-negative ones only for triplets), then the
+    run's other ``settings`` (batch, learning rate, data…)."""
     loss = {
         name: value
         for name, value in loss_options.items()
-        if name not in LOGGING_OPTIONS
-        and (text_columns == 3 or name not in HARD_NEGATIVE_OPTIONS)
-        and (value or name not in SHOWN_WHEN_ON)
+        if name not in LOGGING_OPTIONS and (text_columns == 3 or name not in HARD_NEGATIVE_OPTIONS)
     }
     return {"objective": training_objective(loss_options.get("mix_lambda"), text_columns), **loss, **settings}

@@ -32,8 +32,6 @@ HARD_NEGATIVE_OPTIONS = ("hard_negative_weight", "mixed_hard_negative")
 """Options that act on a triplet's hard negative only."""
 LOGGING_OPTIONS = ("log_gradient_signal",)
 """Options that change what is logged, not what is trained."""
-SHOWN_WHEN_ON = ("mask_duplicates",)
-"""Options off by default that a recipe names only when they are on."""
 
 
 def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -118,7 +116,8 @@ class MixCSELoss(nn.Module):
             (:meth:`gradient_signal`) for :meth:`training_metrics`; two small backward passes through the loss.
         mask_duplicates: remove from the softmax (logit -inf) every in-batch candidate whose text is that of the
             row's anchor or positive, and every mixed negative that is mostly (``1 - lambda``) one; needs
-            ``text_hashes`` (:meth:`duplicate_mask`). Off by default.
+            ``text_hashes`` (:meth:`duplicate_mask`). Off here, since it needs those hashes; the trainer, whose
+            collators add them, turns it on by default.
 
     The full supervised layout is ``[A | H | M | B | C]``; with ``mix_lambda`` 0 it is SimCSE's ``[A | H]``.
     In training mode (``loss.train()``, the default of an ``nn.Module``) each forward with gradients records

@@ -201,11 +201,12 @@ class MixCSEOptions:
         },
     )
     mask_duplicates: bool = field(
-        default=False,
+        default=True,
         metadata={
             "help": "Remove false negatives: in-batch candidates whose text (NFKC, stripped) is the row's anchor or "
             "positive text leave the softmax, and so does every mixed negative whose 1 - mix_lambda part is one "
-            "(texts are compared by a 64-bit hash carried with the batch). Logs masked_duplicates. Off until measured."
+            "(texts are compared by a 64-bit hash carried with the batch). Logs masked_duplicates. false: the "
+            "reference loss, bit for bit."
         },
     )
     log_gradient_signal: bool = field(
