@@ -419,8 +419,10 @@ def _check_views(anchors: torch.Tensor, positives: torch.Tensor, hard_negatives:
 def _check_hashes(text_hashes: torch.Tensor | None, n: int, hard_negatives: bool) -> None:
     if text_hashes is None:
         raise ValueError(
-            "mask_duplicates compares the texts' hashes: call loss(*embeddings, text_hashes=...) with an (N, text "
-            "columns) int64 tensor (MixCSETrainer passes the hashes its collators add), or unset mask_duplicates"
+            "mask_duplicates (on by default in training) compares the texts' hashes, and this batch has none: "
+            "the training data MixCSETrainer builds carries them; a batch of your own needs each column's "
+            "'text_hash' (mixcse_hf.models.batch.text_hash), a direct call loss(*embeddings, text_hashes=(N, "
+            "columns) int64); or set mask_duplicates false"
         )
     allowed = (3,) if hard_negatives else (1, 2)
     if text_hashes.dim() != 2 or text_hashes.size(0) != n or text_hashes.size(1) not in allowed:

@@ -48,7 +48,11 @@ def _trainer_loss(model_dir: str, tmp_path: Path, inputs: dict, **options: objec
     """MixCSETrainer.compute_loss on the HF model (pooler cls_before_pooler = sentence-transformers' CLS)."""
     model = _hf_model(model_dir)
     args = MixCSETrainingArguments(
-        output_dir=str(tmp_path / "trainer"), pooler_type="cls_before_pooler", report_to="none", **options
+        output_dir=str(tmp_path / "trainer"),
+        pooler_type="cls_before_pooler",
+        report_to="none",
+        mask_duplicates=False,  # sentence-transformers' batches carry no text hashes
+        **options,
     )
     trainer = MixCSETrainer(model=model, args=args)
     torch.manual_seed(11)
