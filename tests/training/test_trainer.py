@@ -32,6 +32,7 @@ def _trainer(tiny_model_dir: str, corpus: Path, senteval: Path, out: Path, **ove
         "report_to": "none",
         "seed": 3,
         "mix_lambda": 0.2,
+        "mask_duplicates": False,  # data of our own: tokenize_corpus and a plain collator add no text hashes
     }
     values.update(overrides)
     return MixCSETrainer(
