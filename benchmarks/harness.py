@@ -6,10 +6,10 @@ within one invocation (so machine noise hits all of them), and the figures are s
 prints one JSON line: seconds of each measured step, peak RSS (and peak GPU memory on CUDA), parameter counts.
 ``run_variants`` drives it. Variants: ``mixcse``, ``simcse``, ``lora``, ``mixcse_bf16``, ``simcse_bf16``,
 ``mixcse_auto``, ``gradcache_64``, ``gradcache_128``, ``mixcse_packed``, ``mixcse_packed_bf16``, ``mixcse_streaming``,
-``mixcse_masked``, ``mixcse_streaming_masked`` (MixCSETrainer; extra flags go to run_mixcse's parser), ``st`` and
-``st_bf16`` (sentence-transformers' SimCSE recipe), ``st_mixcse`` and ``st_mixcse_bf16`` (SentenceTransformerTrainer
-with our sentence-transformers MixCSELoss) and ``floor`` and ``floor_bf16`` (the bare encoder). Everything runs on the
-GPU when there is one.
+``mixcse_masked``, ``mixcse_unmasked``, ``mixcse_streaming_masked``, ``mixcse_streaming_unmasked`` (MixCSETrainer;
+extra flags go to run_mixcse's parser), ``st`` and ``st_bf16`` (sentence-transformers' SimCSE recipe), ``st_mixcse``
+and ``st_mixcse_bf16`` (SentenceTransformerTrainer with our sentence-transformers MixCSELoss) and ``floor`` and
+``floor_bf16`` (the bare encoder). Everything runs on the GPU when there is one.
 ``write_random_encoder`` saves a random-init encoder (bert-base by default) to time without a download;
 ``encoder_training_flops`` counts a training step's FLOPs.
 """
@@ -45,7 +45,9 @@ TRAINER_VARIANTS = {
     "mixcse_packed_bf16": ["--padding_free", "true", *BF16],
     "mixcse_streaming": ["--streaming", "true", *FP32],
     "mixcse_masked": ["--mask_duplicates", "true", *FP32],
+    "mixcse_unmasked": ["--mask_duplicates", "false", *FP32],
     "mixcse_streaming_masked": ["--streaming", "true", "--mask_duplicates", "true", *FP32],
+    "mixcse_streaming_unmasked": ["--streaming", "true", "--mask_duplicates", "false", *FP32],
 }
 """Variants without a precision train in float32, ``_bf16`` ones in bf16, ``mixcse_auto`` as precision auto picks."""
 

@@ -26,9 +26,10 @@ LABELS = {
     "st_bf16": "sentence-transformers, bf16 autocast",
     "st_mixcse": "sentence-transformers + our MixCSELoss",
     "st_mixcse_bf16": "sentence-transformers + MixCSELoss, bf16",
-    "mixcse_masked": "mixcse_hf, MixCSE, mask_duplicates",
-    "mixcse_streaming": "mixcse_hf, MixCSE, streamed",
+    "mixcse_masked": "mixcse_hf, MixCSE, duplicates masked",
+    "mixcse_unmasked": "mixcse_hf, MixCSE, not masked",
     "mixcse_streaming_masked": "mixcse_hf, MixCSE, streamed, masked",
+    "mixcse_streaming_unmasked": "mixcse_hf, MixCSE, streamed, not masked",
 }
 
 
@@ -78,7 +79,10 @@ def main() -> None:
                 ratios[f"{name} vs st_mixcse (speed)"] = (
                     summary["st_mixcse"]["median_step_seconds"] / summary[name]["median_step_seconds"]
                 )
-    for masked, unmasked in (("mixcse_masked", "mixcse"), ("mixcse_streaming_masked", "mixcse_streaming")):
+    for masked, unmasked in (
+        ("mixcse_masked", "mixcse_unmasked"),
+        ("mixcse_streaming_masked", "mixcse_streaming_unmasked"),
+    ):
         if masked in summary and unmasked in summary:
             ratios[f"{masked} step / {unmasked}"] = (
                 summary[masked]["median_step_seconds"] / summary[unmasked]["median_step_seconds"]
