@@ -134,6 +134,11 @@ def _comparable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
+def _as_flag(value: Any) -> str:
+    """``value`` as a command line gives it (booleans as true/false)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def check_same_run(saved: dict[str, Any], new: dict[str, Any], allowed: list[str], where: str) -> list[str]:
     """Refuse a resume whose defining settings differ from ``saved``, except the ``allowed`` ones; returns the
     names of the settings that changed (and were allowed; the arguments accept only :data:`CHANGEABLE` ones)."""
@@ -153,7 +158,8 @@ def check_same_run(saved: dict[str, Any], new: dict[str, Any], allowed: list[str
             )
         if name not in allowed:
             hint = (
-                f"pass --resume_changed_settings {name} to change it from the resumed step on"
+                f"pass --{name} {_as_flag(old)} to resume as it was, or --resume_changed_settings {name} to change "
+                "it from the resumed step on"
                 if name in CHANGEABLE
                 else "start a new run in a new output_dir or pass --overwrite_output_dir true"
             )

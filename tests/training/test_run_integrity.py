@@ -200,7 +200,8 @@ def test_a_checkpoint_of_another_run_is_not_resumed(tiny_model_dir: str, tiny_co
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--mix_lambda", "0.3"], "with mix_lambda=0.2, this run asks for mix_lambda=0.3; pass --resume_changed"),
+        (["--mix_lambda", "0.3"], "with mix_lambda=0.2, this run asks for mix_lambda=0.3; pass --mix_lambda 0.2 to"),
+        (["--mask_duplicates", "false"], "pass --mask_duplicates true to resume as it was, or --resume_changed"),
         (["--learning_rate", "1e-4"], "learning_rate=5e-05, this run asks for learning_rate=0.0001"),
         (["--per_device_train_batch_size", "6"], "per_device_train_batch_size=4, this run asks for"),
         (["--model_name_or_path", "{other_model}"], "start a new run in a new output_dir"),
