@@ -162,6 +162,30 @@ def run_cells(cells: dict[str, list[str]], args: argparse.Namespace, runs: dict[
             runs[cell] = finished
 
 
+def grid_parser(description: str, config: str, output_name: str) -> argparse.ArgumentParser:
+    """The options every grid of (cell, seed) runs takes; ``output_name``: its folder under ``outputs/``."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=config)
+    parser.add_argument("--output_dir", default=os.path.join(REPO_ROOT, "outputs", output_name))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    parser.add_argument(
+        "--cells", nargs="+", help="train/evaluate only the cells whose names start with these (others: read only)"
+    )
+    parser.add_argument("--report_only", action="store_true", help="no training: the results from finished runs")
+    return parser
+
+
+def run_grid(cell_flags: dict[str, list[str]], args: argparse.Namespace) -> dict[str, dict]:
+    """Every (cell, seed) run, seed by seed, so that an interrupted grid has every cell at about the same count;
+    returns the :func:`summarise` of each cell with finished runs."""
+    finished: dict[str, list[dict]] = {cell: [] for cell in cell_flags}
+    for seed in args.seeds:
+        for cell, flags in cell_flags.items():
+            if (values := run_cell(cell, flags, seed, args)) is not None:
+                finished[cell].append(values)
+    return {cell: summarise(values) for cell, values in finished.items() if values}
+
+
 def summarise(values: list[dict[str, float]]) -> dict[str, tuple[float, float, int]]:
     """metric -> (mean, std, number of runs); a metric only some runs have is summarised over those."""
     summary = {}
@@ -283,19 +307,12 @@ def plot_signal(args: argparse.Namespace, best_cell: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=BASE_CONFIG)
-    parser.add_argument("--output_dir", default=os.path.join(REPO_ROOT, "outputs", "ablation"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    parser = grid_parser(__doc__, BASE_CONFIG, "ablation")
     parser.add_argument("--lambdas", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.3, 0.5])
     parser.add_argument("--max_steps", type=int, help="shorten every run to this many steps (uniformly)")
-    parser.add_argument("--report_only", action="store_true", help="no training: table and plots from finished runs")
     parser.add_argument("--keep_checkpoints", action="store_true", help="keep the intermediate checkpoints too")
     parser.add_argument(
         "--seven_task", action="store_true", help="also evaluate every finished run on the 7 STS tasks (~1 min each)"
-    )
-    parser.add_argument(
-        "--cells", nargs="+", help="train/evaluate only the cells whose names start with these (others: read only)"
     )
     args = parser.parse_args()
     os.makedirs(args.output_dir, exist_ok=True)

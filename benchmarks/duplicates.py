@@ -11,7 +11,6 @@ extreme corpus into ``--output_dir``.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -19,7 +18,7 @@ import sys
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from benchmarks.ablation import BASE_CONFIG, run_cell, run_dir, summarise  # noqa: E402
+from benchmarks.ablation import BASE_CONFIG, grid_parser, run_dir, run_grid  # noqa: E402
 from benchmarks.supervised import report, task_table  # noqa: E402
 from mixcse_hf.cli.plot import load_log_history  # noqa: E402
 from mixcse_hf.text_files import read_lines  # noqa: E402
@@ -67,24 +66,13 @@ def masked_lines(cell_flags: dict[str, list[str]], seeds: list[int], output_dir:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=BASE_CONFIG)
-    parser.add_argument("--output_dir", default=os.path.join(REPO_ROOT, "outputs", "duplicates"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
-    parser.add_argument("--cells", nargs="+", help="train only the cells whose names start with these")
-    parser.add_argument("--report_only", action="store_true", help="no training: the table from finished runs")
-    args = parser.parse_args()
+    args = grid_parser(__doc__, BASE_CONFIG, "duplicates").parse_args()
     args.max_steps, args.seven_task, args.keep_checkpoints = QUICK_START_STEPS, True, False
     data_dir = os.environ.get("MIXCSE_DATA_DIR", "../shared/data")
     extreme_corpus = os.path.join(args.output_dir, "data", f"wiki1m_head_x{COPIES}.txt")
     write_extreme_corpus(os.path.join(data_dir, "wiki", "wiki1m_head.txt"), extreme_corpus)
     cell_flags = cells(extreme_corpus)
-    finished: dict[str, list[dict]] = {cell: [] for cell in cell_flags}
-    for seed in args.seeds:  # seed by seed: an interrupted grid has every cell at about the same count
-        for cell, flags in cell_flags.items():
-            if (values := run_cell(cell, flags, seed, args)) is not None:
-                finished[cell].append(values)
-    rows = {cell: summarise(values) for cell, values in finished.items() if values}
+    rows = run_grid(cell_flags, args)
     tables = [
         report({c: s for c, s in rows.items() if c.startswith("quick")}, args.seeds, "quick start", pooler="avg"),
         report({c: s for c, s in rows.items() if c.startswith("each")}, args.seeds, list(cell_flags)[2], pooler="avg"),

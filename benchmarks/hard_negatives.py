@@ -16,7 +16,6 @@ score (``--relative_margin 0.05``) and never a duplicate of the anchor or the po
 
 from __future__ import annotations
 
-import argparse
 import csv
 import importlib.util
 import os
@@ -26,7 +25,7 @@ import sys
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from benchmarks.ablation import run_cell, summarise  # noqa: E402
+from benchmarks.ablation import grid_parser, run_grid  # noqa: E402
 from benchmarks.supervised import CONFIG, report, task_table  # noqa: E402
 
 REFERENCE = "pairs, no hard negative"
@@ -85,24 +84,14 @@ def row_count(path: str) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=CONFIG)
-    parser.add_argument("--output_dir", default=os.path.join(REPO_ROOT, "outputs", "hard_negatives"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    parser = grid_parser(__doc__, CONFIG, "hard_negatives")
     parser.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2", help="the miner's encoder")
-    parser.add_argument("--cells", nargs="+", help="train only the cells whose names start with these")
-    parser.add_argument("--report_only", action="store_true", help="no training: the table from finished runs")
     args = parser.parse_args()
     args.max_steps, args.seven_task, args.keep_checkpoints = None, True, False
     senteval_dir = os.path.join(os.environ.get("MIXCSE_DATA_DIR", "../shared/data"), "senteval")
     paths = build_data(senteval_dir, os.path.join(args.output_dir, "data"), args.model)
     cell_flags = cells(paths)
-    finished: dict[str, list[dict]] = {cell: [] for cell in cell_flags}
-    for seed in args.seeds:  # seed by seed: an interrupted grid has every cell at about the same count
-        for cell, flags in cell_flags.items():
-            if (values := run_cell(cell, flags, seed, args)) is not None:
-                finished[cell].append(values)
-    rows = {cell: summarise(values) for cell, values in finished.items() if values}
+    rows = run_grid(cell_flags, args)
     data_rows = {cell: row_count(flags[1]) for cell, flags in cell_flags.items()}
     table = report(rows, args.seeds, REFERENCE, data_rows) + "\n" + task_table(list(rows), args.seeds, args.output_dir)
     with open(os.path.join(args.output_dir, "results.md"), "w", encoding="utf-8") as handle:

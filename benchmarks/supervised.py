@@ -10,7 +10,6 @@ difference of means against SimCSE-sup.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -22,10 +21,10 @@ sys.path.insert(0, REPO_ROOT)
 from benchmarks.ablation import (  # noqa: E402
     SEVEN_TASK_FILE,
     difference,
+    grid_parser,
     mean_std,
-    run_cell,
     run_dir,
-    summarise,
+    run_grid,
 )
 
 CONFIG = os.path.join(REPO_ROOT, "configs", "quickstart_supervised.yaml")
@@ -101,21 +100,11 @@ def report(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=CONFIG)
-    parser.add_argument("--output_dir", default=os.path.join(REPO_ROOT, "outputs", "supervised"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
-    parser.add_argument("--cells", nargs="+", help="train only the cells whose names start with these")
-    parser.add_argument("--report_only", action="store_true", help="no training: the table from finished runs")
-    args = parser.parse_args()
+    args = grid_parser(__doc__, CONFIG, "supervised").parse_args()
     # The ablation runner's options: every run its full budget, 7-task evaluation, final models only.
     args.max_steps, args.seven_task, args.keep_checkpoints = None, True, False
     os.makedirs(args.output_dir, exist_ok=True)
-    rows = {}
-    for cell, flags in CELLS.items():
-        finished = [values for seed in args.seeds if (values := run_cell(cell, flags, seed, args)) is not None]
-        if finished:
-            rows[cell] = summarise(finished)
+    rows = run_grid(CELLS, args)
     table = report(rows, args.seeds) + "\n" + task_table(list(rows), args.seeds, args.output_dir)
     with open(os.path.join(args.output_dir, "results.md"), "w", encoding="utf-8") as handle:
         handle.write(table)
