@@ -1,5 +1,6 @@
 """Text files of one sentence a line, read the same way everywhere: map-style and streamed training, and the encode
-command; and the header rule of the CSV/TSV tables they all read (:func:`table_header`).
+command; the table formats they all read (:data:`TABLE_FORMATS`) and the header rule of CSV/TSV tables
+(:func:`table_header`); the checks of an input file before it is read (:func:`check_text_file`).
 
 A *line* ends at ``\\n``, ``\\r\\n`` or a lone ``\\r`` (Python's universal newlines, as ``open()`` in text mode
 reads), and at nothing else: other Unicode separators (``\\x0b``, ``\\x0c``, ``\\x1c``-``\\x1e``, ``\\x85``,
@@ -13,14 +14,27 @@ from __future__ import annotations
 
 import codecs
 import csv
+import itertools
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 from mixcse_hf.errors import UsageError
 
 _BLANK = re.compile(r"[\s\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]*")
 """Whitespace, control characters (NUL included) and invisible format characters: nothing to encode."""
 CHECK_BLOCK_BYTES = 1 << 20
+TABLE_FORMATS = {
+    ".csv": ("csv", ","),
+    ".tsv": ("csv", "\t"),
+    ".json": ("json", None),
+    ".jsonl": ("json", None),
+    ".parquet": ("parquet", None),
+}
+"""``train_file`` suffix -> (``datasets`` builder, field separator); any other file is text, one sentence a line.
+CSV fields may be quoted, TSV fields not (:func:`table_quoting`)."""
+Item = TypeVar("Item")
 
 
 def is_blank(text: str | None) -> bool:
@@ -117,3 +131,27 @@ def table_header(path: str, separator: str, what: str = "train_file") -> list[st
             f"{what} {path!r} has a header ({', '.join(header)}) but no rows; add one row per example under it"
         )
     return header
+
+
+def check_text_file(
+    path: str, what: str = "train_file", lines: bool = True, utf8: bool = True, utf8_bytes: int | None = None
+) -> None:
+    """Fail with a one-line :class:`UsageError` if ``path`` is missing, empty or (``utf8``) not UTF-8, checking its
+    first ``utf8_bytes`` bytes only when given (:func:`check_utf8`).
+    ``lines``: the file is one sentence per line (the messages say so)."""
+    expected = "a text file with one sentence per line" if lines else "a data file"
+    if not os.path.exists(path):
+        raise UsageError(f"{what} {path!r} does not exist; check the path (relative paths start at the cwd)")
+    if not os.path.isfile(path):
+        raise UsageError(f"{what} {path!r} is not a file; pass {expected}")
+    if os.path.getsize(path) == 0:
+        raise UsageError(f"{what} {path!r} is empty; it needs {'one sentence per line' if lines else 'rows'}")
+    if utf8:
+        check_utf8(path, what, utf8_bytes)
+
+
+def batched(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
+    """Consecutive lists of ``size`` items, the last one shorter (``itertools.batched``, which needs Python 3.12)."""
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import itertools
 import json
 import os
 import socket
@@ -47,7 +46,15 @@ from typing import TYPE_CHECKING
 
 from mixcse_hf.errors import UsageError, run_cli
 from mixcse_hf.output_files import check_output_file
-from mixcse_hf.text_files import check_utf8, is_blank, read_lines, table_header, table_quoting
+from mixcse_hf.text_files import (
+    batched,
+    check_text_file,
+    check_utf8,
+    is_blank,
+    read_lines,
+    table_header,
+    table_quoting,
+)
 
 if TYPE_CHECKING:  # numpy, torch and the model stack load only once the arguments are checked: they take seconds
     import torch
@@ -134,12 +141,11 @@ def read_texts(path: str, extension: str, text_column: str) -> Iterator[str]:
     return read_table(path, text_column, "\t" if extension == ".tsv" else ",")
 
 
-def check_input(path: str) -> str:
-    """INPUT's extension, once it is a supported one and INPUT is an existing file."""
-    extension = file_extension(path, INPUT_EXTENSIONS, "INPUT")
-    if not os.path.isfile(path):
-        problem = "is a directory" if os.path.isdir(path) else "does not exist"
-        raise UsageError(f"INPUT {path!r} {problem}; pass a {'/'.join(INPUT_EXTENSIONS)} file")
+def check_input(path: str, extensions: Iterable[str] = INPUT_EXTENSIONS) -> str:
+    """INPUT's extension, once it is one of ``extensions`` and INPUT is an existing, non-empty file
+    (:func:`mixcse_hf.text_files.check_text_file`; its content is checked when read)."""
+    extension = file_extension(path, extensions, "INPUT")
+    check_text_file(path, "INPUT", lines=extension == ".txt", utf8=False)
     return extension
 
 
@@ -155,13 +161,6 @@ def count_texts(path: str, extension: str, text_column: str) -> int:
     if count == 0:
         raise UsageError(f"INPUT {path!r} holds no sentences")
     return count
-
-
-def batched(items: Iterable[str], size: int) -> Iterator[list[str]]:
-    """Consecutive lists of ``size`` items (the last one shorter)."""
-    iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
 
 
 def write_npy(path: str, shape: tuple[int, int], chunks: Chunks) -> None:
@@ -205,9 +204,10 @@ WRITERS: dict[str, Callable[[str, tuple[int, int], Chunks], None]] = {
 }
 
 
-def check_output(path: str, overwrite: bool) -> str:
-    """OUTPUT's extension, once it is known, OUTPUT can be written, and it exists only with ``overwrite``."""
-    extension = file_extension(path, WRITERS, "OUTPUT")
+def check_output(path: str, overwrite: bool, extensions: Iterable[str] = WRITERS) -> str:
+    """OUTPUT's extension, once it is one of ``extensions``, OUTPUT can be written, and it exists only with
+    ``overwrite``."""
+    extension = file_extension(path, extensions, "OUTPUT")
     check_output_file(path, "OUTPUT")
     if os.path.exists(path) and not overwrite:
         raise UsageError(f"OUTPUT {path!r} exists; pass --overwrite to replace it")

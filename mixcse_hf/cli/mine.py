@@ -43,10 +43,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from mixcse_hf.cli.encode import DTYPES, file_extension, replaced_on_success
+from mixcse_hf.cli import encode
+from mixcse_hf.cli.encode import DTYPES, check_input, replaced_on_success
 from mixcse_hf.errors import UsageError, run_cli
-from mixcse_hf.output_files import check_output_dir, check_output_file
-from mixcse_hf.text_files import is_blank
+from mixcse_hf.output_files import check_output_dir
+from mixcse_hf.text_files import TABLE_FORMATS, check_text_file, is_blank
 
 if TYPE_CHECKING:  # datasets, torch and the model stack load only once the arguments are checked
     import datasets
@@ -54,10 +55,10 @@ if TYPE_CHECKING:  # datasets, torch and the model stack load only once the argu
     from mixcse_hf.evaluation.mining import MinedRow, NegativeFilters
 
 STORE_DTYPES = ("float32", "float16")
-"""mixcse_hf.evaluation.mining.STORE_DTYPES, without importing torch."""
-
-TABLE_EXTENSIONS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
-"""The table formats training reads (``mixcse_hf.training.data.TABLE_FORMATS``), in and out."""
+"""How candidate embeddings are kept on disk (:class:`mixcse_hf.evaluation.mining.CandidateStore`); scores are
+computed in float32 either way."""
+TABLE_EXTENSIONS = tuple(TABLE_FORMATS)
+"""The table formats training reads, in and out."""
 COLUMNS = ("anchor", "positive", "negative")
 SCORE_COLUMNS = ("positive_score", "negative_score")
 TSV_FORBIDDEN = ("\t", "\n", "\r")
@@ -133,34 +134,13 @@ WRITERS: dict[str, Callable[[str, Iterable[MinedRow], bool], None]] = {
 }
 
 
-def check_input(path: str) -> None:
-    """INPUT has a table extension and exists as a file (its content is checked when read)."""
-    file_extension(path, TABLE_EXTENSIONS, "INPUT")
-    if not os.path.exists(path):
-        raise UsageError(f"INPUT {path!r} does not exist; pass a {'/'.join(TABLE_EXTENSIONS)} file of pairs")
-    if not os.path.isfile(path):
-        raise UsageError(f"INPUT {path!r} is not a file; pass a {'/'.join(TABLE_EXTENSIONS)} file of pairs")
-
-
 def check_output(args: argparse.Namespace) -> str:
-    """OUTPUT's extension, once it is known, can be written, is not INPUT or --corpus, and exists only with
-    --overwrite."""
-    extension = file_extension(args.output, WRITERS, "OUTPUT")
-    check_output_file(args.output, "OUTPUT")
+    """OUTPUT's extension, once OUTPUT is not INPUT or --corpus and passes mixcse-encode's checks
+    (:func:`mixcse_hf.cli.encode.check_output`)."""
     for name, path in (("INPUT", args.input), ("--corpus", args.corpus)):
         if path is not None and os.path.abspath(path) == os.path.abspath(args.output):
             raise UsageError(f"OUTPUT {args.output!r} is {name}; write the mined rows to another file")
-    if os.path.exists(args.output) and not args.overwrite:
-        raise UsageError(f"OUTPUT {args.output!r} exists; pass --overwrite to replace it")
-    return extension
-
-
-def check_corpus(path: str | None) -> None:
-    if path is None:
-        return
-    from mixcse_hf.training.data import check_text_file
-
-    check_text_file(path, "--corpus")
+    return encode.check_output(args.output, args.overwrite, WRITERS)
 
 
 def load_pairs(args: argparse.Namespace) -> tuple[datasets.Dataset, list[str]]:
@@ -290,9 +270,10 @@ def mine_command(argv: list[str]) -> None:
     """Check everything, read the inputs once, load MODEL, then mine into OUTPUT; a summary on stderr."""
     args = build_parser().parse_args(argv)
     check_sizes(args)
-    check_input(args.input)
+    check_input(args.input, TABLE_EXTENSIONS)
     write = WRITERS[check_output(args)]
-    check_corpus(args.corpus)
+    if args.corpus is not None:
+        check_text_file(args.corpus, "--corpus")
     if args.work_dir is not None:
         check_output_dir(args.work_dir, "--work_dir")
     filters = filters_of(args)

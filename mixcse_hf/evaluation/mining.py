@@ -34,7 +34,6 @@ rows: the lowest of its positives' scores, as sentence-transformers does), in th
 from __future__ import annotations
 
 import array
-import hashlib
 import math
 import os
 import unicodedata
@@ -45,10 +44,9 @@ import numpy as np
 import torch
 
 from mixcse_hf.errors import UsageError
+from mixcse_hf.models.batch import hash64
 from mixcse_hf.models.encoder import SentenceEncoder
-
-STORE_DTYPES = ("float32", "float16")
-"""How candidate embeddings are kept on disk; scores are computed in float32 either way."""
+from mixcse_hf.text_files import batched
 
 
 def duplicate_key(text: str) -> str:
@@ -60,8 +58,7 @@ def duplicate_key(text: str) -> str:
 def key_hash(text: str) -> int:
     """A signed 64-bit hash of :func:`duplicate_key`. Equal keys always hash alike, so a duplicate is always caught;
     a collision of different keys (odds 2**-64 a pair) could only drop a candidate, never let a duplicate in."""
-    digest = hashlib.blake2b(duplicate_key(text).encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "little", signed=True)
+    return hash64(duplicate_key(text))
 
 
 @dataclass(frozen=True)
@@ -272,17 +269,6 @@ class MiningStats:
     rows_without: int = 0
 
 
-def batched_rows(pairs: Iterable[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
-    chunk: list[tuple[str, str]] = []
-    for pair in pairs:
-        chunk.append(pair)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def encode_candidates(
     encoder: SentenceEncoder,
     index: MiningIndex,
@@ -292,13 +278,7 @@ def encode_candidates(
     on_batch: Callable[[int], object] | None = None,
 ) -> None:
     """Encode the distinct candidates ``chunk_size`` at a time (normalised) into ``store``."""
-    chunk: list[str] = []
-    for text in index.candidate_texts():
-        chunk.append(text)
-        if len(chunk) == chunk_size:
-            store.add(chunk, encoder.encode(chunk, batch_size, False, normalize=True, on_batch=on_batch))
-            chunk = []
-    if chunk:
+    for chunk in batched(index.candidate_texts(), chunk_size):
         store.add(chunk, encoder.encode(chunk, batch_size, False, normalize=True, on_batch=on_batch))
     store.flush()
 
@@ -350,7 +330,7 @@ def mine(
         anchor_places = index.places(index.anchor_hashes)
         groups = AnchorGroups(index.anchor_hashes)
         first = 0
-        for chunk in batched_rows(index.pairs(), chunk_size):
+        for chunk in batched(index.pairs(), chunk_size):
             rows = np.arange(first, first + len(chunk))
             first += len(chunk)
             anchors = encoder.encode([a for a, _ in chunk], batch_size, False, normalize=True, on_batch=on_batch)

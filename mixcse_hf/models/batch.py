@@ -38,11 +38,15 @@ def normalize_text(text: str) -> str:
     return unicodedata.normalize("NFKC", text).strip()
 
 
+def hash64(key: str) -> int:
+    """A signed 64-bit hash of ``key`` (BLAKE2b, 8 bytes): stable across processes and runs, unlike Python's
+    ``hash``."""
+    return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
+
+
 def text_hash(text: str) -> int:
-    """A signed 64-bit hash of :func:`normalize_text` ``(text)`` (BLAKE2b, 8 bytes): stable across processes
-    and runs, unlike Python's ``hash``."""
-    digest = hashlib.blake2b(normalize_text(text).encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "little", signed=True)
+    """The :func:`hash64` of :func:`normalize_text` ``(text)``."""
+    return hash64(normalize_text(text))
 
 
 def text_hashes(batch: TextBatch) -> torch.Tensor | None:

@@ -21,7 +21,15 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from mixcse_hf.errors import UsageError, first_line
 from mixcse_hf.models.batch import TEXT_HASH, text_hash
-from mixcse_hf.text_files import check_utf8, is_blank, read_lines, table_header, table_quoting
+from mixcse_hf.text_files import (
+    TABLE_FORMATS,
+    check_text_file,
+    check_utf8,
+    is_blank,
+    read_lines,
+    table_header,
+    table_quoting,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -30,36 +38,10 @@ SUPERVISED_COLUMNS = ("anchor", "positive", "negative")
 """The columns of supervised data once loaded: pairs have the first two, triplets all three."""
 KNOWN_LAYOUTS = (("sent0", "sent1", "hard_neg"), SUPERVISED_COLUMNS)
 """Column names detected as supervised data: SimCSE's ``nli_for_simcse.csv`` and sentence-transformers'."""
-TABLE_FORMATS = {
-    ".csv": ("csv", ","),
-    ".tsv": ("csv", "\t"),
-    ".json": ("json", None),
-    ".jsonl": ("json", None),
-    ".parquet": ("parquet", None),
-}
-"""``train_file`` suffix -> (``datasets`` builder, field separator); any other file is text, one sentence a line.
-CSV fields may be quoted, TSV fields not (:func:`mixcse_hf.text_files.table_quoting`)."""
 FILE_BUILDERS = ("text", "csv", "json", "parquet", "arrow", "pandas")
 """``datasets`` builders of file formats: as ``dataset_name`` without data files they read the working directory."""
 TEXT_FILE_FORMAT = "mixcse_hf.text_files.read_lines/1"
 """Part of the cache fingerprint of a text file read by :func:`load_text_file`: changes when the reading does."""
-
-
-def check_text_file(
-    path: str, what: str = "train_file", lines: bool = True, utf8: bool = True, utf8_bytes: int | None = None
-) -> None:
-    """Fail with a one-line :class:`UsageError` if ``path`` is missing, empty or (``utf8``) not UTF-8, checking its
-    first ``utf8_bytes`` bytes only when given (:func:`mixcse_hf.text_files.check_utf8`).
-    ``lines``: the file is one sentence per line (the messages say so)."""
-    expected = "a text file with one sentence per line" if lines else "a data file"
-    if not os.path.exists(path):
-        raise UsageError(f"{what} {path!r} does not exist; check the path (relative paths start at the cwd)")
-    if not os.path.isfile(path):
-        raise UsageError(f"{what} {path!r} is not a file; pass {expected}")
-    if os.path.getsize(path) == 0:
-        raise UsageError(f"{what} {path!r} is empty; it needs {'one sentence per line' if lines else 'rows'}")
-    if utf8:
-        check_utf8(path, what, utf8_bytes)
 
 
 def detect_columns(

@@ -26,15 +26,13 @@ import torch
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from mixcse_hf.errors import UsageError
-from mixcse_hf.text_files import is_blank, read_lines
+from mixcse_hf.text_files import TABLE_FORMATS, check_text_file, is_blank, read_lines
 from mixcse_hf.training.data import (
     SUPERVISED_COLUMNS,
-    TABLE_FORMATS,
     TEXT_COLUMN,
     TableFileRows,
     TextColumnsCollator,
     check_dataset_name,
-    check_text_file,
     detect_columns,
     table_options,
     tokenize_texts,
