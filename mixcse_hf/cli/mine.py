@@ -47,7 +47,7 @@ from mixcse_hf.cli import encode
 from mixcse_hf.cli.encode import DTYPES, check_input, replaced_on_success
 from mixcse_hf.errors import UsageError, run_cli
 from mixcse_hf.output_files import check_output_dir
-from mixcse_hf.text_files import TABLE_FORMATS, check_text_file, is_blank
+from mixcse_hf.text_files import TABLE_FORMATS, batched, check_text_file, is_blank
 
 if TYPE_CHECKING:  # datasets, torch and the model stack load only once the arguments are checked
     import datasets
@@ -74,6 +74,10 @@ def row_values(row: MinedRow, scores: bool) -> list[str | float]:
     return [*values, row.positive_score, row.negative_score] if scores else values
 
 
+def row_record(row: MinedRow, scores: bool) -> dict[str, str | float]:
+    return dict(zip(output_columns(scores), row_values(row, scores), strict=True))
+
+
 def write_csv(path: str, rows: Iterable[MinedRow], scores: bool, delimiter: str = ",") -> None:
     with open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, delimiter=delimiter, lineterminator="\n")
@@ -93,8 +97,7 @@ def write_tsv(path: str, rows: Iterable[MinedRow], scores: bool) -> None:
 def write_jsonl(path: str, rows: Iterable[MinedRow], scores: bool) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         for row in rows:
-            record = dict(zip(output_columns(scores), row_values(row, scores), strict=True))
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            handle.write(json.dumps(row_record(row, scores), ensure_ascii=False) + "\n")
 
 
 def write_json(path: str, rows: Iterable[MinedRow], scores: bool) -> None:
@@ -102,8 +105,7 @@ def write_json(path: str, rows: Iterable[MinedRow], scores: bool) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         handle.write("[")
         for number, row in enumerate(rows):
-            record = dict(zip(output_columns(scores), row_values(row, scores), strict=True))
-            handle.write(("," if number else "") + "\n" + json.dumps(record, ensure_ascii=False))
+            handle.write(("," if number else "") + "\n" + json.dumps(row_record(row, scores), ensure_ascii=False))
         handle.write("\n]\n")
 
 
@@ -112,17 +114,16 @@ def write_parquet(path: str, rows: Iterable[MinedRow], scores: bool, group_rows:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    columns = output_columns(scores)
-    schema = pa.schema([(name, pa.float64() if name in SCORE_COLUMNS else pa.string()) for name in columns])
+    schema = pa.schema(
+        [(name, pa.float64() if name in SCORE_COLUMNS else pa.string()) for name in output_columns(scores)]
+    )
     with pq.ParquetWriter(path, schema) as writer:
-        batch: list[list[str | float]] = []
-        for row in rows:
-            batch.append(row_values(row, scores))
-            if len(batch) == group_rows:
-                writer.write_table(pa.Table.from_pylist([dict(zip(columns, b, strict=True)) for b in batch], schema))
-                batch = []
-        if batch or writer.file_size == 0:
-            writer.write_table(pa.Table.from_pylist([dict(zip(columns, b, strict=True)) for b in batch], schema))
+        written = False
+        for records in batched((row_record(row, scores) for row in rows), group_rows):
+            writer.write_table(pa.Table.from_pylist(records, schema))
+            written = True
+        if not written:  # no rows: one empty group, so that the file has the columns
+            writer.write_table(pa.Table.from_pylist([], schema))
 
 
 WRITERS: dict[str, Callable[[str, Iterable[MinedRow], bool], None]] = {
