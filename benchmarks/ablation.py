@@ -137,6 +137,27 @@ def training_signal(log_history: list[dict]) -> dict[str, float]:
     return signal
 
 
+def masked_per_step(directory: str) -> float | None:
+    """Mean over the run's logged entries of ``masked_duplicates`` (logits masked per step), None without any."""
+    if not os.path.isfile(trainer_state_path(directory)):
+        return None
+    logged = [entry["masked_duplicates"] for entry in load_log_history(directory) if "masked_duplicates" in entry]
+    return statistics.mean(logged) if logged else None
+
+
+def masked_lines(cell_flags: dict[str, list[str]], seeds: list[int], output_dir: str) -> str:
+    """For each cell that masks duplicates (``--mask_duplicates true`` in its flags), the logits it masked per
+    step, mean over its finished runs."""
+    lines = ["Logits masked per step (the logged `masked_duplicates`, mean over logged steps and seeds):", ""]
+    for cell, flags in cell_flags.items():
+        if "--mask_duplicates" not in flags or flags[flags.index("--mask_duplicates") + 1] != "true":
+            continue
+        counts = [count for seed in seeds if (count := masked_per_step(run_dir(output_dir, cell, seed))) is not None]
+        if counts:
+            lines.append(f"- {cell}: {statistics.mean(counts):.2f}")
+    return "\n".join(lines) + "\n"
+
+
 def run_cell(cell: str, flags: list[str], seed: int, args: argparse.Namespace) -> dict[str, float] | None:
     """Train one (cell, seed) unless already done (and evaluate its 7 tasks with ``--seven_task``); returns
     its results, None when it has not finished."""

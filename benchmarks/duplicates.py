@@ -12,17 +12,14 @@ extreme corpus into ``--output_dir``.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from benchmarks.ablation import BASE_CONFIG, grid_parser, run_dir, run_grid  # noqa: E402
+from benchmarks.ablation import BASE_CONFIG, grid_parser, masked_lines, run_grid  # noqa: E402
 from benchmarks.supervised import report, task_table  # noqa: E402
-from mixcse_hf.cli.plot import load_log_history  # noqa: E402
 from mixcse_hf.text_files import read_lines  # noqa: E402
-from mixcse_hf.training.run_dir import trainer_state_path  # noqa: E402
 
 QUICK_START_STEPS = 186
 COPIES = 4
@@ -44,25 +41,6 @@ def cells(extreme_corpus: str) -> dict[str, list[str]]:
         f"each sentence {COPIES}x in a row": extreme,
         f"each sentence {COPIES}x in a row, masked": [*extreme, *MASK],
     }
-
-
-def masked_per_step(directory: str) -> float | None:
-    """Mean over the run's logged entries of ``masked_duplicates`` (candidates masked per step)."""
-    if not os.path.isfile(trainer_state_path(directory)):
-        return None
-    logged = [entry["masked_duplicates"] for entry in load_log_history(directory) if "masked_duplicates" in entry]
-    return statistics.mean(logged) if logged else None
-
-
-def masked_lines(cell_flags: dict[str, list[str]], seeds: list[int], output_dir: str) -> str:
-    lines = ["Candidates masked per step (the logged `masked_duplicates`, mean over logged steps and seeds):", ""]
-    for cell, flags in cell_flags.items():
-        if flags[-len(MASK) :] != MASK:
-            continue
-        counts = [count for seed in seeds if (count := masked_per_step(run_dir(output_dir, cell, seed))) is not None]
-        if counts:
-            lines.append(f"- {cell}: {statistics.mean(counts):.2f}")
-    return "\n".join(lines) + "\n"
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ import sys
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from benchmarks.ablation import grid_parser, run_grid  # noqa: E402
+from benchmarks.ablation import grid_parser, masked_lines, run_grid  # noqa: E402
 from benchmarks.supervised import CONFIG, report, task_table  # noqa: E402
 
 REFERENCE = "pairs, no hard negative"
@@ -93,7 +93,12 @@ def main() -> None:
     cell_flags = cells(paths)
     rows = run_grid(cell_flags, args)
     data_rows = {cell: row_count(flags[1]) for cell, flags in cell_flags.items()}
-    table = report(rows, args.seeds, REFERENCE, data_rows) + "\n" + task_table(list(rows), args.seeds, args.output_dir)
+    tables = [
+        report(rows, args.seeds, REFERENCE, data_rows),
+        masked_lines(cell_flags, args.seeds, args.output_dir),
+        task_table(list(rows), args.seeds, args.output_dir),
+    ]
+    table = "\n".join(tables)
     with open(os.path.join(args.output_dir, "results.md"), "w", encoding="utf-8") as handle:
         handle.write(table)
     print(table, flush=True)
