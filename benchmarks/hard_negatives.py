@@ -2,9 +2,8 @@
 MixCSE-sup λ 0.3 with the reference mixing of positives): the same (anchor, positive) pairs trained with no hard
 negative, with SICK's own contradiction, with the negative ``mixcse-mine`` mines with the start model, and with
 that mined negative mixed (``--mixed_hard_negative``); then the pairs and the mined file with ``--mask_duplicates``
-(SICK repeats premises: about one duplicate candidate per batch of 32). Several seeds per cell, each final model
-evaluated on the 7 STS tasks; resumable like ``benchmarks/ablation.py``, whose runner it uses. Writes the data
-files and ``results.md`` into ``--output_dir``.
+(SICK repeats premises). Several seeds per cell, each final model evaluated on the 7 STS tasks; resumable like
+``benchmarks/ablation.py``, whose runner it uses. Writes the data files and ``results.md`` into ``--output_dir``.
 
 The pairs: every distinct (premise, entailment) pair of SICK's training split that has a contradiction
 (``scripts/sick_triplets.py``), each once, with its first contradiction as SICK's negative. The miner's candidates
