@@ -30,7 +30,7 @@ PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n?", flags=re.S | re.M)
 PLACEHOLDER = re.compile(r"^(CONFIG(\.yaml)?|[A-Z_]+(\.[a-z]+)?)$")
 """Words that stand for a value the reader chooses (CONFIG.yaml, RUN_DIR, MODEL, ...)."""
-RUN_MIXCSE_EXTRA_FLAGS = {"help", "help_all", "debug"}
+RUN_MIXCSE_EXTRA_FLAGS = {"help", "help_all", "debug", "version"}
 """run_mixcse.py's flags outside the argument dataclasses (answered before parsing)."""
 PLACEHOLDER_FLAGS = {"any_argument"}
 """``[--any_argument value ...]``: any flag the reader chooses."""
@@ -140,10 +140,13 @@ def source_flags(path: Path) -> set[str]:
 
 
 def check_train(words: list[str], where: str) -> list[str]:
-    """run_mixcse.py's arguments: the config exists (or is a placeholder), every flag is one of its parser's."""
+    """run_mixcse.py's arguments: the config exists (a file, a shipped config's name, or a placeholder), every flag
+    is one of its parser's."""
+    from mixcse_hf.training.config import shipped_configs
+
     problems = []
     for word in positionals(words)[:1]:
-        if not PLACEHOLDER.match(word) and not (REPO_ROOT / word).is_file():
+        if not PLACEHOLDER.match(word) and not (REPO_ROOT / word).is_file() and word not in shipped_configs():
             problems.append(f"{where}: config {word} does not exist")
     known = run_mixcse_flags() | PLACEHOLDER_FLAGS
     problems += [f"{where}: run_mixcse.py has no --{name}" for name in flags(words) if name not in known]
@@ -228,6 +231,7 @@ def test_the_command_checks_find_what_is_wrong() -> None:
     bad = {
         "python run_mixcse.py configs/quickstart.yaml --no_such_flag 1": "run_mixcse.py has no --no_such_flag",
         "python run_mixcse.py configs/missing.yaml": "config configs/missing.yaml does not exist",
+        "mixcse-train quikstart": "config quikstart does not exist",
         "bash scripts/missing.sh": "scripts/missing.sh does not exist",
         "python benchmarks/streaming.py make --no_such_flag": "benchmarks/streaming.py has no --no_such_flag",
         "mixcse-nothing x": "mixcse-nothing is not a console script",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.resources
 import json
 import os
 import re
@@ -42,6 +43,29 @@ def build_parser() -> HfArgumentParser:
     parser = HfArgumentParser((ModelArguments, DataArguments, MixCSETrainingArguments))
     parser.error = _usage_error
     return parser
+
+
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def shipped_configs() -> dict[str, str]:
+    """The configs the package ships (``mixcse_hf/configs``, also ``configs/`` in a checkout): name -> path."""
+    folder = importlib.resources.files("mixcse_hf") / "configs"
+    return {entry.name.removesuffix(".yaml"): str(entry) for entry in folder.iterdir() if entry.name.endswith(".yaml")}
+
+
+def config_file_path(name_or_path: str) -> str:
+    """A config's path: ``name_or_path`` itself when it is a path (a file there, a folder in it or a config suffix),
+    else the shipped config of that name (``quickstart``: the package's ``configs/quickstart.yaml``)."""
+    if os.path.isfile(name_or_path) or os.sep in name_or_path or name_or_path.endswith(CONFIG_SUFFIXES):
+        return name_or_path
+    shipped = shipped_configs()
+    if name_or_path not in shipped:
+        raise UsageError(
+            f"config {name_or_path!r} is neither a file nor a shipped config; the shipped ones: "
+            f"{', '.join(sorted(shipped))}"
+        )
+    return shipped[name_or_path]
 
 
 def read_config_file(path: str) -> dict[str, Any]:
@@ -126,7 +150,7 @@ def _nullable_fields(cls: type) -> set[str]:
 
 
 def split_config_path(argv: Sequence[str]) -> tuple[str | None, list[str]]:
-    """``[CONFIG] [--flag value ...]`` -> (config path or None, flags)."""
+    """``[CONFIG] [--flag value ...]`` -> (config path or name, or None; flags)."""
     if argv and not argv[0].startswith("-"):
         return argv[0], list(argv[1:])
     return None, list(argv)
@@ -187,6 +211,7 @@ def parse_run_args(argv: Sequence[str]) -> RunArguments:
     """Parse ``[CONFIG.yaml] [--flag value ...]`` into the three argument dataclasses; the checks that need no
     library come before the libraries are imported."""
     config_path, flags = split_config_path(argv)
+    config_path = config_file_path(config_path) if config_path is not None else None
     values = read_config_file(config_path) if config_path is not None else {}
     check_best_model_intervals({**values, **flag_values(flags, BEST_MODEL_KEYS)})
     parser = build_parser()
