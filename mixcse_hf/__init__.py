@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 _PUBLIC_API = {
     "CachedLoss": "mixcse_hf.losses.cached",
     "MixCSELoss": "mixcse_hf.losses.mixcse",

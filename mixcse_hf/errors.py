@@ -32,6 +32,7 @@ def first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+VERSION_FLAG = "--version"
 INTERRUPTED_STATUS = 130
 """The shell's status for a command stopped by SIGINT (128 + 2)."""
 
@@ -39,11 +40,17 @@ INTERRUPTED_STATUS = 130
 def run_cli(body: Callable[[list[str]], int | None], argv: list[str] | None = None) -> int:
     """Run a command-line entry point on ``argv`` (default ``sys.argv[1:]``) and return its exit status.
 
-    A :class:`UsageError` prints ``error: ...`` on one line and returns 2, a :class:`TrainingDiverged` returns
-    3, Ctrl-C prints ``interrupted: ...`` on one line and returns 130; ``--debug`` anywhere in ``argv`` lets the
-    exception (and its traceback) through instead.
+    ``--version`` prints the versions of mixcse_hf and its stack and returns 0. A :class:`UsageError` prints
+    ``error: ...`` on one line and returns 2, a :class:`TrainingDiverged` returns 3, Ctrl-C prints
+    ``interrupted: ...`` on one line and returns 130; ``--debug`` anywhere in ``argv`` lets the exception (and its
+    traceback) through instead.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    if VERSION_FLAG in argv:
+        from mixcse_hf.versions import version_line
+
+        print(version_line())
+        return 0
     quiet_library_progress_bars()
     debug = "--debug" in argv
     if debug:

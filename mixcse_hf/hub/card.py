@@ -58,6 +58,8 @@ class ModelCardInfo:
     """Where the STS-B scores came from: ``"hub"`` (MTEB's copy) or ``"senteval"`` (local SentEval files)."""
     load_from: str | None = None
     """What the card's code loads: the folder's absolute path, or unset for the Hub copy (``model_name``)."""
+    versions: dict[str, str] = field(default_factory=dict)
+    """The versions the model was trained with (:func:`mixcse_hf.versions.stack_versions`)."""
 
 
 def sts_results(info: ModelCardInfo) -> dict[str, float]:
@@ -187,12 +189,19 @@ with torch.no_grad():
 | setting | value |
 |---|---|
 {recipe_rows}
-{results}
+{results}{_versions_section(info)}
 ## Citation
 
 {CITATIONS}
 """
     return f"---\n{card_metadata(info).to_yaml()}\n---\n\n{body}"
+
+
+def _versions_section(info: ModelCardInfo) -> str:
+    if not info.versions:
+        return ""
+    rows = "\n".join(f"- {name}: {value}" for name, value in info.versions.items())
+    return f"\n## Framework versions\n\n{rows}\n"
 
 
 def _lora_section(info: ModelCardInfo) -> str:

@@ -21,6 +21,7 @@ from mixcse_hf.training.arguments import DataArguments, ModelArguments
 from mixcse_hf.training.data import load_corpus, text_column_count, tokenize_training_data, training_collator
 from mixcse_hf.training.streaming import StreamingCorpus, TokenizingCollator, row_source
 from mixcse_hf.training.training_args import MixCSETrainingArguments
+from mixcse_hf.versions import stack_versions
 
 
 def build_model(
@@ -173,4 +174,5 @@ def card_for_run(
         train_data=train_data,
         sts_source="senteval" if data_args.senteval_dir else "hub",
         lora=lora,
+        versions=stack_versions(),
     )

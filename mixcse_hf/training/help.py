@@ -82,7 +82,7 @@ _PLAIN_TYPE = re.compile(r"\b(bool|int|float|str|list|dict)\b")
 
 DESCRIPTION = (
     "Train a sentence encoder with MixCSE. CONFIG.yaml (or .json) holds argument values; command-line flags "
-    "override them; --KEY null unsets an optional key of the config."
+    "override them; --KEY null unsets an optional key of the config; --version prints the versions of the stack."
 )
 
 
@@ -104,7 +104,7 @@ def help_text(trainer_options: bool = False) -> str:
         epilog=None if trainer_options else _trainer_options_note(),
     )
     command_line = parser.add_argument_group("command line")
-    command_line.add_argument("CONFIG.yaml", nargs="?", help="argument values (YAML or JSON); flags override them")
+    command_line.add_argument("CONFIG.yaml", nargs="?", help="YAML/JSON file, or a shipped config: quickstart")
     command_line.add_argument(DEBUG_FLAG, action="store_true", help="show the traceback of an error, not one line")
     command_line.add_argument(HELP_ALL_FLAG, action="store_true", help="also list the Trainer's options")
     fields = {

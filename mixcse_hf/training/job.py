@@ -34,6 +34,7 @@ from mixcse_hf.training.resume import RunPlan, plan_run
 from mixcse_hf.training.summary import RunSummary, evaluation_poolers, peak_rss_mb, whole_run_metrics
 from mixcse_hf.training.trainer import MixCSETrainer
 from mixcse_hf.training.training_args import MixCSETrainingArguments
+from mixcse_hf.versions import changed_versions, stack_versions
 
 logger = logging.getLogger(__name__)
 
@@ -198,6 +199,10 @@ def start_run(
     another): a crash in between leaves files whose run record is not the output directory's, which are never
     resumed and which the next start removes. A fresh run records its start scores there, for its resumed parts."""
     plan.identity["precision"] = training_args.precision
+    versions = stack_versions()
+    if plan.resume_from is not None and (changed := changed_versions(plan.identity.get("versions", {}), versions)):
+        logger.warning("Resuming with other package versions than the run's so far: %s", "; ".join(changed))
+    plan.identity["versions"] = versions
     if plan.resume_from is None:
         plan.identity["start_scores"] = summary.model_scores("start")
     run_dir.write_run_record(output_dir, plan.identity)
