@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-from torch.distributed._functional_collectives import all_gather_single
+
+try:
+    from torch.distributed._functional_collectives import all_gather_single
+except ImportError:  # torch 2.11 and 2.12: the same differentiable all-gather, by the name 2.13 deprecated
+    from torch.distributed._functional_collectives import all_gather_tensor_autograd as all_gather_single
 
 
 def world_size() -> int:

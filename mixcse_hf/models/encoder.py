@@ -372,7 +372,8 @@ class SentenceEncoder:
 def pick_device(name: str | None) -> torch.device:
     """``name`` (the ``--device`` option) as a torch device that is present; ``None``: the accelerator (e.g. cuda)
     if any, else cpu. A name that is no device, or names one absent here, is a one-line :class:`UsageError`."""
-    accelerator = torch.accelerator.current_accelerator()
+    # Without check_available a CUDA build on a machine with no GPU names cuda.
+    accelerator = torch.accelerator.current_accelerator(check_available=True)
     if name is None:
         return accelerator or torch.device("cpu")
     try:
