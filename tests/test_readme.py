@@ -16,9 +16,9 @@ from transformers import AutoModel
 from tests.conftest import REPO_ROOT
 
 CI_COMMANDS = (
-    'pip install -e ".[dev]" torch==2.13.0 && MIXCSE_DATA_DIR=../shared/data python run_mixcse.py '
+    'pip install -e ".[dev]" -c constraints.txt && MIXCSE_DATA_DIR=../shared/data python run_mixcse.py '
     "configs/quickstart.yaml",
-    'pip install -e ".[dev]" torch==2.13.0 && MIXCSE_DATA_DIR=../shared/data python -m pytest',
+    'pip install -e ".[dev]" -c constraints.txt && MIXCSE_DATA_DIR=../shared/data python -m pytest',
 )
 """The README's two commands: the quick start, and the tests that CI (.ci/run) runs verbatim."""
 
