@@ -50,6 +50,7 @@ def _snapshot(directory: Path) -> dict[str, bytes]:
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.smoke
 def test_tiny_run_writes_loadable_checkpoint(
     tmp_path: Path, tiny_model_dir: str, tiny_corpus: Path, tiny_senteval: Path, capsys: pytest.CaptureFixture
 ) -> None:

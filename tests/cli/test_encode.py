@@ -60,6 +60,7 @@ def assert_matches(embeddings: np.ndarray, expected: torch.Tensor) -> None:
     np.testing.assert_allclose(embeddings, expected.numpy(), rtol=0, atol=1e-6)
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("extension", [".npy", ".safetensors", ".jsonl"])
 def test_each_output_format_equals_sentence_encoder_across_chunks(
     tiny_model_dir: str, txt_input: Path, out_dir: Path, expected: torch.Tensor, extension: str

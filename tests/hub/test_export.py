@@ -45,6 +45,7 @@ def _three_ways(path: Path, pooler: str) -> dict[str, torch.Tensor]:
     return embeddings
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("pooler", sorted(POOLER_RUNS))
 def test_three_loaders_agree(pooler: str, tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path) -> None:
     out = train_tiny(tiny_model_dir, tiny_corpus, tmp_path / "out", *POOLER_RUNS[pooler])

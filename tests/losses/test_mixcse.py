@@ -141,6 +141,7 @@ def _check_against_ref(
 # --------------------------------------------------------------------------- #
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("d", DIMS)
 @pytest.mark.parametrize("temp", TEMPS)
 @pytest.mark.parametrize("lam", LAMBDAS)
@@ -182,6 +183,7 @@ def test_mixing_uses_unnormalised_vectors() -> None:
 # --------------------------------------------------------------------------- #
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("mask_value", [0.0, -math.inf])
 @pytest.mark.parametrize("n", NS)
 def test_no_gradient_through_mixed_vectors(n: int, mask_value: float) -> None:
@@ -257,6 +259,7 @@ def test_neg_inf_mask_positions(n: int) -> None:
     assert torch.isfinite(logits.detach()[~expected_mask]).all()
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("temp", TEMPS)
 @pytest.mark.parametrize("lam", LAMBDAS)
 @pytest.mark.parametrize("n", NS)

@@ -73,6 +73,7 @@ def _assert_same(expected: dict[str, torch.Tensor], actual: dict[str, torch.Tens
     assert_same_grads(expected, actual, TOLERANCE)
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("layout", ["unsupervised", "triplets"])
 def test_same_loss_and_gradients_as_the_trainer(tiny_model_dir: str, tmp_path: Path, layout: str) -> None:
     """Same tiny model, batch and seed, dropout on, float64: sentence-transformers' loss equals MixCSETrainer's

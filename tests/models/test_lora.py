@@ -110,6 +110,7 @@ def _block_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "create_connection", refuse)
 
 
+@pytest.mark.smoke
 def test_a_lora_quick_start_loads_offline_as_its_card_shows(
     packaged_tiny_base: str,
     tiny_model_dir: str,
