@@ -27,9 +27,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BUNDLE = REPO_ROOT / ".gpu_bundle"
 
-ROOT_REQUIREMENTS = ("mixcse_hf[st]", "pytest")
-"""What the GPU check imports: the package with its sentence-transformers extra (the throughput baseline) and
-pytest (the CUDA tests). Their dependencies are followed through the installed packages' metadata."""
+ROOT_REQUIREMENTS = ("mixcse_hf[st]", "pytest", "setuptools")
+"""What the GPU check installs: the package with its sentence-transformers extra (the throughput baseline), pytest
+(the CUDA tests) and setuptools (which builds the package from the checkout). Their dependencies are followed
+through the installed packages' metadata."""
 
 NOT_BUNDLED = ("torch", "mixcse-hf")
 """torch must match the GPU machine's CUDA driver, so it is that machine's own; mixcse_hf is the checkout."""

@@ -3,8 +3,9 @@
 #   bash scripts/gpu_check.sh [PART ...]           # after pip install -e ".[dev]" with a CUDA build of torch
 #   bash scripts/gpu_check.sh --smoke [PART ...]   # every part at toy size on a CPU
 # Without internet, copy the folder scripts/prepare_gpu_bundle.sh fills (.gpu_bundle/, or GPU_BUNDLE) into the
-# checkout first: its wheels are installed into .gpu_bundle/site (no dependencies, no index) and its model and
-# data are used. Runs the parts (environment tests quickstart throughput compile) in order of value, each under
+# checkout first: mixcse_hf is installed from the checkout with its dependencies from the bundle's wheels (no
+# index; the machine's own torch is kept where it is in the package's range) and the bundle's model and data are
+# used. Runs the parts (environment tests quickstart throughput compile) in order of value, each under
 # its own time limit, within GPU_CHECK_BUDGET seconds (default 400), and writes OUT/gpu_check.{json,md,log} and
 # OUT/gpu_tests.xml (OUT defaults to outputs/gpu_check).
 set -uo pipefail
@@ -20,12 +21,9 @@ OUT="${OUT:-outputs/gpu_check}"
 mkdir -p "$OUT"
 bundle="${GPU_BUNDLE:-.gpu_bundle}"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_UPDATE_DOWNLOAD_COUNTS=0 TOKENIZERS_PARALLELISM=false
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if [[ ${#smoke[@]} -eq 0 && -d "$bundle/wheels" ]]; then
-    echo "installing the wheels of $bundle into $bundle/site"
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$bundle/site" \
-        "$bundle"/wheels/*.whl || exit 2
-    export PYTHONPATH="$PYTHONPATH:$PWD/$bundle/site"
+    echo "installing mixcse_hf from the checkout, its dependencies from $bundle/wheels (the machine's torch kept)"
+    python3 -m pip install -q --no-index --find-links "$bundle/wheels" -e ".[st]" pytest || exit 2
 fi
 declare -A limit=([environment]=45 [tests]=100 [quickstart]=120 [throughput]=200 [compile]=90)
 deadline=$((SECONDS + ${GPU_CHECK_BUDGET:-400}))

@@ -79,7 +79,16 @@ def test_wheels_are_every_dependency_but_torch_at_the_tested_versions() -> None:
     requirements = bundle.wheel_requirements()
     names = [requirement.split("==")[0] for requirement in requirements]
     assert names == sorted(set(names))
-    for name in ("transformers", "accelerate", "datasets", "evaluate", "peft", "sentence-transformers", "pytest"):
+    for name in (
+        "transformers",
+        "accelerate",
+        "datasets",
+        "evaluate",
+        "peft",
+        "sentence-transformers",
+        "pytest",
+        "setuptools",
+    ):
         assert f"{name}=={version(name)}" in requirements
     assert "tokenizers" in names and "pyarrow" in names  # dependencies of dependencies
     assert not {"torch", "mixcse-hf", "triton"} & set(names)
