@@ -316,9 +316,9 @@ class MixCSEOptions:
         default=None,
         metadata={
             "help": "Settings allowed to differ from the run being resumed, by name (learning_rate, max_steps, "
-            "num_train_epochs, warmup, max_grad_norm, the MixCSE loss options, bf16, train_file_content: a "
-            "train_file rewritten in place); each takes effect from the "
-            "resumed step on. Any other difference is refused: start a new run for it."
+            "num_train_epochs, warmup, max_grad_norm, the MixCSE loss options, precision between bf16 and fp32, "
+            "train_file_content: a train_file rewritten in place); each takes effect from the resumed step on. "
+            "Any other difference is refused: start a new run for it."
         },
     )
     overwrite_output_dir: bool = field(

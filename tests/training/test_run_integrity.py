@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from mixcse_hf.errors import UsageError
 from mixcse_hf.losses.mixcse import MixCSELoss
 from mixcse_hf.models.encoder import SentenceEncoder
+from mixcse_hf.training.identity import check_same_run
 from mixcse_hf.training.resume import plan_run
 from mixcse_hf.training.run_dir import LOCK_FILE, RUN_FILE
 from run_mixcse import main
@@ -205,6 +206,8 @@ def test_a_checkpoint_of_another_run_is_not_resumed(tiny_model_dir: str, tiny_co
         (["--learning_rate", "1e-4"], "learning_rate=5e-05, this run asks for learning_rate=0.0001"),
         (["--per_device_train_batch_size", "6"], "per_device_train_batch_size=4, this run asks for"),
         (["--model_name_or_path", "{other_model}"], "start a new run in a new output_dir"),
+        # the flag the user changed, not the Trainer's bf16/fp16 it sets
+        (["--precision", "bf16"], "precision='fp32', this run asks for precision='bf16'; pass --precision fp32 to"),
     ],
 )
 def test_changed_settings_are_refused_before_anything_is_written(
@@ -222,6 +225,18 @@ def test_changed_settings_are_refused_before_anything_is_written(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert _snapshot(out) == before
+
+
+def test_a_precision_change_is_named_as_precision() -> None:
+    """The run record keeps the Trainer's bf16/fp16 flags; a change names precision, the setting a user changes,
+    and may be allowed by that name (or by bf16, its earlier name) between bf16 and fp32, never to or from fp16."""
+    bf16, fp32, fp16 = ({"bf16": b, "fp16": f, "seed": 1} for b, f in ((True, False), (False, False), (False, True)))
+    with pytest.raises(UsageError, match="precision='bf16', this run asks for precision='fp32'; pass --precision"):
+        check_same_run(bf16, fp32, [], "the run")
+    assert check_same_run(bf16, fp32, ["precision"], "the run") == ["precision"]
+    assert check_same_run(bf16, fp32, ["bf16"], "the run") == ["precision"]
+    with pytest.raises(UsageError, match="precision='fp16', this run asks for precision='fp32'; start a new run"):
+        check_same_run(fp16, fp32, ["precision"], "the run")
 
 
 def test_an_allowed_learning_rate_change_takes_effect(tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path) -> None:
