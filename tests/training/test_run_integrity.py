@@ -22,9 +22,10 @@ from mixcse_hf.losses.mixcse import MixCSELoss
 from mixcse_hf.models.encoder import SentenceEncoder
 from mixcse_hf.training.identity import check_same_run
 from mixcse_hf.training.resume import plan_run
-from mixcse_hf.training.run_dir import LOCK_FILE, RUN_FILE
+from mixcse_hf.training.run_dir import RUN_FILE
+from mixcse_hf.training.run_lock import LOCK_FILE, locked
 from run_mixcse import main
-from tests.conftest import SENTENCES, train_tiny
+from tests.conftest import REPO_ROOT, SENTENCES, train_tiny
 
 
 def _config(tmp_path: Path, model_dir: str, corpus: Path, **extra: object) -> str:
@@ -274,6 +275,33 @@ def test_a_second_run_on_the_same_output_dir_refuses(
         holder.wait()
     assert main([config]) == 0
     assert _state(out)["global_step"] == 2
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_a_busy_output_dir_refuses_before_torch_loads(tmp_path: Path, rank: str) -> None:
+    """The main process checks the lock before the seconds of imports and model loading (a fresh process, to see
+    what it imported). Another rank leaves the lock to the main process, whose hold it must not take for another
+    run's: alone here, it is refused only by the lock the run takes (after torch)."""
+    out, config = tmp_path / "out", tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"output_dir": "${OUT}", "model_name_or_path": str(tmp_path / "model")}))
+    code = "import sys; from run_mixcse import main; status = main(sys.argv[1:]); print(status, 'torch' in sys.modules)"
+    environment = {"OUT": str(out), "RANK": rank, "MIXCSE_DATA_DIR": str(tmp_path)}
+    with locked(str(out)):
+        process = subprocess.run(
+            [sys.executable, "-c", code, str(config), "--train_file", str(tmp_path / "corpus.txt")],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            env=environment,
+        )
+    if rank == "0":
+        assert process.stdout.split() == ["2", "False"], process.stderr
+        assert process.stderr.strip().splitlines() == [
+            f"error: output_dir {str(out)!r} is in use by another run; wait for it to finish or choose another "
+            "output_dir"
+        ]
+    else:
+        assert process.stdout.split() == ["2", "True"], process.stderr
 
 
 def test_a_run_started_while_another_trains_refuses(
