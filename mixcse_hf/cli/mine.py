@@ -28,7 +28,9 @@ OUTPUT: anchor, positive, negative columns (with --scores also positive_score, n
 Memory: candidate embeddings go to a temporary folder (--work_dir, default beside OUTPUT) and --chunk_size anchors
 are scored against --chunk_size candidates at a time, so memory follows the chunk size, not the corpus size.
 Every input is checked (and read once) before anything is written; OUTPUT is written under a temporary name and
-renamed once complete. A progress bar on stderr (a terminal, or --progress), and a summary line at the end.
+renamed once complete. A killed run cannot clean up: its hidden .OUTPUT.HOST.PID.partial and its candidate folder
+.mixcse-mine.HOST.PID.candidates are removed by the next run (with a note) for the same OUTPUT and work folder. A
+progress bar on stderr (a terminal, or --progress), and a summary line at the end.
 """
 
 from __future__ import annotations
@@ -37,14 +39,15 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from mixcse_hf.cli import encode
-from mixcse_hf.cli.encode import DTYPES, check_input, replaced_on_success
+from mixcse_hf.cli.encode import DTYPES, check_input, own_transient_name, remove_stale, replaced_on_success
 from mixcse_hf.errors import UsageError, run_cli
 from mixcse_hf.output_files import check_output_dir
 from mixcse_hf.text_files import TABLE_FORMATS, batched, check_text_file, is_blank
@@ -61,6 +64,8 @@ TABLE_EXTENSIONS = tuple(TABLE_FORMATS)
 """The table formats training reads, in and out."""
 COLUMNS = ("anchor", "positive", "negative")
 SCORE_COLUMNS = ("positive_score", "negative_score")
+WORK_PREFIX, WORK_SUFFIX = ".mixcse-mine", ".candidates"
+"""The candidate folder's name: ``.mixcse-mine.HOST.PID.candidates`` (:func:`candidate_folder`)."""
 TSV_FORBIDDEN = ("\t", "\n", "\r")
 """Characters a TSV field cannot hold: training reads TSV without quoting."""
 
@@ -267,6 +272,19 @@ def filters_of(args: argparse.Namespace) -> NegativeFilters:
     return filters
 
 
+@contextmanager
+def candidate_folder(parent: str) -> Iterator[str]:
+    """The hidden folder in ``parent`` where candidate embeddings stay while mining, named by this machine and
+    process and removed when mining ends; those that killed runs left in ``parent`` are removed first."""
+    remove_stale(parent, WORK_PREFIX, WORK_SUFFIX)
+    path = os.path.join(parent, own_transient_name(WORK_PREFIX, WORK_SUFFIX))
+    os.mkdir(path)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def mine_command(argv: list[str]) -> None:
     """Check everything, read the inputs once, load MODEL, then mine into OUTPUT; a summary on stderr."""
     args = build_parser().parse_args(argv)
@@ -296,7 +314,7 @@ def mine_command(argv: list[str]) -> None:
     total = index.candidates + index.rows
     with (
         tqdm(total=total, unit="sentence", desc="Mining", disable=not show, file=sys.stderr) as progress,
-        tempfile.TemporaryDirectory(prefix=".mixcse-mine-", dir=work_parent) as work_dir,
+        candidate_folder(work_parent) as work_dir,
         replaced_on_success(args.output) as temporary,
     ):
         sizes = {"chunk_size": args.chunk_size, "batch_size": args.batch_size, "store_dtype": args.store_dtype}

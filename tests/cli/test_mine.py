@@ -6,6 +6,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
+import subprocess
+import sys
 import unicodedata
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import torch
 from mixcse_hf.cli.mine import main
 from mixcse_hf.models.encoder import SentenceEncoder
 from mixcse_hf.training.data import load_corpus
-from tests.conftest import SENTENCES, train_tiny
+from tests.conftest import REPO_ROOT, SENTENCES, train_tiny
 
 POOLER = ["--pooler", "avg"]
 """The tiny random BERT's [CLS] vectors all point one way (cosines above 0.99998); averaged tokens spread out."""
@@ -372,6 +375,49 @@ BAD_CASES = [
     "bad model",
     "bad pooler",
 ]
+
+
+KILLED_MINE = """
+import os, signal, sys
+from mixcse_hf.cli import mine
+
+
+def killed_while_writing(path, rows, scores):
+    with open(path, "w") as handle:
+        handle.write(repr(next(iter(rows))))  # the candidates are embedded by now
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+mine.WRITERS[".csv"] = killed_while_writing
+mine.main(sys.argv[1:])
+"""
+
+
+def test_what_a_killed_run_left_is_removed_by_the_next_run(
+    tiny_model_dir: str, pairs_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run killed while writing leaves its partial OUTPUT and its candidate folder: the next run removes both
+    (a note each) and keeps those of a run still going."""
+    out, output = tmp_path / "out", tmp_path / "out" / "mined.csv"
+    out.mkdir()
+    argv = [tiny_model_dir, str(pairs_csv), str(output), *POOLER]
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    killed = subprocess.run([sys.executable, "-c", KILLED_MINE, *argv], env=environment, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    left = sorted(out.iterdir())
+    assert [path.suffix for path in left] == [".partial", ".candidates"] and left[1].is_dir()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        pid = left[1].name.rsplit(".", 2)[1]  # .mixcse-mine.HOST.PID.candidates
+        live = out / left[1].name.replace(f".{pid}.", f".{running.pid}.")
+        live.mkdir()
+        assert main(argv) == 0
+    finally:
+        running.kill()
+        running.wait()
+    assert sorted(path.name for path in out.iterdir()) == sorted([live.name, "mined.csv"])
+    err = capsys.readouterr().err
+    assert all(f"removed {path}, left by a run that was killed" in err for path in left)
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
