@@ -16,14 +16,17 @@ Rows with a blank anchor or positive are skipped, as training skips them.
 
 Candidates: the positives of all rows, plus the sentences of --corpus (a text file, one sentence a line, blank
 lines skipped), each distinct text once. Filters (sentence-transformers' mine_hard_negatives definitions, score =
-cosine similarity, p = the positive's score): a candidate equal to the anchor or a positive of that anchor (after
-Unicode NFKC, case folding and whitespace collapsing) is never a negative; --absolute_margin M removes s + M > p;
+cosine similarity, p = the positive's score; an anchor on several rows: the lowest of its positives' scores): a
+candidate equal to the anchor or a positive of that anchor (after Unicode NFKC, case folding and whitespace
+collapsing) is never a negative; --absolute_margin M removes s + M > p;
 --relative_margin R removes s > p - |p| R; --max_score / --min_score remove scores above / below; --range_min K
 skips the K best candidates left; the next --num_negatives are the negatives, one output row each, best first.
 A row with none left is not written (the summary counts it).
 
-OUTPUT: anchor, positive, negative columns (with --scores also positive_score, negative_score) in .csv, .tsv,
-.jsonl, .json or .parquet, which run_mixcse.py (--train_file) and the sentence-transformers loss read as they are.
+OUTPUT: anchor, positive, negative columns in .csv, .tsv, .jsonl, .json or .parquet, which run_mixcse.py
+(--train_file) and the sentence-transformers loss read as they are. --scores adds positive_score (the row's own
+positive), negative_score and min_positive_score (the lowest of the anchor's positives: p above, for an anchor on
+several rows).
 
 Memory: candidate embeddings go to a temporary folder (--work_dir, default beside OUTPUT) and --chunk_size anchors
 are scored against --chunk_size candidates at a time, so memory follows the chunk size, not the corpus size.
@@ -63,7 +66,9 @@ computed in float32 either way."""
 TABLE_EXTENSIONS = tuple(TABLE_FORMATS)
 """The table formats training reads, in and out."""
 COLUMNS = ("anchor", "positive", "negative")
-SCORE_COLUMNS = ("positive_score", "negative_score")
+SCORE_COLUMNS = ("positive_score", "negative_score", "min_positive_score")
+"""With --scores: the row's positive's score, its negative's, and the lowest of the anchor's positives' scores
+(an anchor on several rows), which the filters compare with."""
 WORK_PREFIX, WORK_SUFFIX = ".mixcse-mine", ".candidates"
 """The candidate folder's name: ``.mixcse-mine.HOST.PID.candidates`` (:func:`candidate_folder`)."""
 TSV_FORBIDDEN = ("\t", "\n", "\r")
@@ -76,7 +81,7 @@ def output_columns(scores: bool) -> tuple[str, ...]:
 
 def row_values(row: MinedRow, scores: bool) -> list[str | float]:
     values: list[str | float] = [row.anchor, row.positive, row.negative]
-    return [*values, row.positive_score, row.negative_score] if scores else values
+    return [*values, row.positive_score, row.negative_score, row.min_positive_score] if scores else values
 
 
 def row_record(row: MinedRow, scores: bool) -> dict[str, str | float]:
@@ -244,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="compute dtype (default float32)")
     parser.add_argument("--max_seq_length", type=int, help="truncation in tokens; default: the model's")
     parser.add_argument("--device", help="torch device; default: an accelerator if present, else cpu")
-    parser.add_argument("--scores", action="store_true", help="also write positive_score and negative_score columns")
+    parser.add_argument(
+        "--scores", action="store_true", help="also write positive_score, negative_score and min_positive_score columns"
+    )
     parser.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is no terminal")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     return parser

@@ -183,6 +183,29 @@ def test_duplicates_are_never_negatives(tiny_model_dir: str, encoder: SentenceEn
     assert (anchors @ variants.T).min() > (anchors @ others.T).max()
 
 
+def test_scores_are_the_rows_own_and_the_anchors_lowest(
+    tiny_model_dir: str, encoder: SentenceEncoder, tmp_path: Path
+) -> None:
+    """positive_score is the score of the row's own positive; an anchor on several rows is filtered by the lowest
+    of its positives' scores, written as min_positive_score."""
+    pairs = [*PAIRS, (SENTENCES[1], "a woman cuts an onion ."), (SENTENCES[1], "someone is slicing a vegetable .")]
+    path = write_pairs(tmp_path / "pairs.csv", pairs)
+    output = tmp_path / "mined.jsonl"
+    run_mine(tiny_model_dir, path, output, "--scores")
+    rows = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == len(pairs)
+
+    def score(anchor: str, positive: str) -> float:
+        return float(encoder.encode([anchor], normalize=True) @ encoder.encode([positive], normalize=True).T)
+
+    for row in rows:
+        own = [p for a, p in pairs if a == row["anchor"]]
+        assert row["positive_score"] == pytest.approx(score(row["anchor"], row["positive"]), abs=1e-5)
+        assert row["min_positive_score"] == pytest.approx(min(score(row["anchor"], p) for p in own), abs=1e-5)
+    differ = [row for row in rows if row["positive_score"] != pytest.approx(row["min_positive_score"], abs=1e-5)]
+    assert {row["anchor"] for row in differ} == {SENTENCES[1]}
+
+
 def test_chunked_equals_unchunked(tiny_model_dir: str, pairs_csv: Path, tmp_path: Path) -> None:
     flags = ["--num_negatives", "3", "--range_min", "1", "--scores"]
     whole = run_mine(tiny_model_dir, pairs_csv, tmp_path / "whole.jsonl", *flags, "--chunk_size", "1000")
