@@ -157,3 +157,28 @@ def test_a_lora_quick_start_loads_offline_as_its_card_shows(
     config_file.write_text(json.dumps({**config, "base_model_name_or_path": tiny_model_dir}))
     loaded = SentenceTransformer(str(published), device="cpu").encode(SENTENCES[:1], convert_to_tensor=True)
     assert torch.allclose(loaded[0].cpu(), expected, atol=1e-5)
+
+
+def test_the_lora_counts_in_the_docs_are_those_of_their_commands(
+    tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/publishing.md's trainable-parameter counts on the quick-start model, each built as the command beside it
+    builds it: configs/quickstart_lora.yaml (mean pooling: adapters only), and benchmarks/lora_vs_full.py's LoRA
+    variant ([CLS] pooling: the MLP trains in full too)."""
+    from mixcse_hf.training.build import build_model
+    from mixcse_hf.training.config import parse_run_args
+
+    text = " ".join((REPO_ROOT / "docs" / "publishing.md").read_text(encoding="utf-8").split())
+    quick_start = re.search(r"`configs/quickstart_lora\.yaml` .*? trains ([\d,]+) of the ([\d,]+) parameters", text)
+    benchmark = re.search(r"([\d,]+) parameters in `benchmarks/lora_vs_full\.py`", text)
+    monkeypatch.setenv("MIXCSE_DATA_DIR", str(tmp_path))
+    flags = ["--train_file", str(tiny_corpus), "--output_dir", str(tmp_path / "out")]
+
+    def counts(*extra: str) -> tuple[int, int]:
+        model_args, _, training_args = parse_run_args([*extra, *flags])  # a config comes first
+        return count_parameters(build_model(model_args, training_args, resuming=False)[0])
+
+    documented = tuple(int(number.replace(",", "")) for number in quick_start.groups())
+    assert counts(str(REPO_ROOT / "configs" / "quickstart_lora.yaml")) == documented
+    benchmark_flags = ["--model_name_or_path", "sentence-transformers/all-MiniLM-L6-v2", "--use_lora", "true"]
+    assert counts(*benchmark_flags, "--pooler_type", "cls")[0] == int(benchmark.group(1).replace(",", ""))
