@@ -117,8 +117,8 @@ class ProgressLines(ProgressCallback):
         logs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        if not state.is_world_process_zero or not logs:
-            return
+        if not state.is_world_process_zero or not logs or (self.bar and self.training_bar is None):
+            return  # with the bar, lines go with it, while training, as the Trainer's own callback writes them
         line = progress_line(logs, state.global_step, state.max_steps, self.remaining_seconds(state))
         if self.training_bar is not None:
             self.training_bar.write(line)
