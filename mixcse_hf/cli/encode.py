@@ -227,7 +227,7 @@ def process_is_alive(pid: int) -> bool:
 
 
 def own_transient_name(prefix: str, suffix: str) -> str:
-    """The name of this process's transient file or folder: ``PREFIX.HOST.PID SUFFIX``, which
+    """The name of this process's transient file or folder, ``{prefix}.{host}.{pid}{suffix}``, which
     :func:`remove_stale` recognises once the process is gone."""
     return f"{prefix}.{socket.gethostname()}.{os.getpid()}{suffix}"
 

@@ -185,6 +185,7 @@ def check_best_model_intervals(values: Mapping[str, Any]) -> None:
 
 
 LOCK_KEYS = ("output_dir", "do_train")
+"""The flags :func:`check_output_dir_free` reads (only a training run takes the lock)."""
 
 
 def check_output_dir_free(values: Mapping[str, Any]) -> None:
