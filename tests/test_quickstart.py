@@ -4,6 +4,7 @@ says or stop at once, before torch loads, naming the flags that fix them."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shlex
@@ -15,7 +16,7 @@ import pytest
 import yaml
 
 from run_mixcse import main
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, SENTENCES
 
 QUICKSTART = str(REPO_ROOT / "configs" / "quickstart.yaml")
 
@@ -97,11 +98,19 @@ def test_misaligned_short_run_stops_before_torch_loads() -> None:
     ]
 
 
+def _readme_commands(pattern: str) -> list[list[str]]:
+    """The README command matching ``pattern`` (up to its comment), split at ``&&`` into words."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    words = shlex.split(re.search(pattern, readme, re.M | re.S).group(1).replace("\\\n", " "))
+    commands = [[]]
+    for word in words:
+        commands.append([]) if word == "&&" else commands[-1].append(word)
+    return commands
+
+
 def test_the_readme_try_it_recipe_runs(tiny_quickstart: list[str], tmp_path: Path) -> None:
     """The README's short run of the quick start: it evaluates, saves and keeps the best model within its steps."""
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    pattern = r"^(python run_mixcse\.py configs/quickstart\.yaml --max_steps .*?) +# try it"
-    words = shlex.split(re.search(pattern, readme, re.M | re.S).group(1).replace("\\\n", " "))
+    (words,) = _readme_commands(r"^(python run_mixcse\.py configs/quickstart\.yaml --max_steps .*?) +# try it")
     assert words[:3] == ["python", "run_mixcse.py", "configs/quickstart.yaml"]
     assert main([QUICKSTART, *words[3:], *tiny_quickstart]) == 0
     state = _state(tmp_path / "out")
@@ -110,3 +119,34 @@ def test_the_readme_try_it_recipe_runs(tiny_quickstart: list[str], tmp_path: Pat
     evaluated = [entry["step"] for entry in state["log_history"] if "eval_stsb_spearman" in entry]
     assert len(evaluated) >= 2 and evaluated[-1] == max_steps
     assert state["best_model_checkpoint"]
+
+
+def test_the_readme_pair_commands_train_on_your_pairs(
+    tiny_quickstart: list[str], tiny_model_dir: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's two commands for your own pairs, as written in a folder holding pairs.csv (tiny stand-ins for
+    the model and the STS data, and a short run): a CSV of pairs trains as pairs, mined negatives as triplets,
+    each with the supervised quick start's evaluation and best-model keeping."""
+    from mixcse_hf.cli.mine import main as mine
+
+    monkeypatch.chdir(tmp_path)
+    rows = [{"anchor": s, "positive": f"{s.removesuffix(' .')} today ."} for s in SENTENCES]
+    with open("pairs.csv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["anchor", "positive"])
+        writer.writeheader()
+        writer.writerows(rows)
+    short = ["--max_steps", "4", "--eval_steps", "2", "--save_steps", "2", "--max_seq_length", "16"]
+    (pairs,) = _readme_commands(r"^(python run_mixcse\.py \S+ --train_file pairs\.csv .*?) +# your CSV")
+    mining, triplets = _readme_commands(r"^(mixcse-mine .*?) +# the same, with mined")
+    assert pairs[:2] == triplets[:2] == ["python", "run_mixcse.py"] and mining[0] == "mixcse-mine"
+    for command, columns in ((pairs, 2), (triplets, 3)):
+        if columns == 3:
+            assert mine([tiny_model_dir, *mining[2:], "--pooler", "avg"]) == 0
+        assert main([str(REPO_ROOT / command[2]), *tiny_quickstart, *command[3:], *short]) == 0
+        out = tmp_path / command[command.index("--output_dir") + 1]
+        resolved = yaml.safe_load((out / "run_config.yaml").read_text())
+        assert resolved["train_file"] == command[command.index("--train_file") + 1]
+        state = _state(out)
+        assert [entry["step"] for entry in state["log_history"] if "eval_stsb_spearman" in entry] == [2, 4]
+        assert state["best_model_checkpoint"]
+        assert json.loads((out / "sts_results.json").read_text())["sentences_per_row"] == columns

@@ -13,7 +13,8 @@ import torch
 from sentence_transformers import SentenceTransformer
 from transformers import AutoModel
 
-from tests.conftest import REPO_ROOT
+from mixcse_hf.models.pooling import POOLERS
+from tests.conftest import REPO_ROOT, train_tiny
 
 CI_COMMANDS = (
     'pip install -e ".[dev]" -c constraints.txt && MIXCSE_DATA_DIR=../shared/data python run_mixcse.py '
@@ -23,6 +24,7 @@ CI_COMMANDS = (
 """The README's two commands: the quick start, and the tests that CI (.ci/run) runs verbatim."""
 
 RUN_EXAMPLES = {
+    "loading": ("README.md", "## Encode, evaluate, publish"),
     "custom loss and evaluator": ("docs/architecture.md", "## A custom loss and evaluator"),
     "sentence-transformers": ("docs/sentence_transformers.md", "## Use with sentence-transformers"),
 }
@@ -67,6 +69,20 @@ def test_readme_stays_a_front_door() -> None:
     """At most 200 lines: the details live in docs/."""
     lines = (REPO_ROOT / "README.md").read_text(encoding="utf-8").splitlines()
     assert len(lines) <= 200, f"README.md has {len(lines)} lines; move details to docs/"
+
+
+def test_the_readme_loading_example_gives_the_models_embedding(
+    tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path
+) -> None:
+    """The README's loading block, as written, on a mean-pooling checkpoint where it looks (outputs/quickstart):
+    plain transformers with the pooling it shows (the card's code for the quick start's pooler, verbatim) gives
+    SentenceTransformer's embedding."""
+    train_tiny(tiny_model_dir, tiny_corpus, tmp_path / "outputs" / "quickstart", "--pooler_type", "avg")
+    assert POOLERS["avg"].card_code in doc_block(*RUN_EXAMPLES["loading"])
+    namespace = run_doc_block("loading", {}, tmp_path)
+    embeddings = torch.as_tensor(namespace["embeddings"])
+    assert embeddings.shape[0] == 2
+    assert torch.allclose(namespace["embedding"], embeddings, atol=1e-5)
 
 
 def test_custom_loss_and_evaluator_example(tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path) -> None:

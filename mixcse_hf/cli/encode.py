@@ -37,6 +37,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -225,16 +226,25 @@ def process_is_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_partials(directory: str, name: str, host: str) -> None:
-    """Remove the partial files of OUTPUT ``name`` left in ``directory`` by killed runs: those of ``host`` whose
-    process is gone (a running one's, and another machine's, are kept); a note on stderr names each."""
-    prefix, suffix = f".{name}.{host}.", ".partial"
+def own_transient_name(prefix: str, suffix: str) -> str:
+    """The name of this process's transient file or folder, ``{prefix}.{host}.{pid}{suffix}``, which
+    :func:`remove_stale` recognises once the process is gone."""
+    return f"{prefix}.{socket.gethostname()}.{os.getpid()}{suffix}"
+
+
+def remove_stale(directory: str, prefix: str, suffix: str) -> None:
+    """Remove what killed runs left in ``directory`` under :func:`own_transient_name` names: those of this machine
+    whose process is gone (a running one's, and another machine's, are kept); a note on stderr names each."""
+    start = f"{prefix}.{socket.gethostname()}."
     for entry in os.listdir(directory):
-        pid = entry.removeprefix(prefix).removesuffix(suffix)
-        if entry.startswith(prefix) and entry.endswith(suffix) and pid.isdigit() and not process_is_alive(int(pid)):
+        pid = entry.removeprefix(start).removesuffix(suffix)
+        if entry.startswith(start) and entry.endswith(suffix) and pid.isdigit() and not process_is_alive(int(pid)):
             stale = os.path.join(directory, entry)
-            os.remove(stale)
-            print(f"note: removed {stale}, left by an encoding that was killed", file=sys.stderr)
+            if os.path.isdir(stale) and not os.path.islink(stale):
+                shutil.rmtree(stale)
+            else:
+                os.remove(stale)
+            print(f"note: removed {stale}, left by a run that was killed", file=sys.stderr)
 
 
 @contextmanager
@@ -242,9 +252,8 @@ def replaced_on_success(path: str) -> Iterator[str]:
     """A temporary path beside ``path`` (hidden, named by this machine and process): renamed to ``path`` when the
     block succeeds, removed when it fails; those of killed runs for ``path`` are removed first."""
     directory, name = os.path.split(os.path.abspath(path))
-    host = socket.gethostname()
-    remove_stale_partials(directory, name, host)
-    temporary = os.path.join(directory, f".{name}.{host}.{os.getpid()}.partial")
+    remove_stale(directory, f".{name}", ".partial")
+    temporary = os.path.join(directory, own_transient_name(f".{name}", ".partial"))
     try:
         yield temporary
         os.replace(temporary, path)

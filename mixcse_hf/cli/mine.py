@@ -16,19 +16,24 @@ Rows with a blank anchor or positive are skipped, as training skips them.
 
 Candidates: the positives of all rows, plus the sentences of --corpus (a text file, one sentence a line, blank
 lines skipped), each distinct text once. Filters (sentence-transformers' mine_hard_negatives definitions, score =
-cosine similarity, p = the positive's score): a candidate equal to the anchor or a positive of that anchor (after
-Unicode NFKC, case folding and whitespace collapsing) is never a negative; --absolute_margin M removes s + M > p;
+cosine similarity, p = the positive's score; an anchor on several rows: the lowest of its positives' scores): a
+candidate equal to the anchor or a positive of that anchor (after Unicode NFKC, case folding and whitespace
+collapsing) is never a negative; --absolute_margin M removes s + M > p;
 --relative_margin R removes s > p - |p| R; --max_score / --min_score remove scores above / below; --range_min K
 skips the K best candidates left; the next --num_negatives are the negatives, one output row each, best first.
 A row with none left is not written (the summary counts it).
 
-OUTPUT: anchor, positive, negative columns (with --scores also positive_score, negative_score) in .csv, .tsv,
-.jsonl, .json or .parquet, which run_mixcse.py (--train_file) and the sentence-transformers loss read as they are.
+OUTPUT: anchor, positive, negative columns in .csv, .tsv, .jsonl, .json or .parquet, which run_mixcse.py
+(--train_file) and the sentence-transformers loss read as they are. --scores adds positive_score (the row's own
+positive), negative_score and min_positive_score (the lowest of the anchor's positives: p above, for an anchor on
+several rows).
 
 Memory: candidate embeddings go to a temporary folder (--work_dir, default beside OUTPUT) and --chunk_size anchors
 are scored against --chunk_size candidates at a time, so memory follows the chunk size, not the corpus size.
 Every input is checked (and read once) before anything is written; OUTPUT is written under a temporary name and
-renamed once complete. A progress bar on stderr (a terminal, or --progress), and a summary line at the end.
+renamed once complete. A killed run cannot clean up: its hidden .OUTPUT.HOST.PID.partial and its candidate folder
+.mixcse-mine.HOST.PID.candidates are removed by the next run (with a note) for the same OUTPUT and work folder. A
+progress bar on stderr (a terminal, or --progress), and a summary line at the end.
 """
 
 from __future__ import annotations
@@ -37,14 +42,15 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from mixcse_hf.cli import encode
-from mixcse_hf.cli.encode import DTYPES, check_input, replaced_on_success
+from mixcse_hf.cli.encode import DTYPES, check_input, own_transient_name, remove_stale, replaced_on_success
 from mixcse_hf.errors import UsageError, run_cli
 from mixcse_hf.output_files import check_output_dir
 from mixcse_hf.text_files import TABLE_FORMATS, batched, check_text_file, is_blank
@@ -60,7 +66,11 @@ computed in float32 either way."""
 TABLE_EXTENSIONS = tuple(TABLE_FORMATS)
 """The table formats training reads, in and out."""
 COLUMNS = ("anchor", "positive", "negative")
-SCORE_COLUMNS = ("positive_score", "negative_score")
+SCORE_COLUMNS = ("positive_score", "negative_score", "min_positive_score")
+"""With --scores: the row's positive's score, its negative's, and the lowest of the anchor's positives' scores
+(an anchor on several rows), which the filters compare with."""
+WORK_PREFIX, WORK_SUFFIX = ".mixcse-mine", ".candidates"
+"""The candidate folder's name: ``.mixcse-mine.HOST.PID.candidates`` (:func:`candidate_folder`)."""
 TSV_FORBIDDEN = ("\t", "\n", "\r")
 """Characters a TSV field cannot hold: training reads TSV without quoting."""
 
@@ -71,7 +81,7 @@ def output_columns(scores: bool) -> tuple[str, ...]:
 
 def row_values(row: MinedRow, scores: bool) -> list[str | float]:
     values: list[str | float] = [row.anchor, row.positive, row.negative]
-    return [*values, row.positive_score, row.negative_score] if scores else values
+    return [*values, row.positive_score, row.negative_score, row.min_positive_score] if scores else values
 
 
 def row_record(row: MinedRow, scores: bool) -> dict[str, str | float]:
@@ -239,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="compute dtype (default float32)")
     parser.add_argument("--max_seq_length", type=int, help="truncation in tokens; default: the model's")
     parser.add_argument("--device", help="torch device; default: an accelerator if present, else cpu")
-    parser.add_argument("--scores", action="store_true", help="also write positive_score and negative_score columns")
+    parser.add_argument(
+        "--scores", action="store_true", help="also write positive_score, negative_score and min_positive_score columns"
+    )
     parser.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is no terminal")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     return parser
@@ -265,6 +277,19 @@ def filters_of(args: argparse.Namespace) -> NegativeFilters:
     )
     filters.check()
     return filters
+
+
+@contextmanager
+def candidate_folder(parent: str) -> Iterator[str]:
+    """The hidden folder in ``parent`` where candidate embeddings stay while mining, named by this machine and
+    process and removed when mining ends; those that killed runs left in ``parent`` are removed first."""
+    remove_stale(parent, WORK_PREFIX, WORK_SUFFIX)
+    path = os.path.join(parent, own_transient_name(WORK_PREFIX, WORK_SUFFIX))
+    os.mkdir(path)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def mine_command(argv: list[str]) -> None:
@@ -296,7 +321,7 @@ def mine_command(argv: list[str]) -> None:
     total = index.candidates + index.rows
     with (
         tqdm(total=total, unit="sentence", desc="Mining", disable=not show, file=sys.stderr) as progress,
-        tempfile.TemporaryDirectory(prefix=".mixcse-mine-", dir=work_parent) as work_dir,
+        candidate_folder(work_parent) as work_dir,
         replaced_on_success(args.output) as temporary,
     ):
         sizes = {"chunk_size": args.chunk_size, "batch_size": args.batch_size, "store_dtype": args.store_dtype}

@@ -22,7 +22,8 @@ negatives against it, given a thin SentenceTransformer-like view of the same enc
   (sentence-transformers compares raw text, and not with the anchor).
 
 The filters, for a candidate of score ``s`` against an anchor whose positive scores ``p`` (an anchor on several
-rows: the lowest of its positives' scores, as sentence-transformers does), in this order:
+rows: the lowest of its positives' scores, as sentence-transformers does; a row reports its own positive's score
+and that lowest one apart), in this order:
 
 - duplicates and the anchor's positives are removed;
 - ``absolute_margin`` m: removed when ``s + m > p``;
@@ -122,6 +123,8 @@ class MinedRow:
     negative: str
     positive_score: float
     negative_score: float
+    min_positive_score: float
+    """The lowest score of the anchor's positives (its own where it has one): the ``p`` the filters compare with."""
 
 
 Pairs = Callable[[], Iterable[tuple[str, str]]]
@@ -352,14 +355,14 @@ def top_candidates(
     filters: NegativeFilters,
     chunk_size: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """For the anchors (B, d) of ``rows``: each one's positive score (B,), and the scores and store places (B,
-    depth) of the best candidates that pass the filters, best first (``-inf`` where fewer pass)."""
+    """For the anchors (B, d) of ``rows``: the scores (B, 2) of each row's own positive and of the lowest of its
+    anchor's positives (the one the filters compare with), and the scores and store places (B, depth) of the best
+    candidates that pass the filters, best first (``-inf`` where fewer pass)."""
     owner, members = groups.members(rows)
     positives = positive_places[members]
     similarity = (anchors[owner] * store.rows(positives)).sum(-1)
-    positive_scores = torch.full((len(rows),), math.inf).scatter_reduce(
-        0, torch.from_numpy(owner), similarity, reduce="amin"
-    )
+    lowest = torch.full((len(rows),), math.inf).scatter_reduce(0, torch.from_numpy(owner), similarity, reduce="amin")
+    own = similarity[torch.from_numpy(members == rows[owner])]  # each row is once among its own group's members
     has_anchor = anchor_places[rows] >= 0
     excluded_rows = np.concatenate([owner, np.flatnonzero(has_anchor)])
     excluded_places = np.concatenate([positives, anchor_places[rows][has_anchor]])
@@ -370,14 +373,14 @@ def top_candidates(
         scores = anchors @ candidates.T
         inside = (excluded_places >= start) & (excluded_places < start + len(candidates))
         scores[excluded_rows[inside], excluded_places[inside] - start] = -math.inf
-        filters.remove(scores, positive_scores)
+        filters.remove(scores, lowest)
         chunk_scores, chunk_places = torch.topk(scores, min(depth, len(candidates)), dim=1)
         merged_scores = torch.cat([best_scores, chunk_scores], dim=1)
         merged_places = torch.cat([best_places, chunk_places + start], dim=1)
         # stable: on a tie the candidate read first wins, in one chunk or many
         best_scores, order = torch.sort(merged_scores, dim=1, descending=True, stable=True)
         best_scores, best_places = best_scores[:, :depth], merged_places.gather(1, order[:, :depth])
-    return positive_scores, best_scores, best_places
+    return torch.stack([own, lowest], dim=1), best_scores, best_places
 
 
 def chunk_rows(
@@ -393,10 +396,12 @@ def chunk_rows(
     """The output rows of one anchor chunk: after ``range_min`` skipped, up to ``num_negatives`` per row."""
     kept_scores = best_scores[:, filters.range_min :].tolist()
     kept_places = places[:, filters.range_min :].tolist()
+    positives = positive_scores.tolist()
     for i, (anchor, positive) in enumerate(chunk):
         found = [(s, p) for s, p in zip(kept_scores[i], kept_places[i], strict=True) if s != -math.inf]
         stats.negatives += len(found)
         stats.rows_short += len(found) < filters.num_negatives
         stats.rows_without += not found
+        own, lowest = positives[i]
         for score, place in found:
-            yield MinedRow(int(rows[i]), anchor, positive, store.text(place), positive_scores[i].item(), score)
+            yield MinedRow(int(rows[i]), anchor, positive, store.text(place), own, score, lowest)

@@ -204,6 +204,14 @@ def _versions_section(info: ModelCardInfo) -> str:
     return f"\n## Framework versions\n\n{rows}\n"
 
 
+LORA_REMOTE_CODE = (
+    "`trust_remote_code=True` adds no pooling head to an adapter folder (it has no `modeling_mixcse.py`): it gives "
+    "the base with the adapter and no `sentence_embedding`; pool as shown below, or train with `--merge_lora true` "
+    "for a checkpoint that has the head."
+)
+"""What the card of a LoRA adapter says about ``trust_remote_code``, which loads without error but not the head."""
+
+
 def _lora_section(info: ModelCardInfo) -> str:
     """What a LoRA adapter needs to load, and how it loads without network."""
     settings = ", ".join(f"{key}={value}" for key, value in (info.lora or {}).items())
@@ -213,7 +221,7 @@ def _lora_section(info: ModelCardInfo) -> str:
         "model that `base_model_name_or_path` in `adapter_config.json` names: in a folder saved by training, the "
         "local directory the run started from, so the code below runs there without network; in the copy on the "
         "Hub, the base's Hub id where it has one. **Offline** elsewhere: set `base_model_name_or_path` to the "
-        "directory of your local copy of the base.\n"
+        f"directory of your local copy of the base. {LORA_REMOTE_CODE}\n"
     )
 
 

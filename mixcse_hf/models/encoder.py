@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from mixcse_hf.errors import UsageError, first_line
+from mixcse_hf.models.lora import peft_wrapping
 from mixcse_hf.models.packing import embed_packed
 from mixcse_hf.models.pooling import (
     CONFIG_MLP_ONLY_TRAIN_KEY,
@@ -173,7 +174,8 @@ def load_adapter_model(path: str) -> PeftModel:
     """A LoRA adapter folder on its base model; a base recorded as a Hub id whose weights ship in an installed
     package loads from that package (offline)."""
     base = PeftConfig.from_pretrained(path).base_model_name_or_path
-    return PeftModel.from_pretrained(AutoModel.from_pretrained(resolve_model_path(base)), path)
+    with peft_wrapping():
+        return PeftModel.from_pretrained(AutoModel.from_pretrained(resolve_model_path(base)), path)
 
 
 def unknown_model_type(path: str) -> str | None:

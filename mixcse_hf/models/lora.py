@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import warnings
+from collections.abc import Iterator
 
 from peft import LoraConfig, PeftModel, get_peft_model
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
@@ -16,6 +19,20 @@ logger = logging.getLogger(__name__)
 EXTRA_TARGET_MODULES = {"mpnet": ("q", "v"), "distilbert": ("q_lin", "v_lin")}
 """LoRA targets (the query and value projections) for encoders that peft's own per-architecture mapping
 (``TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING``: BERT, RoBERTa, XLM-R, ELECTRA, DeBERTa-v2…) lacks."""
+
+
+GRADIENT_CHECKPOINTING_WARNING = "`is_gradient_checkpointing` is deprecated"
+"""The start of the FutureWarning transformers 5 gives on every read of ``is_gradient_checkpointing``."""
+
+
+@contextlib.contextmanager
+def peft_wrapping() -> Iterator[None]:
+    """peft reads transformers' deprecated ``is_gradient_checkpointing`` whenever it wraps a model (``PeftModel``'s
+    constructor), and transformers warns about it: a warning about peft's code, not ours or the user's, so that one
+    warning is silenced here; every other stays."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=GRADIENT_CHECKPOINTING_WARNING, category=FutureWarning)
+        yield
 
 
 def default_target_modules(model_type: str) -> list[str]:
@@ -52,7 +69,8 @@ def apply_lora(
         modules_to_save=["pooler"] if train_mlp else None,
     )
     try:
-        peft_model = get_peft_model(model, config)
+        with peft_wrapping():
+            peft_model = get_peft_model(model, config)
     except ValueError as err:
         raise UsageError(f"cannot apply LoRA to {target_modules}: {str(err).splitlines()[0]}") from err
     trainable, total = count_parameters(peft_model)

@@ -81,13 +81,14 @@ class DataArguments:
     dataset_config_name: str | None = field(default=None, metadata={"help": "Config name of dataset_name."})
     dataset_split: str = field(default="train", metadata={"help": "Split of dataset_name to train on."})
     text_column: str = field(
-        default="text", metadata={"help": "The single column of one-sentence-per-row data (unsupervised)."}
+        default="text",
+        metadata={"help": "One-sentence data (unsupervised): its column. Pairs and triplets: text_columns."},
     )
     text_columns: list[str] | None = field(
         default=None,
         metadata={
-            "help": "The columns to train on, in order: ANCHOR POSITIVE [HARD_NEGATIVE] (supervised) or one column "
-            "(unsupervised). Unset: sent0 sent1 [hard_neg] (SimCSE's NLI file), anchor positive [negative] "
+            "help": "Pairs and triplets: the columns, in order: ANCHOR POSITIVE [HARD_NEGATIVE] (one column: as "
+            "text_column). Unset: sent0 sent1 [hard_neg] (SimCSE's NLI file), anchor positive [negative] "
             "(sentence-transformers) or text_column, whichever the data has."
         },
     )
@@ -267,16 +268,20 @@ class MixCSEOptions:
         metadata={
             "help": "auto: bf16 where the hardware has it natively (a CUDA GPU with bf16; a CPU with AMX or "
             "AVX512-BF16), fp16 with loss scaling on other CUDA GPUs, float32 elsewhere; or bf16, fp16, fp32. "
-            "The run logs what it chose and why; a resumed run keeps its precision."
+            "The run logs what it chose and why; a resumed run keeps its precision. Use it, not bf16/fp16."
         },
     )
     bf16: bool | None = field(
         default=None,
-        metadata={"help": "The Trainer's flag: when given (true or false), it decides instead of precision."},
+        metadata={
+            "help": "The Trainer's flag (existing configs): given (true or false), it decides instead of precision."
+        },
     )
     fp16: bool | None = field(
         default=None,
-        metadata={"help": "The Trainer's flag: when given (true or false), it decides instead of precision."},
+        metadata={
+            "help": "The Trainer's flag (existing configs): given (true or false), it decides instead of precision."
+        },
     )
     dataloader_drop_last: bool = field(
         default=True,
@@ -316,9 +321,9 @@ class MixCSEOptions:
         default=None,
         metadata={
             "help": "Settings allowed to differ from the run being resumed, by name (learning_rate, max_steps, "
-            "num_train_epochs, warmup, max_grad_norm, the MixCSE loss options, bf16, train_file_content: a "
-            "train_file rewritten in place); each takes effect from the "
-            "resumed step on. Any other difference is refused: start a new run for it."
+            "num_train_epochs, warmup, max_grad_norm, the MixCSE loss options, precision between bf16 and fp32, "
+            "train_file_content: a train_file rewritten in place); each takes effect from the resumed step on. "
+            "Any other difference is refused: start a new run for it."
         },
     )
     overwrite_output_dir: bool = field(

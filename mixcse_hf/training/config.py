@@ -19,6 +19,7 @@ import yaml
 
 from mixcse_hf.errors import UsageError
 from mixcse_hf.training.arguments import DataArguments, ModelArguments
+from mixcse_hf.training.run_lock import check_not_in_use
 
 if TYPE_CHECKING:
     from transformers import HfArgumentParser
@@ -207,6 +208,20 @@ def check_best_model_intervals(values: Mapping[str, Any]) -> None:
         )
 
 
+LOCK_KEYS = ("output_dir", "do_train")
+"""The flags :func:`check_output_dir_free` reads (only a training run takes the lock)."""
+
+
+def check_output_dir_free(values: Mapping[str, Any]) -> None:
+    """A run on an ``output_dir`` that another run holds is refused before the seconds of imports and model
+    loading; the run takes the lock itself later (:mod:`.job`). Only the main process takes it, so only it checks
+    (``RANK``, which ``accelerate launch`` and ``torchrun`` set). ``values``: the raw config values and flags."""
+    if "output_dir" not in values or os.environ.get("RANK", "0") != "0":
+        return
+    if str(values.get("do_train", "true")).lower() in TRUE_VALUES:
+        check_not_in_use(str(_expand_env(values["output_dir"], "output_dir")))
+
+
 def parse_run_args(argv: Sequence[str]) -> RunArguments:
     """Parse ``[CONFIG.yaml] [--flag value ...]`` into the three argument dataclasses; the checks that need no
     library come before the libraries are imported."""
@@ -214,6 +229,7 @@ def parse_run_args(argv: Sequence[str]) -> RunArguments:
     config_path = config_file_path(config_path) if config_path is not None else None
     values = read_config_file(config_path) if config_path is not None else {}
     check_best_model_intervals({**values, **flag_values(flags, BEST_MODEL_KEYS)})
+    check_output_dir_free({**values, **flag_values(flags, LOCK_KEYS)})
     parser = build_parser()
     if config_path is not None:
         check_keys(values, parser, config_path)

@@ -26,10 +26,14 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
         ["model_name_or_path", "reinit_mlp", "pooler_type", "mlp_only_train"],
     ),
     "data": (
-        "What to train on: train_file or dataset_name.",
+        "train_file or dataset_name; text_column: sentences, text_columns: pairs.",
         [field.name for field in dataclasses.fields(DataArguments) if field.name != "senteval_dir"],
     ),
-    "MixCSE loss": ("The contrastive loss and its mixed negatives.", [*LOSS_OPTIONS, "log_gradient_signal"]),
+    "MixCSE loss": (
+        "Mixed negatives: mixed_negatives with in-batch ones; mixed_hard_negative with a triplet's own, which "
+        "hard_negative_weight weights.",
+        [*LOSS_OPTIONS, "log_gradient_signal"],
+    ),
     "LoRA": (
         "Parameter-efficient training with PEFT.",
         ["use_lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "merge_lora"],
@@ -39,7 +43,7 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
         ["gradcache_mini_batch_size", "padding_free", "pack_length"],
     ),
     "precision": (
-        "Mixed precision, chosen for the hardware unless set.",
+        "precision, or the Trainer's bf16/fp16 flags when given.",
         ["precision", "bf16", "fp16"],
     ),
     "evaluation": (

@@ -18,6 +18,7 @@ from typing import Any
 
 from mixcse_hf.errors import UsageError
 from mixcse_hf.training.arguments import LOSS_OPTIONS
+from mixcse_hf.training.precision import precision_of_flags
 from mixcse_hf.training.run_dir import read_run_record
 
 SCHEDULE_OPTIONS = (
@@ -32,11 +33,18 @@ SCHEDULE_OPTIONS = (
 TRAIN_FILE_CONTENT = "train_file_content"
 """The defining setting that fingerprints ``train_file``'s content (:func:`file_content`)."""
 
-CHANGEABLE = (*SCHEDULE_OPTIONS, *LOSS_OPTIONS, "bf16", TRAIN_FILE_CONTENT)
+PRECISION = "precision"
+"""The setting a user changes for the Trainer's ``bf16``/``fp16`` flags, which the run record keeps: resuming
+compares and names it instead of them."""
+PRECISION_FLAGS = ("bf16", "fp16")
+
+CHANGEABLE = (*SCHEDULE_OPTIONS, *LOSS_OPTIONS, PRECISION, TRAIN_FILE_CONTENT)
 """Settings ``--resume_changed_settings`` may change on resume; each takes effect from the resumed step on (a new
-learning rate rescales the restored optimizer and scheduler; a train_file rewritten in place is read as it is now).
-The others (model, data, batch, seed, optimizer state, fp16 loss scaling) would silently mix two runs: start a new
-run for those."""
+learning rate rescales the restored optimizer and scheduler; a train_file rewritten in place is read as it is now;
+precision between bf16 and fp32). The others (model, data, batch, seed, optimizer state, fp16 loss scaling) would
+silently mix two runs: start a new run for those."""
+CHANGEABLE_ALIASES = {"bf16": PRECISION}
+"""Earlier names ``--resume_changed_settings`` still accepts for a :data:`CHANGEABLE` setting."""
 
 WHOLE_FILE_HASH_BYTES = 64 << 20
 EDGE_BYTES = 1 << 20
@@ -139,12 +147,26 @@ def _as_flag(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def _with_precision(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with the Trainer's bf16/fp16 flags as the :data:`PRECISION` they give."""
+    if not any(flag in settings for flag in PRECISION_FLAGS):
+        return settings
+    rest = {name: value for name, value in settings.items() if name not in PRECISION_FLAGS}
+    return {**rest, PRECISION: precision_of_flags(settings.get("bf16"), settings.get("fp16"))}
+
+
+def _changeable(name: str, old: Any, new: Any) -> bool:
+    """Whether ``name`` may change from ``old`` to ``new`` on resume: fp16's loss scaling cannot start or stop."""
+    return name in CHANGEABLE and not (name == PRECISION and "fp16" in (old, new))
+
+
 def check_same_run(saved: dict[str, Any], new: dict[str, Any], allowed: list[str], where: str) -> list[str]:
     """Refuse a resume whose defining settings differ from ``saved``, except the ``allowed`` ones; returns the
     names of the settings that changed (and were allowed; the arguments accept only :data:`CHANGEABLE` ones)."""
     changed = []
-    saved = _comparable(saved)
-    for name, value in _comparable(new).items():
+    saved = _with_precision(_comparable(saved))
+    allowed = [CHANGEABLE_ALIASES.get(name, name) for name in allowed]
+    for name, value in _with_precision(_comparable(new)).items():
         if name not in saved and name in UNKNOWN_BEFORE:
             continue
         old = saved.get(name, ADDED_LATER.get(name))
@@ -156,11 +178,12 @@ def check_same_run(saved: dict[str, Any], new: dict[str, Any], allowed: list[str
                 f"--resume_changed_settings {TRAIN_FILE_CONTENT} to train on it as it is now from the resumed step "
                 "on, or start a new run"
             )
-        if name not in allowed:
+        changeable = _changeable(name, old, value)
+        if name not in allowed or not changeable:
             hint = (
                 f"pass --{name} {_as_flag(old)} to resume as it was, or --resume_changed_settings {name} to change "
                 "it from the resumed step on"
-                if name in CHANGEABLE
+                if changeable
                 else "start a new run in a new output_dir or pass --overwrite_output_dir true"
             )
             raise UsageError(f"{where} was trained with {name}={old!r}, this run asks for {name}={value!r}; {hint}")

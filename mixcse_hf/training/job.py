@@ -31,6 +31,7 @@ from mixcse_hf.training.identity import defining_settings
 from mixcse_hf.training.interrupt import StopOnInterrupt
 from mixcse_hf.training.precision import emulation_warning
 from mixcse_hf.training.resume import RunPlan, plan_run
+from mixcse_hf.training.run_lock import locked
 from mixcse_hf.training.summary import RunSummary, evaluation_poolers, peak_rss_mb, whole_run_metrics
 from mixcse_hf.training.trainer import MixCSETrainer
 from mixcse_hf.training.training_args import MixCSETrainingArguments
@@ -48,7 +49,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Mix
         return evaluate_only(model_args, data_args, training_args)
     output_dir = training_args.output_dir
     check_output_dir(output_dir)
-    with run_dir.locked(output_dir) if training_args.process_index == 0 else contextlib.nullcontext():
+    with locked(output_dir) if training_args.process_index == 0 else contextlib.nullcontext():
         plan = plan_run(
             output_dir,
             training_args.resume_from_checkpoint,

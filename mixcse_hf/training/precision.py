@@ -1,7 +1,8 @@
 """The floating-point precision a run trains in. ``precision: auto`` (the default) picks what the hardware does
 natively, since emulated bf16 on a CPU without AMX or AVX512-BF16 trains many times slower than float32:
 
-- bf16 on a CUDA GPU with bf16, or on a CPU where oneDNN reports native bf16 (AMX or AVX512-BF16);
+- bf16 on a CUDA GPU with bf16, or on a CPU with AMX or AVX512-BF16 that oneDNN may use (``ONEDNN_MAX_CPU_ISA``
+  can cap it below them);
 - fp16 with loss scaling on a CUDA GPU without bf16 (T4, V100);
 - float32 everywhere else (other CPUs, Apple MPS, other accelerators).
 
@@ -11,6 +12,7 @@ precision it was started with.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +20,11 @@ import torch
 from mixcse_hf.errors import UsageError
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+ONEDNN_ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+"""Where oneDNN reads its cap on the instruction sets it uses (the first one set; DNNL_ is its earlier name)."""
+ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
+"""oneDNN's ISA names below its bf16 instructions (AVX512_CORE_BF16, AMX): capped there, it emulates bf16 on any
+chip. AVX2_VNNI_2 converts to and from bf16 but has no bf16 dot product."""
 
 
 @dataclass(frozen=True)
@@ -36,10 +43,22 @@ class Precision:
         return self.name == "fp16"
 
 
+def onednn_isa_cap() -> str | None:
+    """The ISA that ``ONEDNN_MAX_CPU_ISA`` (or ``DNNL_MAX_CPU_ISA``) caps oneDNN at, upper-cased as oneDNN reads it;
+    None when unset."""
+    for name in ONEDNN_ISA_CAPS:
+        if value := os.environ.get(name):
+            return value.strip().upper()
+    return None
+
+
 def cpu_has_native_bf16() -> bool:
-    """AVX512-BF16 or AMX, and oneDNN allowed to use bf16 (``ONEDNN_MAX_CPU_ISA`` can forbid it). oneDNN's own
-    probe alone also says yes on AVX-512 CPUs without BF16, where it emulates bf16."""
+    """AVX512-BF16 or AMX, and oneDNN allowed to use them: what oneDNN will actually run. Its own probe says yes on
+    AVX-512 CPUs without BF16, where it emulates bf16, and under a cap of AVX512_CORE; the chip's flags ignore the
+    cap; so the cap is read here (:func:`onednn_isa_cap`)."""
     if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+        return False
+    if onednn_isa_cap() in ISAS_WITHOUT_BF16:
         return False
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
@@ -58,7 +77,11 @@ def automatic_precision(device_type: str) -> Precision:
     if device_type == "cpu":
         if cpu_has_native_bf16():
             return Precision("bf16", "auto: the CPU has native bf16 (AMX or AVX512-BF16)")
-        return Precision("fp32", "auto: the CPU has no native bf16 (no AMX or AVX512-BF16), where bf16 is emulated")
+        return Precision(
+            "fp32",
+            "auto: the CPU has no native bf16 (no AMX or AVX512-BF16, or oneDNN capped below them), where bf16 is "
+            "emulated",
+        )
     return Precision("fp32", f"auto: no mixed precision is chosen automatically on {device_type}")
 
 
@@ -109,7 +132,8 @@ def emulation_warning(precision: Precision, device_type: str) -> str | None:
     """A warning for bf16 on a CPU that only emulates it, else None."""
     if precision.bf16 and device_type == "cpu" and not cpu_has_native_bf16():
         return (
-            "bf16 on this CPU is emulated (it has no AMX or AVX512-BF16): training is many times slower than in "
+            "bf16 on this CPU is emulated (no AMX or AVX512-BF16, or ONEDNN_MAX_CPU_ISA caps oneDNN below them): "
+            "training is many times slower than in "
             "float32; pass --precision auto (or fp32) unless you need bf16 here"
         )
     return None

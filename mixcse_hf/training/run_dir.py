@@ -5,8 +5,9 @@ saves, once per saved folder) and these records:
 
 - :data:`RUN_FILE` ``mixcse_run.json``: the run record (run id, the settings that define the run, the precision,
   the start model's scores, ``completed``), copied into every checkpoint with the step and training time;
-- :data:`LOCK_FILE` ``.mixcse.lock``: an OS file lock held while a run trains here, released by the kernel when
-  its process ends, however it ends;
+- :data:`~mixcse_hf.training.run_lock.LOCK_FILE` ``.mixcse.lock``: an OS file lock held while a run trains here,
+  released by the kernel when its process ends, however it ends (:mod:`~mixcse_hf.training.run_lock`, which
+  imports no torch, so that a start is refused before loading it);
 - :data:`RESOLVED_CONFIG_FILE` ``run_config.yaml``: every argument's final value;
 - :data:`RESULTS_FILE` ``sts_results.json``: the start and final STS-B scores and the training speed;
 - :data:`CARD_DATA_FILE` ``mixcse_card.json``: the model card's inputs, so a push re-renders it for a Hub id;
@@ -25,23 +26,19 @@ import logging
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from typing import Any
 
 import yaml
-from filelock import FileLock, Timeout
 from transformers.trainer import OPTIMIZER_NAME, SCALER_NAME, SCHEDULER_NAME, TRAINER_STATE_NAME, TRAINING_ARGS_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from mixcse_hf.errors import UsageError
 from mixcse_hf.hub.card import ModelCardInfo
 from mixcse_hf.output_files import read_json, write_json_atomically
 
 logger = logging.getLogger(__name__)
 
 RUN_FILE = "mixcse_run.json"
-LOCK_FILE = ".mixcse.lock"
 RESOLVED_CONFIG_FILE = "run_config.yaml"
 RESULTS_FILE = "sts_results.json"
 CARD_DATA_FILE = "mixcse_card.json"
@@ -50,7 +47,6 @@ TRANSIENT_PREFIX = ".mixcse"
 """Our own transient files (the lock, another process's write check, a half-written record): no run."""
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
 RNG_STATE_PATTERN = "rng_state*.pth"
-LOCK_ATTEMPTS = 10
 _CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 
 UPLOAD_IGNORE_PATTERNS = [
@@ -172,63 +168,6 @@ def remove_other_run(output_dir: str, keep_run_id: str) -> None:
             shutil.rmtree(path)
         else:
             os.remove(path)
-
-
-# The lock
-
-
-class _LockFileReplaced(Exception):
-    """The lock was taken on a file that another run has since removed: take it again on the current file."""
-
-
-def _still_the_lock_file(path: str) -> Callable[[int], None]:
-    def check(descriptor: int) -> None:
-        try:
-            current = os.stat(path)
-        except FileNotFoundError:
-            raise _LockFileReplaced from None
-        locked = os.fstat(descriptor)
-        if (current.st_dev, current.st_ino) != (locked.st_dev, locked.st_ino):
-            raise _LockFileReplaced
-
-    return check
-
-
-@contextlib.contextmanager
-def locked(output_dir: str) -> Iterator[None]:
-    """Hold ``output_dir``'s lock for the duration: another run holding it is a one-line :class:`UsageError`.
-
-    An OS file lock (``filelock``), so the kernel releases it when the holding process ends, however it ends. The
-    lock file is removed before the lock is released, so a run leaves no file behind; a starter that opened the
-    file just before it was removed finds, once it holds the lock, that the path is no longer that file, and takes
-    the lock again on the current one. An ``output_dir`` this call created is removed again when the run wrote
-    nothing in it (a refused input)."""
-    created = not os.path.exists(output_dir)
-    os.makedirs(output_dir, exist_ok=True)
-    path = os.path.join(output_dir, LOCK_FILE)
-    for _ in range(LOCK_ATTEMPTS):
-        lock = FileLock(path, timeout=0, on_acquired=_still_the_lock_file(path))
-        try:
-            lock.acquire()
-            break
-        except Timeout:
-            raise UsageError(
-                f"output_dir {output_dir!r} is in use by another run; wait for it to finish or choose another "
-                "output_dir"
-            ) from None
-        except _LockFileReplaced:
-            continue
-    else:
-        raise UsageError(f"cannot take the lock {path!r}: other runs keep starting in the same output_dir")
-    try:
-        yield
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
-        lock.release()
-        if created:
-            with contextlib.suppress(OSError):
-                os.rmdir(output_dir)  # only when empty
 
 
 # The run's other records

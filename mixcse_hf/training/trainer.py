@@ -13,7 +13,7 @@ from typing import Any
 import datasets
 import torch
 from torch import nn
-from transformers import Trainer, TrainerState
+from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerState
 from transformers.trainer_utils import TrainOutput, get_last_checkpoint
 from transformers.utils.hub import PushInProgress
 
@@ -38,7 +38,7 @@ from mixcse_hf.models.encoder import SentenceEncoder
 from mixcse_hf.models.lora import backbone_of
 from mixcse_hf.models.pooling import inference_pooler
 from mixcse_hf.training.history import evaluation_metrics, evaluation_points
-from mixcse_hf.training.progress import TrainingTimeEstimate
+from mixcse_hf.training.progress import ProgressLines, TrainingTimeEstimate
 from mixcse_hf.training.run_dir import (
     UPLOAD_IGNORE_PATTERNS,
     checkpoint_step,
@@ -111,6 +111,9 @@ class MixCSETrainer(Trainer):
         if mini_batch_size and not isinstance(self.loss, BatchLoss):
             self.loss = CachedLoss(self.loss, mini_batch_size)
         self.add_callback(TrainingTimeEstimate())
+        for default in (ProgressCallback, PrinterCallback):  # the Trainer adds one of them
+            if self.pop_callback(default) is not None:
+                self.add_callback(ProgressLines(bar=default is ProgressCallback))
         self._stat_sums: dict[str, torch.Tensor] = {}
         self._stat_batches = 0
         if isinstance(self.train_dataset, StreamingCorpus):

@@ -15,7 +15,7 @@ from mixcse_hf.losses.mixcse import MixCSELoss
 from mixcse_hf.losses.mixing import check_choice
 from mixcse_hf.models.encoder import check_pooler_type
 from mixcse_hf.training.arguments import DataArguments, MixCSEOptions
-from mixcse_hf.training.identity import CHANGEABLE, resumed_settings
+from mixcse_hf.training.identity import CHANGEABLE, CHANGEABLE_ALIASES, resumed_settings
 from mixcse_hf.training.precision import precision_of_flags, resolve_precision
 
 MASK_VALUES = {"zero": 0.0, "neg_inf": -math.inf}
@@ -94,7 +94,7 @@ class MixCSETrainingArguments(MixCSEOptions, TrainingArguments):
                 "(publish the final model) or every_save (publish each checkpoint's model)"
             )
         for name in self.resume_changed_settings or []:
-            if name not in CHANGEABLE:
+            if name not in CHANGEABLE and name not in CHANGEABLE_ALIASES:
                 raise UsageError(
                     f"resume_changed_settings: {name!r} cannot change on resume (only {', '.join(CHANGEABLE)}); "
                     "start a new run in a new output_dir or pass --overwrite_output_dir true"

@@ -6,6 +6,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
+import subprocess
+import sys
 import unicodedata
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import torch
 from mixcse_hf.cli.mine import main
 from mixcse_hf.models.encoder import SentenceEncoder
 from mixcse_hf.training.data import load_corpus
-from tests.conftest import SENTENCES, train_tiny
+from tests.conftest import REPO_ROOT, SENTENCES, train_tiny
 
 POOLER = ["--pooler", "avg"]
 """The tiny random BERT's [CLS] vectors all point one way (cosines above 0.99998); averaged tokens spread out."""
@@ -178,6 +181,29 @@ def test_duplicates_are_never_negatives(tiny_model_dir: str, encoder: SentenceEn
     variants = encoder.encode(["A MAN is  playing a guitar .", "a man is playing a guitar\u3000."], normalize=True)
     others = encoder.encode([n for a, _, n in mined if a == SENTENCES[0]], normalize=True)
     assert (anchors @ variants.T).min() > (anchors @ others.T).max()
+
+
+def test_scores_are_the_rows_own_and_the_anchors_lowest(
+    tiny_model_dir: str, encoder: SentenceEncoder, tmp_path: Path
+) -> None:
+    """positive_score is the score of the row's own positive; an anchor on several rows is filtered by the lowest
+    of its positives' scores, written as min_positive_score."""
+    pairs = [*PAIRS, (SENTENCES[1], "a woman cuts an onion ."), (SENTENCES[1], "someone is slicing a vegetable .")]
+    path = write_pairs(tmp_path / "pairs.csv", pairs)
+    output = tmp_path / "mined.jsonl"
+    run_mine(tiny_model_dir, path, output, "--scores")
+    rows = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == len(pairs)
+
+    def score(anchor: str, positive: str) -> float:
+        return float(encoder.encode([anchor], normalize=True) @ encoder.encode([positive], normalize=True).T)
+
+    for row in rows:
+        own = [p for a, p in pairs if a == row["anchor"]]
+        assert row["positive_score"] == pytest.approx(score(row["anchor"], row["positive"]), abs=1e-5)
+        assert row["min_positive_score"] == pytest.approx(min(score(row["anchor"], p) for p in own), abs=1e-5)
+    differ = [row for row in rows if row["positive_score"] != pytest.approx(row["min_positive_score"], abs=1e-5)]
+    assert {row["anchor"] for row in differ} == {SENTENCES[1]}
 
 
 def test_chunked_equals_unchunked(tiny_model_dir: str, pairs_csv: Path, tmp_path: Path) -> None:
@@ -372,6 +398,49 @@ BAD_CASES = [
     "bad model",
     "bad pooler",
 ]
+
+
+KILLED_MINE = """
+import os, signal, sys
+from mixcse_hf.cli import mine
+
+
+def killed_while_writing(path, rows, scores):
+    with open(path, "w") as handle:
+        handle.write(repr(next(iter(rows))))  # the candidates are embedded by now
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+mine.WRITERS[".csv"] = killed_while_writing
+mine.main(sys.argv[1:])
+"""
+
+
+def test_what_a_killed_run_left_is_removed_by_the_next_run(
+    tiny_model_dir: str, pairs_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run killed while writing leaves its partial OUTPUT and its candidate folder: the next run removes both
+    (a note each) and keeps those of a run still going."""
+    out, output = tmp_path / "out", tmp_path / "out" / "mined.csv"
+    out.mkdir()
+    argv = [tiny_model_dir, str(pairs_csv), str(output), *POOLER]
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    killed = subprocess.run([sys.executable, "-c", KILLED_MINE, *argv], env=environment, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    left = sorted(out.iterdir())
+    assert [path.suffix for path in left] == [".partial", ".candidates"] and left[1].is_dir()
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        pid = left[1].name.rsplit(".", 2)[1]  # .mixcse-mine.HOST.PID.candidates
+        live = out / left[1].name.replace(f".{pid}.", f".{running.pid}.")
+        live.mkdir()
+        assert main(argv) == 0
+    finally:
+        running.kill()
+        running.wait()
+    assert sorted(path.name for path in out.iterdir()) == sorted([live.name, "mined.csv"])
+    err = capsys.readouterr().err
+    assert all(f"removed {path}, left by a run that was killed" in err for path in left)
 
 
 @pytest.mark.parametrize("case", BAD_CASES)

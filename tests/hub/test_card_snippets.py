@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoModel, AutoTokenizer
 
+from mixcse_hf.hub.card import LORA_REMOTE_CODE
 from mixcse_hf.models.encoder import SentenceEncoder
 from tests.conftest import train_tiny
 
@@ -49,6 +51,11 @@ def test_card_snippets_run_against_their_folder(
         first = torch.as_tensor(produced)[0].float()
         assert torch.allclose(first, expected, atol=1e-4), f"{kind}: snippet disagrees\n{snippet}"
     if kind == "lora":
-        assert "trust_remote_code" not in card
+        # trust_remote_code loads an adapter folder without error but with no head: the card says so, no snippet uses it
+        assert not any("trust_remote_code" in snippet for snippet in snippets)
+        assert LORA_REMOTE_CODE in " ".join(card.split())
+        remote = AutoModel.from_pretrained(str(out), trust_remote_code=True)
+        batch = AutoTokenizer.from_pretrained(str(out))([SENTENCE], return_tensors="pt")
+        assert "sentence_embedding" not in remote(**batch)
         adapter_config = json.loads((out / "adapter_config.json").read_text())
         assert adapter_config["base_model_name_or_path"] == tiny_model_dir  # a local base stays usable here

@@ -10,6 +10,7 @@ import shutil
 import socket
 import sys
 import types
+import warnings
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from transformers import AutoModel
 from mixcse_hf.hub.push import hub_contents
 from mixcse_hf.models import encoder
 from mixcse_hf.models.encoder import ADAPTER_POOLING_FILE, SentenceEncoder
-from mixcse_hf.models.lora import apply_lora, count_parameters
+from mixcse_hf.models.lora import GRADIENT_CHECKPOINTING_WARNING, apply_lora, count_parameters
 from mixcse_hf.training.run_dir import UPLOAD_IGNORE_PATTERNS, read_card_data
 from run_mixcse import main
 from tests.conftest import REPO_ROOT, SENTENCES, train_tiny
@@ -158,3 +159,40 @@ def test_a_lora_quick_start_loads_offline_as_its_card_shows(
     config_file.write_text(json.dumps({**config, "base_model_name_or_path": tiny_model_dir}))
     loaded = SentenceTransformer(str(published), device="cpu").encode(SENTENCES[:1], convert_to_tensor=True)
     assert torch.allclose(loaded[0].cpu(), expected, atol=1e-5)
+
+
+def test_the_lora_counts_in_the_docs_are_those_of_their_commands(
+    tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/publishing.md's trainable-parameter counts on the quick-start model, each built as the command beside it
+    builds it: configs/quickstart_lora.yaml (mean pooling: adapters only), and benchmarks/lora_vs_full.py's LoRA
+    variant ([CLS] pooling: the MLP trains in full too)."""
+    from mixcse_hf.training.build import build_model
+    from mixcse_hf.training.config import parse_run_args
+
+    text = " ".join((REPO_ROOT / "docs" / "publishing.md").read_text(encoding="utf-8").split())
+    quick_start = re.search(r"`configs/quickstart_lora\.yaml` .*? trains ([\d,]+) of the ([\d,]+) parameters", text)
+    benchmark = re.search(r"([\d,]+) parameters in `benchmarks/lora_vs_full\.py`", text)
+    monkeypatch.setenv("MIXCSE_DATA_DIR", str(tmp_path))
+    flags = ["--train_file", str(tiny_corpus), "--output_dir", str(tmp_path / "out")]
+
+    def counts(*extra: str) -> tuple[int, int]:
+        model_args, _, training_args = parse_run_args([*extra, *flags])  # a config comes first
+        return count_parameters(build_model(model_args, training_args, resuming=False)[0])
+
+    documented = tuple(int(number.replace(",", "")) for number in quick_start.groups())
+    assert counts(str(REPO_ROOT / "configs" / "quickstart_lora.yaml")) == documented
+    benchmark_flags = ["--model_name_or_path", "sentence-transformers/all-MiniLM-L6-v2", "--use_lora", "true"]
+    assert counts(*benchmark_flags, "--pooler_type", "cls")[0] == int(benchmark.group(1).replace(",", ""))
+
+
+def test_lora_shows_no_warning_about_peft_internals(tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path) -> None:
+    """peft reads transformers' deprecated is_gradient_checkpointing when it wraps a model: training with LoRA and
+    loading the adapter show no such warning, which transformers still gives outside (so this test can see it)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = train_tiny(tiny_model_dir, tiny_corpus, tmp_path / "lora", "--use_lora", "true", "--lora_r", "4")
+        SentenceEncoder.from_pretrained(str(out))
+    assert not [warning for warning in caught if GRADIENT_CHECKPOINTING_WARNING in str(warning.message)]
+    with pytest.warns(FutureWarning, match=GRADIENT_CHECKPOINTING_WARNING):
+        assert not AutoModel.from_pretrained(tiny_model_dir).is_gradient_checkpointing

@@ -65,6 +65,42 @@ def test_short_help_names_real_trainer_options() -> None:
     assert set(COMMON_TRAINER_OPTIONS) <= trainer_fields
 
 
+CONFUSABLE = [
+    ("text_column", "text_columns"),
+    ("precision", "bf16", "fp16"),
+    ("mixed_negatives", "mixed_negative_mask"),
+    ("hard_negative_weight", "mixed_hard_negative"),
+]
+"""Names a newcomer takes for one another, shown side by side: each tuple is consecutive in one group."""
+TOLD_APART = {
+    "data": ("text_column", "text_columns"),
+    "precision": ("precision", "bf16", "fp16"),
+    "MixCSE loss": ("mixed_negatives", "mixed_hard_negative", "hard_negative_weight"),
+}
+"""Each group's description names the confusable names it holds, saying what each is for."""
+
+
+@pytest.mark.parametrize("names", CONFUSABLE, ids="/".join)
+def test_confusable_names_stand_side_by_side(names: tuple[str, ...]) -> None:
+    ((_, fields),) = [group for group in GROUPS.values() if names[0] in group[1]]
+    start = fields.index(names[0])
+    assert fields[start : start + len(names)] == list(names)
+
+
+@pytest.mark.parametrize("title", TOLD_APART)
+def test_group_descriptions_tell_confusable_names_apart(title: str) -> None:
+    description, fields = GROUPS[title]
+    assert all(name in fields and name in description for name in TOLD_APART[title])
+
+
+def test_helps_of_a_pair_name_each_other() -> None:
+    """text_column / text_columns and precision / bf16 / fp16: each one's help names the other."""
+    helps = {f.name: f.metadata["help"] for cls in (DataArguments, MixCSEOptions) for f in dataclasses.fields(cls)}
+    assert "text_columns" in helps["text_column"] and "text_column)" in helps["text_columns"]
+    assert "not bf16/fp16" in helps["precision"]
+    assert all("instead of precision" in helps[flag] for flag in ("bf16", "fp16"))
+
+
 def test_pooler_help_names_every_pooler() -> None:
     pooler_help = next(f for f in dataclasses.fields(MixCSEOptions) if f.name == "pooler_type").metadata["help"]
     for pooler in POOLERS.values():

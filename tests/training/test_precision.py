@@ -107,6 +107,36 @@ def test_arguments_hold_the_effective_precision(monkeypatch: pytest.MonkeyPatch,
         _arguments(tmp_path, precision="fp16")
 
 
+@pytest.mark.parametrize(
+    ("caps", "native"),
+    [
+        ({}, True),
+        ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}, False),  # AVX-512 without bf16: oneDNN's own probe still says yes
+        ({"ONEDNN_MAX_CPU_ISA": "avx512_core_vnni"}, False),  # oneDNN reads the name in any case
+        ({"DNNL_MAX_CPU_ISA": "AVX2"}, False),  # oneDNN's earlier name for the cap
+        ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}, True),
+        ({"ONEDNN_MAX_CPU_ISA": "AVX10_1_512_AMX"}, True),
+        ({"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_AMX", "DNNL_MAX_CPU_ISA": "AVX2"}, True),  # ONEDNN_ first
+    ],
+)
+def test_native_cpu_bf16_follows_onednns_isa_cap(
+    monkeypatch: pytest.MonkeyPatch, caps: dict[str, str], native: bool
+) -> None:
+    """On an AMX chip, where oneDNN's probe and the chip's flags all say yes, bf16 is native only if oneDNN's ISA
+    cap lets it run bf16 instructions: auto picks by what oneDNN will run, and asking for bf16 then warns."""
+    for name in precision.ONEDNN_ISA_CAPS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in caps.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", cpu_has_native_bf16)  # the real probe, not the tests' own
+    assert cpu_has_native_bf16() is native
+    assert resolve_precision("auto", None, None, "cpu").name == ("bf16" if native else "fp32")
+    assert (emulation_warning(resolve_precision("bf16", None, None, "cpu"), "cpu") is None) is native
+
+
 def test_a_resumed_run_keeps_its_precision(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A run started in bf16 resumes in bf16 where auto alone would pick float32; overwriting chooses afresh."""
     patch_hardware(monkeypatch, cpu_bf16=False)

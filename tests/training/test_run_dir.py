@@ -15,12 +15,12 @@ from huggingface_hub.utils import filter_repo_objects
 
 from mixcse_hf.errors import UsageError
 from mixcse_hf.training import run_dir
-from mixcse_hf.training.run_dir import LOCK_FILE, locked
+from mixcse_hf.training.run_lock import LOCK_FILE, locked
 
 STARTER = """
 import json, sys, time
 from mixcse_hf.errors import UsageError
-from mixcse_hf.training.run_dir import locked
+from mixcse_hf.training.run_lock import locked
 
 out, record, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
 while time.time() < start:
@@ -73,7 +73,7 @@ def test_a_held_lock_refuses_and_a_created_empty_directory_is_removed(tmp_path: 
 def test_no_run_record_is_uploaded() -> None:
     """Every file a run keeps beside its model, and the Trainer's resume state, is in the upload ignore list."""
     records = [run_dir.RUN_FILE, run_dir.RESOLVED_CONFIG_FILE, run_dir.RESULTS_FILE, run_dir.CARD_DATA_FILE]
-    records += [run_dir.PLOT_FILE, run_dir.LOCK_FILE, "trainer_state.json", "train_results.json", "all_results.json"]
+    records += [run_dir.PLOT_FILE, LOCK_FILE, "trainer_state.json", "train_results.json", "all_results.json"]
     records += ["checkpoint-12/model.safetensors", "optimizer.pt", "scheduler.pt", "rng_state.pth", "rng_state_1.pth"]
     model_files = ["model.safetensors", "config.json", "README.md", "1_Pooling/config.json", "tokenizer.json"]
     uploaded = set(filter_repo_objects([*records, *model_files], ignore_patterns=run_dir.UPLOAD_IGNORE_PATTERNS))

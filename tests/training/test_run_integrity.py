@@ -20,10 +20,12 @@ from safetensors.torch import load_file
 from mixcse_hf.errors import UsageError
 from mixcse_hf.losses.mixcse import MixCSELoss
 from mixcse_hf.models.encoder import SentenceEncoder
+from mixcse_hf.training.identity import check_same_run
 from mixcse_hf.training.resume import plan_run
-from mixcse_hf.training.run_dir import LOCK_FILE, RUN_FILE
+from mixcse_hf.training.run_dir import RUN_FILE
+from mixcse_hf.training.run_lock import LOCK_FILE, locked
 from run_mixcse import main
-from tests.conftest import SENTENCES, train_tiny
+from tests.conftest import REPO_ROOT, SENTENCES, train_tiny
 
 
 def _config(tmp_path: Path, model_dir: str, corpus: Path, **extra: object) -> str:
@@ -205,6 +207,8 @@ def test_a_checkpoint_of_another_run_is_not_resumed(tiny_model_dir: str, tiny_co
         (["--learning_rate", "1e-4"], "learning_rate=5e-05, this run asks for learning_rate=0.0001"),
         (["--per_device_train_batch_size", "6"], "per_device_train_batch_size=4, this run asks for"),
         (["--model_name_or_path", "{other_model}"], "start a new run in a new output_dir"),
+        # the flag the user changed, not the Trainer's bf16/fp16 it sets
+        (["--precision", "bf16"], "precision='fp32', this run asks for precision='bf16'; pass --precision fp32 to"),
     ],
 )
 def test_changed_settings_are_refused_before_anything_is_written(
@@ -222,6 +226,18 @@ def test_changed_settings_are_refused_before_anything_is_written(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert _snapshot(out) == before
+
+
+def test_a_precision_change_is_named_as_precision() -> None:
+    """The run record keeps the Trainer's bf16/fp16 flags; a change names precision, the setting a user changes,
+    and may be allowed by that name (or by bf16, its earlier name) between bf16 and fp32, never to or from fp16."""
+    bf16, fp32, fp16 = ({"bf16": b, "fp16": f, "seed": 1} for b, f in ((True, False), (False, False), (False, True)))
+    with pytest.raises(UsageError, match="precision='bf16', this run asks for precision='fp32'; pass --precision"):
+        check_same_run(bf16, fp32, [], "the run")
+    assert check_same_run(bf16, fp32, ["precision"], "the run") == ["precision"]
+    assert check_same_run(bf16, fp32, ["bf16"], "the run") == ["precision"]
+    with pytest.raises(UsageError, match="precision='fp16', this run asks for precision='fp32'; start a new run"):
+        check_same_run(fp16, fp32, ["precision"], "the run")
 
 
 def test_an_allowed_learning_rate_change_takes_effect(tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path) -> None:
@@ -259,6 +275,33 @@ def test_a_second_run_on_the_same_output_dir_refuses(
         holder.wait()
     assert main([config]) == 0
     assert _state(out)["global_step"] == 2
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_a_busy_output_dir_refuses_before_torch_loads(tmp_path: Path, rank: str) -> None:
+    """The main process checks the lock before the seconds of imports and model loading (a fresh process, to see
+    what it imported). Another rank leaves the lock to the main process, whose hold it must not take for another
+    run's: alone here, it is refused only by the lock the run takes (after torch)."""
+    out, config = tmp_path / "out", tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"output_dir": "${OUT}", "model_name_or_path": str(tmp_path / "model")}))
+    code = "import sys; from run_mixcse import main; status = main(sys.argv[1:]); print(status, 'torch' in sys.modules)"
+    environment = {"OUT": str(out), "RANK": rank, "MIXCSE_DATA_DIR": str(tmp_path)}
+    with locked(str(out)):
+        process = subprocess.run(
+            [sys.executable, "-c", code, str(config), "--train_file", str(tmp_path / "corpus.txt")],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            env=environment,
+        )
+    if rank == "0":
+        assert process.stdout.split() == ["2", "False"], process.stderr
+        assert process.stderr.strip().splitlines() == [
+            f"error: output_dir {str(out)!r} is in use by another run; wait for it to finish or choose another "
+            "output_dir"
+        ]
+    else:
+        assert process.stdout.split() == ["2", "True"], process.stderr
 
 
 def test_a_run_started_while_another_trains_refuses(
