@@ -1,9 +1,9 @@
 """Install mixcse_hf into your own environment: ``pip install mixcse_hf`` keeps the torch and transformers you have
-where they fall in the ranges below. ``pip install -e ".[dev]" torch==2.13.0 -c constraints.txt`` installs the
-exact stack the published numbers were measured with (docs/install.md).
+where they fall in the ranges below. ``pip install -e ".[dev]" -c constraints.txt`` installs the exact stack the
+published numbers were measured with (docs/install.md).
 
 Each lower bound is the oldest release the code and its tests were run with and needed (docs/install.md says what
-breaks below it); each cap is the next major release of an API the code relies on."""
+breaks below it); where the code relies on a major version's API, the range stops at the next major."""
 
 from __future__ import annotations
 

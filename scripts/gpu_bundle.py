@@ -78,13 +78,13 @@ def wheel_requirements(roots: tuple[str, ...] = ROOT_REQUIREMENTS) -> list[str]:
 
 
 def only_packages(requirements: list[str], names: list[str] | None) -> list[str]:
-    """The ``NAME==VERSION`` entries of ``requirements`` named in ``names`` (all when ``names`` is None); a name
-    that mixcse_hf does not need is an error."""
+    """The ``NAME==VERSION`` entries of ``requirements`` named in ``names`` (all when ``names`` is None), setuptools
+    always (it builds the package from the checkout, offline); a name that mixcse_hf does not need is an error."""
     if names is None:
         return requirements
     from packaging.utils import canonicalize_name
 
-    wanted = {canonicalize_name(name) for name in names}
+    wanted = {canonicalize_name(name) for name in [*names, "setuptools"]}
     kept = [entry for entry in requirements if canonicalize_name(entry.split("==")[0]) in wanted]
     if unknown := wanted - {canonicalize_name(entry.split("==")[0]) for entry in kept}:
         sys.exit(f"--only: {', '.join(sorted(unknown))} is not among the packages the GPU check needs")

@@ -204,3 +204,10 @@ def test_gpu_check_smoke_runs_every_part(data_dir: Path, tmp_path: Path) -> None
     assert parts["tests"]["counts"] == {"skipped": 6}
     assert len(parts["throughput"]["runs"]) == len(check.throughput_plan(smoke=True))
     assert (tmp_path / check.REPORT_NAME).is_file()
+
+
+def test_a_partial_bundle_still_builds_the_package() -> None:
+    """GPU_BUNDLE_ONLY keeps the packages named and setuptools, which builds the checkout's package offline."""
+    requirements = ["datasets==5.2.0", "setuptools==84.2.1", "transformers==5.24.0"]
+    assert bundle.only_packages(requirements, ["datasets"]) == ["datasets==5.2.0", "setuptools==84.2.1"]
+    assert bundle.only_packages(requirements, None) == requirements

@@ -59,13 +59,16 @@ def test_the_lock_pins_every_requirement_inside_its_range() -> None:
 
 
 def _environment_with(tmp_path: Path, installed: dict[str, str]) -> Path:
-    """A virtual environment that sees this one's packages, with ``installed`` (name -> version) standing in front
-    of them: the metadata pip's resolver reads of an installed distribution, nothing to import."""
+    """A virtual environment that sees this interpreter's packages (a ``.pth`` file lists their folders, which works
+    from inside a virtual environment too), with ``installed`` (name -> version) standing in front of them: the
+    metadata pip's resolver reads of an installed distribution, nothing to import. Returns its python."""
     env = tmp_path / "env"
-    venv.EnvBuilder(system_site_packages=True).create(env)  # pip and setuptools: this environment's
-    purelib = sysconfig.get_path("purelib", vars={"base": str(env), "platbase": str(env)})
+    venv.EnvBuilder().create(env)
+    purelib = Path(sysconfig.get_path("purelib", vars={"base": str(env), "platbase": str(env)}))
+    outer = dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])
+    (purelib / "outer.pth").write_text("\n".join(outer) + "\n", encoding="utf-8")
     for name, version in installed.items():
-        info = Path(purelib) / f"{name.replace('-', '_')}-{version}.dist-info"
+        info = purelib / f"{name.replace('-', '_')}-{version}.dist-info"
         info.mkdir()
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", encoding="utf-8")
         (info / "INSTALLER").write_text("pip\n", encoding="utf-8")
@@ -114,9 +117,12 @@ def test_the_wheel_trains_the_quick_start_by_name_outside_the_checkout(
     """Built and installed as a user gets it (no checkout on the path), the wheel carries the configs, the STS
     metric module and the remote-code pooling file: ``mixcse-train quickstart`` trains from another directory and
     the saved model loads with its pooling head."""
-    dist = tmp_path / "dist"
+    dist, source = tmp_path / "dist", tmp_path / "source"  # a copy: the build leaves build/ in its tree
+    shutil.copytree(
+        REPO_ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(".*", "build", "outputs", "*.egg-info")
+    )
     build = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index", "--no-build-isolation"]
-    subprocess.run([*build, "-w", str(dist), str(REPO_ROOT)], check=True, timeout=600, capture_output=True)
+    subprocess.run([*build, "-w", str(dist), str(source)], check=True, timeout=600, capture_output=True)
     python = _environment_with(tmp_path, {})
     (wheel,) = dist.glob("mixcse_hf-*.whl")
     subprocess.run(

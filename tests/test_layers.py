@@ -23,6 +23,7 @@ RANKS = {
     "errors": 0,
     "output_files": 0,
     "text_files": 0,
+    "versions": 0,
     "models": 1,
     "losses": 1,
     "evaluation": 1,

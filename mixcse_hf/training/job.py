@@ -201,7 +201,8 @@ def start_run(
     resumed and which the next start removes. A fresh run records its start scores there, for its resumed parts."""
     plan.identity["precision"] = training_args.precision
     versions = stack_versions()
-    if plan.resume_from is not None and (changed := changed_versions(plan.identity.get("versions", {}), versions)):
+    recorded = plan.identity.get("versions") if plan.resume_from is not None else None  # none before 0.2.0
+    if recorded and (changed := changed_versions(recorded, versions)):
         logger.warning("Resuming with other package versions than the run's so far: %s", "; ".join(changed))
     plan.identity["versions"] = versions
     if plan.resume_from is None:
