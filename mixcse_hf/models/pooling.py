@@ -53,7 +53,7 @@ class Pooler:
 
 
 def _mean_code(hidden: str) -> str:
-    return f"mask = batch['attention_mask'].unsqueeze(-1)\nembedding = ({hidden} * mask).sum(1) / mask.sum(1)"
+    return f'mask = batch["attention_mask"].unsqueeze(-1)\nembedding = ({hidden} * mask).sum(1) / mask.sum(1)'
 
 
 POOLERS: dict[str, Pooler] = {
