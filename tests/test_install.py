@@ -125,9 +125,8 @@ def test_the_wheel_trains_the_quick_start_by_name_outside_the_checkout(
     subprocess.run([*build, "-w", str(dist), str(source)], check=True, timeout=600, capture_output=True)
     python = _environment_with(tmp_path, {})
     (wheel,) = dist.glob("mixcse_hf-*.whl")
-    subprocess.run(
-        [python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", wheel], check=True, timeout=600
-    )
+    install = [python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--ignore-installed", wheel]
+    subprocess.run(install, check=True, timeout=600)
 
     (tmp_path / "wiki").mkdir()
     shutil.copy(tiny_corpus, tmp_path / "wiki" / "wiki1m_head.txt")  # tiny_senteval is tmp_path / "senteval"
