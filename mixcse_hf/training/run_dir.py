@@ -35,6 +35,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from mixcse_hf.hub.card import ModelCardInfo
 from mixcse_hf.output_files import read_json, write_json_atomically
+from mixcse_hf.training.run_lock import TRANSIENT_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +44,6 @@ RESOLVED_CONFIG_FILE = "run_config.yaml"
 RESULTS_FILE = "sts_results.json"
 CARD_DATA_FILE = "mixcse_card.json"
 PLOT_FILE = "training_curves.png"
-TRANSIENT_PREFIX = ".mixcse"
-"""Our own transient files (the lock, another process's write check, a half-written record): no run."""
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
 RNG_STATE_PATTERN = "rng_state*.pth"
 _CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")

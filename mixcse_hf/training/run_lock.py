@@ -12,7 +12,10 @@ from filelock import FileLock, Timeout
 
 from mixcse_hf.errors import UsageError
 
-LOCK_FILE = ".mixcse.lock"
+TRANSIENT_PREFIX = ".mixcse"
+"""Our own transient files in a run directory (the lock, another process's write check, a half-written record): no
+run, never removed as another run's."""
+LOCK_FILE = f"{TRANSIENT_PREFIX}.lock"
 LOCK_ATTEMPTS = 10
 
 

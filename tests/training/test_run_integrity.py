@@ -285,7 +285,7 @@ def test_a_busy_output_dir_refuses_before_torch_loads(tmp_path: Path, rank: str)
     out, config = tmp_path / "out", tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"output_dir": "${OUT}", "model_name_or_path": str(tmp_path / "model")}))
     code = "import sys; from run_mixcse import main; status = main(sys.argv[1:]); print(status, 'torch' in sys.modules)"
-    environment = {"OUT": str(out), "RANK": rank, "MIXCSE_DATA_DIR": str(tmp_path)}
+    environment = {**os.environ, "OUT": str(out), "RANK": rank, "MIXCSE_DATA_DIR": str(tmp_path)}
     with locked(str(out)):
         process = subprocess.run(
             [sys.executable, "-c", code, str(config), "--train_file", str(tmp_path / "corpus.txt")],
@@ -302,6 +302,7 @@ def test_a_busy_output_dir_refuses_before_torch_loads(tmp_path: Path, rank: str)
         ]
     else:
         assert process.stdout.split() == ["2", "True"], process.stderr
+        assert "is in use by another run" in process.stderr.splitlines()[-1]  # by the run's own lock, after torch
 
 
 def test_a_run_started_while_another_trains_refuses(
