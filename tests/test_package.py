@@ -52,16 +52,16 @@ def test_console_scripts_are_the_documented_ones() -> None:
     assert installed == CONSOLE_SCRIPTS
 
 
+def run_console_script(script: str, *args: str) -> subprocess.CompletedProcess:
+    """The command ``script`` run with ``args`` as its module, in a fresh process."""
+    command = [sys.executable, "-m", CONSOLE_SCRIPTS[script], *args]
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+
+
 @pytest.mark.parametrize("script", sorted(CONSOLE_SCRIPTS))
 def test_each_console_script_helps_under_its_name(script: str) -> None:
     """Its module runs on its own (no import cycle) and its usage line names the command."""
-    proc = subprocess.run(
-        [sys.executable, "-m", CONSOLE_SCRIPTS[script], "--help"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_console_script(script, "--help")
     assert proc.returncode == 0, proc.stderr[-2000:]
     prog = "run_mixcse.py" if script == "mixcse-train" else script
     assert proc.stdout.startswith(f"usage: {prog}")

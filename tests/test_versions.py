@@ -4,8 +4,6 @@ warning of a run resumed on other versions."""
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -15,20 +13,14 @@ import mixcse_hf
 from mixcse_hf.hub.card import ModelCardInfo, render_model_card
 from mixcse_hf.training.run_dir import read_run_record, write_run_record
 from mixcse_hf.versions import changed_versions, stack_versions
-from tests.conftest import REPO_ROOT, train_tiny
-from tests.test_package import CONSOLE_SCRIPTS
+from tests.conftest import train_tiny
+from tests.test_package import CONSOLE_SCRIPTS, run_console_script
 
 
 @pytest.mark.parametrize("script", sorted(CONSOLE_SCRIPTS))
 def test_every_command_prints_the_versions(script: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", CONSOLE_SCRIPTS[script], "--version"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
+    proc = run_console_script(script, "--version")
+    assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith(f"mixcse_hf {mixcse_hf.__version__} (python ")
     assert f"torch {version('torch')}" in proc.stdout
     assert f"transformers {version('transformers')}" in proc.stdout
