@@ -206,11 +206,34 @@ def tiny_corpus(tmp_path: Path) -> Path:
     return path
 
 
+TRAINER_DEFAULTS = (
+    *("--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8", "--learning_rate", "5e-5"),
+    *("--num_train_epochs", "3", "--do_eval", "null", "--eval_strategy", "no", "--eval_steps", "null"),
+    *("--save_steps", "500", "--save_total_limit", "null", "--metric_for_best_model", "null"),
+    *("--load_best_model_at_end", "false", "--logging_steps", "500"),
+)
+"""The Trainer's own defaults of the settings that a run without a config takes from the quick start, as flags
+that come first: the tiny runs and the reference run were written against them (``test_config`` checks that they
+are all of them)."""
+
+
+def quickstart_training_settings() -> dict[str, object]:
+    """configs/quickstart.yaml's values less its model, data, output and pooler: a run without a config takes them."""
+    import yaml
+
+    from mixcse_hf.training.config import NOT_DEFAULTS
+
+    values = yaml.safe_load((REPO_ROOT / "configs" / "quickstart.yaml").read_text(encoding="utf-8"))
+    return {key: value for key, value in values.items() if key not in NOT_DEFAULTS}
+
+
 def train_tiny(model_dir: str, corpus: Path, output_dir: Path, *flags: str) -> Path:
-    """Two MixCSE steps of run_mixcse.py (batch 4, no evaluation) into ``output_dir``; returns it."""
+    """Two MixCSE steps of run_mixcse.py (batch 4, no evaluation, otherwise :data:`TRAINER_DEFAULTS`) into
+    ``output_dir``; returns it."""
     from run_mixcse import main
 
     args = [
+        *TRAINER_DEFAULTS,
         "--model_name_or_path",
         model_dir,
         "--train_file",

@@ -126,7 +126,7 @@ def train_steps(model_dir: str, corpus: str, output_dir: str, precision: str) ->
         "--model_name_or_path", model_dir, "--train_file", corpus, "--output_dir", output_dir,
         "--per_device_train_batch_size", "8", "--max_steps", "16", "--learning_rate", "5e-4", "--seed", "0",
         "--lr_scheduler_type", "constant",
-        "--logging_steps", "1", "--save_strategy", "no", "--eval_strategy", "no", "--report_to", "none",
+        "--logging_steps", "1", "--save_strategy", "no", "--do_eval", "false", "--report_to", "none",
         "--disable_tqdm", "true", f"--{precision}", "true",
     ]  # fmt: skip
     model_args, data_args, training_args = parse_run_args(flags)

@@ -289,6 +289,22 @@ def test_bad_config_file_is_one_line_error(case: str, tmp_path: Path, capsys: py
     assert not out.exists()
 
 
+def test_a_run_without_a_config_or_senteval_dir_offline_is_told_both_fixes(
+    tmp_path: Path, tiny_model_dir: str, tiny_corpus: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Evaluation is on by default, so STS-B comes from the Hub, which the tests cannot reach: one line naming
+    senteval_dir and do_eval, before anything is written."""
+    out = tmp_path / "out"
+    flags = ["--model_name_or_path", tiny_model_dir, "--train_file", str(tiny_corpus), "--output_dir", str(out)]
+    assert main(flags) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot read the Hub copy mteb/stsbenchmark-sts" in err[0]
+    assert err[0].endswith(
+        "pass --senteval_dir with a SentEval-layout directory, or --do_eval false to train without evaluation"
+    )
+    assert not out.exists()
+
+
 def test_cli_exit_status_and_single_line_message(tmp_path: Path) -> None:
     """As a real process: unknown config key -> exit 2 and exactly one line on stderr."""
     config = tmp_path / "c.yaml"

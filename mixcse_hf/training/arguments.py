@@ -34,9 +34,8 @@ class ModelArguments:
     reinit_mlp: bool = field(
         default=True,
         metadata={
-            "help": "With pooler_type cls: re-initialise the MLP (the encoder's pooler dense layer) randomly, as "
-            "the reference creates a fresh one. Set false to keep the checkpoint's pooler weights, e.g. when "
-            "continuing from a mixcse_hf checkpoint."
+            "help": "With pooler_type cls: re-initialise the MLP randomly, as the reference does; false keeps the "
+            "checkpoint's (to continue a mixcse_hf model)."
         },
     )
 
@@ -205,9 +204,8 @@ class MixCSEOptions:
         default=True,
         metadata={
             "help": "Remove false negatives: in-batch candidates whose text (NFKC, stripped) is the row's anchor or "
-            "positive text leave the softmax, and so does every mixed negative whose 1 - mix_lambda part is one "
-            "(texts are compared by a 64-bit hash carried with the batch). Logs masked_duplicates. false: the "
-            "reference loss, bit for bit."
+            "positive text leave the softmax, and so does every mixed negative whose 1 - mix_lambda part is one. "
+            "Logs masked_duplicates. false: the reference loss, bit for bit."
         },
     )
     log_gradient_signal: bool = field(
@@ -221,8 +219,8 @@ class MixCSEOptions:
         default=True,
         metadata={
             "help": "With do_eval: score the start model on STS-B dev and test before training (the summary's "
-            "start row, step 0 of training_curves.png). Cached by model weights and data in MIXCSE_CACHE_DIR "
-            "(default ~/.cache/mixcse_hf); a resumed run reuses the scores its start recorded."
+            "start row, the plot's step 0), cached in MIXCSE_CACHE_DIR (default ~/.cache/mixcse_hf); a resumed run "
+            "reuses its recorded start scores."
         },
     )
     pooler_type: str = field(
@@ -304,10 +302,9 @@ class MixCSEOptions:
     do_eval: bool | None = field(
         default=None,
         metadata={
-            "help": "The one switch for evaluation. false: none at all, whatever eval_strategy says (no start "
-            "scoring, no evaluations during training, no final scoring; the last model is kept). true: STS-B dev "
-            "and test before and after training, and during it as eval_strategy says. Unset: true when "
-            "eval_strategy is set."
+            "help": "The one switch for evaluation. false: none, whatever eval_strategy says (no start or final "
+            "scoring, none during training; the last model is kept). true: STS-B dev and test before and after "
+            "training, and during it as eval_strategy says. Unset: true when eval_strategy is set."
         },
     )
     remove_unused_columns: bool = field(

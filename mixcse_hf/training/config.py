@@ -1,4 +1,5 @@
-"""YAML/JSON run configs: file values become argument defaults, command-line flags override them.
+"""YAML/JSON run configs: file values become argument defaults, command-line flags override them; without a file,
+the shipped quick start's training settings are the defaults.
 
 Importing this module is fast (no torch or transformers): :func:`parse_run_args` runs the checks that need no
 library first, and imports the arguments' stack only after them.
@@ -10,6 +11,7 @@ import dataclasses
 import difflib
 import importlib.resources
 import json
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
     from transformers import HfArgumentParser
 
     from mixcse_hf.training.training_args import MixCSETrainingArguments
+
+logger = logging.getLogger(__name__)
 
 RunArguments = tuple[ModelArguments, DataArguments, "MixCSETrainingArguments"]
 _ENV_VAR = re.compile(r"\$\$|\$\{(\w+)\}")
@@ -53,6 +57,19 @@ def shipped_configs() -> dict[str, str]:
     """The configs the package ships (``mixcse_hf/configs``, also ``configs/`` in a checkout): name -> path."""
     folder = importlib.resources.files("mixcse_hf") / "configs"
     return {entry.name.removesuffix(".yaml"): str(entry) for entry in folder.iterdir() if entry.name.endswith(".yaml")}
+
+
+DEFAULTS_CONFIG = "quickstart"
+"""The shipped config whose training settings are the defaults of a run without a config."""
+NOT_DEFAULTS = ("model_name_or_path", "train_file", "senteval_dir", "output_dir", "pooler_type", "mlp_only_train")
+"""The keys of :data:`DEFAULTS_CONFIG` that a run without a config does not take: the quick start's own inputs and
+outputs, and its pooler (a choice for its backbone)."""
+
+
+def config_less_defaults() -> dict[str, Any]:
+    """The defaults of a run without a config: :data:`DEFAULTS_CONFIG`'s values, less :data:`NOT_DEFAULTS`."""
+    values = read_config_file(shipped_configs()[DEFAULTS_CONFIG])
+    return {key: value for key, value in values.items() if key not in NOT_DEFAULTS}
 
 
 def config_file_path(name_or_path: str) -> str:
@@ -222,18 +239,31 @@ def check_output_dir_free(values: Mapping[str, Any]) -> None:
         check_not_in_use(str(_expand_env(values["output_dir"], "output_dir")))
 
 
+def config_values(name_or_path: str | None) -> tuple[str, dict[str, Any]]:
+    """The config's path and values; without a config, :data:`DEFAULTS_CONFIG`'s path and
+    :func:`config_less_defaults` (said in the log)."""
+    if name_or_path is not None:
+        path = config_file_path(name_or_path)
+        return path, read_config_file(path)
+    path = shipped_configs()[DEFAULTS_CONFIG]
+    logger.info(
+        "No config given: the shipped %s config's training settings (%s) are the defaults; flags override them",
+        DEFAULTS_CONFIG,
+        path,
+    )
+    return path, config_less_defaults()
+
+
 def parse_run_args(argv: Sequence[str]) -> RunArguments:
     """Parse ``[CONFIG.yaml] [--flag value ...]`` into the three argument dataclasses; the checks that need no
     library come before the libraries are imported."""
     config_path, flags = split_config_path(argv)
-    config_path = config_file_path(config_path) if config_path is not None else None
-    values = read_config_file(config_path) if config_path is not None else {}
+    config_path, values = config_values(config_path)
     check_best_model_intervals({**values, **flag_values(flags, BEST_MODEL_KEYS)})
     check_output_dir_free({**values, **flag_values(flags, LOCK_KEYS)})
     parser = build_parser()
-    if config_path is not None:
-        check_keys(values, parser, config_path)
-        parser.set_defaults(**{key: _expand_env(value, key) for key, value in values.items()})
+    check_keys(values, parser, config_path)
+    parser.set_defaults(**{key: _expand_env(value, key) for key, value in values.items()})
     flags, unset = take_unset_flags(flags, parser)
     parser.set_defaults(**dict.fromkeys(unset))
     try:

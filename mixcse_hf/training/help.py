@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from mixcse_hf.training.arguments import LOSS_OPTIONS, DataArguments, MixCSEOptions, ModelArguments
+from mixcse_hf.training.config import DEFAULTS_CONFIG, config_less_defaults
 
 PROG = "run_mixcse.py"
 HELP_FLAGS = ("-h", "--help")
@@ -80,13 +81,14 @@ COMMON_TRAINER_OPTIONS = (
     "report_to",
     "resume_from_checkpoint",
 )
-"""Named in the short help's closing lines; ``--help_all`` describes them."""
+"""Named in the short help's closing lines (unless the defaults of a run without a config name them there);
+``--help_all`` describes them."""
 
 _PLAIN_TYPE = re.compile(r"\b(bool|int|float|str|list|dict)\b")
 
 DESCRIPTION = (
-    "Train a sentence encoder with MixCSE. CONFIG.yaml (or .json) holds argument values; command-line flags "
-    "override them; --KEY null unsets an optional key of the config; --version prints the versions of the stack."
+    "Train a sentence encoder with MixCSE. CONFIG.yaml (or .json) holds argument values, which flags override "
+    "(--KEY null unsets one); --version prints the stack's versions."
 )
 
 
@@ -101,19 +103,19 @@ def help_request(argv: Sequence[str]) -> str | None:
 
 def help_text(trainer_options: bool = False) -> str:
     """Our arguments by group; with ``trainer_options``, every other ``TrainingArguments`` field after them."""
+    fields = {
+        field.name: field for cls in (ModelArguments, DataArguments, MixCSEOptions) for field in dataclasses.fields(cls)
+    }
     parser = argparse.ArgumentParser(
         prog=PROG,
         usage="%(prog)s [CONFIG.yaml] [--ARGUMENT VALUE ...]",
         description=DESCRIPTION,
-        epilog=None if trainer_options else _trainer_options_note(),
+        epilog=_config_less_note(fields) + ("" if trainer_options else " " + _trainer_options_note()),
     )
     command_line = parser.add_argument_group("command line")
     command_line.add_argument("CONFIG.yaml", nargs="?", help="YAML/JSON file, or a shipped config: quickstart")
     command_line.add_argument(DEBUG_FLAG, action="store_true", help="show the traceback of an error, not one line")
     command_line.add_argument(HELP_ALL_FLAG, action="store_true", help="also list the Trainer's options")
-    fields = {
-        field.name: field for cls in (ModelArguments, DataArguments, MixCSEOptions) for field in dataclasses.fields(cls)
-    }
     for title, (description, names) in GROUPS.items():
         _add_fields(parser.add_argument_group(title, description), (fields[name] for name in names))
     if trainer_options:
@@ -130,10 +132,25 @@ def help_text(trainer_options: bool = False) -> str:
     return parser.format_help()
 
 
+def _config_less_note(fields: dict[str, dataclasses.Field]) -> str:
+    """The values a run without a config takes, less those that the options above show as their defaults."""
+    changed = {
+        key: value
+        for key, value in config_less_defaults().items()
+        if key not in fields or _default(fields[key]) != value
+    }
+    pairs = ", ".join(f"{key} {_shown(value)}" for key, value in changed.items())
+    return (
+        f"Without CONFIG.yaml, the shipped {DEFAULTS_CONFIG} config's training settings are the defaults: those "
+        f"above and {pairs}."
+    )
+
+
 def _trainer_options_note() -> str:
+    named = [name for name in COMMON_TRAINER_OPTIONS if name not in config_less_defaults()]
     return (
         "Every transformers.TrainingArguments field is accepted too, e.g. "
-        + ", ".join(COMMON_TRAINER_OPTIONS)
+        + ", ".join(named)
         + f"; {HELP_ALL_FLAG} describes them all."
     )
 
@@ -163,8 +180,11 @@ def _field_help(field: dataclasses.Field) -> str:
     default = _default(field)
     if default in (None, "", []):
         return text
-    shown = str(default).lower() if isinstance(default, bool) else default
-    return f"{text} (default: {shown})"
+    return f"{text} (default: {_shown(default)})"
+
+
+def _shown(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _default(field: dataclasses.Field) -> Any:

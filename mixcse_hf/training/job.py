@@ -16,7 +16,7 @@ from dataclasses import asdict
 
 from transformers import set_seed
 
-from mixcse_hf.errors import Interrupted
+from mixcse_hf.errors import Interrupted, UsageError
 from mixcse_hf.evaluation.score_cache import cache_dir, cached_scores, fingerprint
 from mixcse_hf.evaluation.sts import stsb_scores
 from mixcse_hf.evaluation.sts_data import StsPairs, load_stsb
@@ -76,8 +76,15 @@ def log_precision(training_args: MixCSETrainingArguments) -> None:
 
 
 def load_sts(data_args: DataArguments, training_args: MixCSETrainingArguments) -> dict[str, StsPairs]:
+    """STS-B dev and test when evaluating; evaluation is on by default, so a training run that cannot read the Hub
+    copy is also told how to go without it."""
     splits = ("dev", "test") if training_args.do_eval else ()
-    return {split: load_stsb(split, data_args.senteval_dir) for split in splits}
+    try:
+        return {split: load_stsb(split, data_args.senteval_dir) for split in splits}
+    except UsageError as err:
+        if data_args.senteval_dir is None and training_args.do_train:
+            raise UsageError(f"{err}, or --do_eval false to train without evaluation") from err
+        raise
 
 
 def final_scores(trainer: MixCSETrainer, sts: dict[str, StsPairs], label: str) -> dict[str, dict[str, float]]:

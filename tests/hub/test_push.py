@@ -212,7 +212,7 @@ def test_push_to_hub_without_network_stops_before_training(
     monkeypatch.setattr(transformers.trainer, "hf_api", lambda: FailingHubApi(tmp_path / "hub", method, make_error()))
     out = tmp_path / "out"
     flags = ["--model_name_or_path", tiny_model_dir, "--train_file", str(tiny_corpus), "--output_dir", str(out)]
-    flags += ["--max_steps", "2", "--per_device_train_batch_size", "4", "--report_to", "none"]
+    flags += ["--max_steps", "2", "--per_device_train_batch_size", "4", "--report_to", "none", "--do_eval", "false"]
     flags += ["--push_to_hub", "true", "--hub_model_id", "someone/tiny-mixcse"]
     assert run_main(flags) == 2
     err = capsys.readouterr().err

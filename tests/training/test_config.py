@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import yaml
 from mixcse_hf.errors import UsageError
 from mixcse_hf.training.config import parse_run_args, read_config_file, resolved_config
 from mixcse_hf.training.run_dir import RESOLVED_CONFIG_FILE, write_resolved_config
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, TRAINER_DEFAULTS, quickstart_training_settings
 
 
 def _write(path: Path, text: str) -> str:
@@ -151,3 +152,35 @@ def test_a_missing_reporting_package_is_one_line(tmp_path: Path, monkeypatch: py
     assert "\n" not in str(info.value)
     monkeypatch.setattr(integrations, "is_tensorboard_available", lambda: True)
     assert parse_run_args([config, "--report_to", "tensorboard"])[2].report_to == ["tensorboard"]
+
+
+def test_a_run_without_a_config_takes_the_quick_starts_training_settings(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not the Trainer's batch of 8 without evaluation: the quick start's settings, which flags override."""
+    flags = ["--model_name_or_path", "some/model", "--train_file", "corpus.txt", "--output_dir", str(tmp_path / "o")]
+    with caplog.at_level(logging.INFO, logger="mixcse_hf.training.config"):
+        config_less = resolved_config(*parse_run_args([*flags, "--seed", "7"]))
+    assert "No config given: the shipped quickstart config's training settings" in caplog.text
+    settings = quickstart_training_settings()
+    assert config_less["per_device_train_batch_size"] == settings["per_device_train_batch_size"]
+    assert config_less["learning_rate"] == settings["learning_rate"]
+    assert config_less["do_eval"] and config_less["eval_strategy"] == "steps" and config_less["seed"] == 7
+    config = _write(tmp_path / "c.yaml", yaml.safe_dump({**settings, "seed": 7}))
+    assert resolved_config(*parse_run_args([config, *flags])) == config_less
+
+
+def test_the_early_checks_see_the_defaults_of_a_run_without_a_config(tmp_path: Path) -> None:
+    flags = ["--model_name_or_path", "m", "--train_file", "t.txt", "--output_dir", str(tmp_path), "--save_steps"]
+    eval_steps = quickstart_training_settings()["eval_steps"]
+    with pytest.raises(UsageError, match=f"save_steps {eval_steps + 1} must be a multiple of eval_steps {eval_steps}"):
+        parse_run_args([*flags, str(eval_steps + 1)])
+
+
+def test_trainer_defaults_undo_the_quick_starts_settings(tmp_path: Path) -> None:
+    """tests.conftest.TRAINER_DEFAULTS (the tiny runs') gives a run without a config what an empty config gives."""
+    flags = ["--model_name_or_path", "m", "--train_file", "t.txt", "--output_dir", str(tmp_path), "--report_to", "none"]
+    empty = _write(tmp_path / "empty.yaml", "")
+    assert resolved_config(*parse_run_args([*flags, *TRAINER_DEFAULTS])) == resolved_config(
+        *parse_run_args([empty, *flags])
+    )

@@ -15,6 +15,7 @@ import run_mixcse
 from mixcse_hf.models.pooling import POOLERS
 from mixcse_hf.training.arguments import DataArguments, MixCSEOptions, ModelArguments
 from mixcse_hf.training.help import COMMON_TRAINER_OPTIONS, GROUPS, help_text
+from tests.conftest import quickstart_training_settings
 
 REPO = Path(__file__).resolve().parents[2]
 OUR_FIELDS = [f.name for cls in (ModelArguments, DataArguments, MixCSEOptions) for f in dataclasses.fields(cls)]
@@ -36,6 +37,16 @@ def test_help_leads_with_our_groups_and_names_the_config(capsys: pytest.CaptureF
         assert f"  --{name} " in text or f"  --{name}\n" in text
     assert "  --learning_rate" not in text  # the Trainer's options are behind --help_all
     assert "--debug               show the traceback" in text
+
+
+def test_help_shows_the_defaults_of_a_run_without_a_config() -> None:
+    """Each of the quick start's training settings: in the closing note, or the default shown by its option."""
+    text = " ".join(help_text().split())
+    note = text[text.index("Without CONFIG.yaml, the shipped quickstart config's training settings are the defaults") :]
+    fields = {f.name: f for cls in (ModelArguments, DataArguments, MixCSEOptions) for f in dataclasses.fields(cls)}
+    for key, value in quickstart_training_settings().items():
+        shown = str(value).lower() if isinstance(value, bool) else str(value)
+        assert f" {key} {shown}," in note or f" {key} {shown}." in note or fields[key].default == value, key
 
 
 def test_help_imports_neither_torch_nor_transformers() -> None:
