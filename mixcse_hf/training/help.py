@@ -106,11 +106,12 @@ def help_text(trainer_options: bool = False) -> str:
     fields = {
         field.name: field for cls in (ModelArguments, DataArguments, MixCSEOptions) for field in dataclasses.fields(cls)
     }
+    defaults = config_less_defaults()
     parser = argparse.ArgumentParser(
         prog=PROG,
         usage="%(prog)s [CONFIG.yaml] [--ARGUMENT VALUE ...]",
         description=DESCRIPTION,
-        epilog=_config_less_note(fields) + ("" if trainer_options else " " + _trainer_options_note()),
+        epilog=_config_less_note(fields, defaults) + ("" if trainer_options else " " + _trainer_options_note(defaults)),
     )
     command_line = parser.add_argument_group("command line")
     command_line.add_argument("CONFIG.yaml", nargs="?", help="YAML/JSON file, or a shipped config: quickstart")
@@ -132,13 +133,10 @@ def help_text(trainer_options: bool = False) -> str:
     return parser.format_help()
 
 
-def _config_less_note(fields: dict[str, dataclasses.Field]) -> str:
-    """The values a run without a config takes, less those that the options above show as their defaults."""
-    changed = {
-        key: value
-        for key, value in config_less_defaults().items()
-        if key not in fields or _default(fields[key]) != value
-    }
+def _config_less_note(fields: dict[str, dataclasses.Field], defaults: dict[str, Any]) -> str:
+    """The values a run without a config takes (``defaults``), less those the options above show as their
+    defaults."""
+    changed = {key: value for key, value in defaults.items() if key not in fields or _default(fields[key]) != value}
     pairs = ", ".join(f"{key} {_shown(value)}" for key, value in changed.items())
     return (
         f"Without CONFIG.yaml, the shipped {DEFAULTS_CONFIG} config's training settings are the defaults: those "
@@ -146,8 +144,9 @@ def _config_less_note(fields: dict[str, dataclasses.Field]) -> str:
     )
 
 
-def _trainer_options_note() -> str:
-    named = [name for name in COMMON_TRAINER_OPTIONS if name not in config_less_defaults()]
+def _trainer_options_note(defaults: dict[str, Any]) -> str:
+    """The Trainer's common options, less those ``defaults`` (a run without a config's) already name."""
+    named = [name for name in COMMON_TRAINER_OPTIONS if name not in defaults]
     return (
         "Every transformers.TrainingArguments field is accepted too, e.g. "
         + ", ".join(named)
