@@ -217,6 +217,10 @@ that come first: the tiny runs and the reference run were written against them (
 are all of them)."""
 
 
+PADDED = ("--padding_free", "false")
+"""The tiny runs and the reference run were written for padded batches (``padding_free: auto`` packs BERT)."""
+
+
 def quickstart_training_settings() -> dict[str, object]:
     """configs/quickstart.yaml's values less its model, data, output and pooler: a run without a config takes them."""
     import yaml
@@ -234,6 +238,7 @@ def train_tiny(model_dir: str, corpus: Path, output_dir: Path, *flags: str) -> P
 
     args = [
         *TRAINER_DEFAULTS,
+        *PADDED,
         "--model_name_or_path",
         model_dir,
         "--train_file",

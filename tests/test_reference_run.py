@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file
 
 from run_mixcse import main
-from tests.conftest import TRAINER_DEFAULTS
+from tests.conftest import PADDED, TRAINER_DEFAULTS
 
 REFERENCE_PATH = Path(__file__).parent / "data" / "reference_run.json"
 REFERENCE = json.loads(REFERENCE_PATH.read_text(encoding="utf-8"))
@@ -62,6 +62,7 @@ SAME_KERNELS = all(REFERENCE.get(key) == value for key, value in kernel_identity
 def _seeded_run(model_dir: str, corpus: Path, output_dir: Path, flags: list[str]) -> dict:
     args = [
         *TRAINER_DEFAULTS,  # recorded before a run without a config took the quick start's settings
+        *PADDED,
         *("--model_name_or_path", model_dir, "--train_file", str(corpus), "--output_dir", str(output_dir)),
         *("--max_steps", "6", "--per_device_train_batch_size", "4", "--save_strategy", "no"),
         *("--logging_steps", "1", "--report_to", "none", "--do_train", "true", "--seed", "7", *flags),

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from mixcse_hf.errors import UsageError, first_line
+from mixcse_hf.models.families import family_of, is_causal, set_bidirectional
 from mixcse_hf.models.lora import peft_wrapping
 from mixcse_hf.models.packing import embed_packed
 from mixcse_hf.models.pooling import (
@@ -33,7 +34,9 @@ from mixcse_hf.models.pooling import (
     CONFIG_POOLER_KEY,
     POOLER_TYPES,
     POOLERS,
+    Pooler,
     get_pooler,
+    inference_pooler,
     needs_hidden_states,
     pool,
     recorded_pooler,
@@ -50,6 +53,8 @@ OFFLINE_MODEL_PACKAGES = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_mini
 quick start runs without network."""
 
 
+AUTO_POOLER = "auto"
+"""``pooler_type: auto``: the model's own pooling (:func:`auto_pooler`)."""
 PROGRESS_LOG_SECONDS = 30.0
 """Without a progress bar (stderr is no terminal), how often :meth:`SentenceEncoder.encode` logs how far it is."""
 
@@ -80,9 +85,10 @@ class ProgressLog:
             )
 
 
-def check_pooler_type(pooler_type: str) -> None:
-    if pooler_type not in POOLER_TYPES:
-        raise UsageError(f"pooler_type must be one of {', '.join(POOLER_TYPES)}; got {pooler_type!r}")
+def check_pooler_type(pooler_type: str, allow_auto: bool = False) -> None:
+    choices = (AUTO_POOLER, *POOLER_TYPES) if allow_auto else POOLER_TYPES
+    if pooler_type not in choices:
+        raise UsageError(f"pooler_type must be one of {', '.join(choices)}; got {pooler_type!r}")
 
 
 def embed(
@@ -223,7 +229,46 @@ def load_pretrained(model_name_or_path: str) -> tuple[PreTrainedModel, PreTraine
             ) from err
         raise UsageError(f"cannot load {where} ({first_line(err)}); check its config.json and tokenizer files") from err
     check_tokenizer(model, tokenizer, model_name_or_path, path)
+    prepare_tokenizer(tokenizer, backbone_config(model), model_name_or_path)
     return model, tokenizer
+
+
+def backbone_config(model: nn.Module) -> PretrainedConfig:
+    return (model.get_base_model() if isinstance(model, PeftModel) else model).config
+
+
+def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase, config: PretrainedConfig, model_name_or_path: str) -> None:
+    """A tokenizer without a pad token (common for decoders) pads with its EOS token, which the attention mask
+    leaves out, logged; a family that pools the EOS token gets it appended to every sentence (saved with the
+    tokenizer, so every loader of the trained model does the same)."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise UsageError(
+                f"model_name_or_path {model_name_or_path!r}: its tokenizer has neither a pad nor an EOS token; "
+                "give it a pad token (tokenizer.add_special_tokens({'pad_token': ...}), then save it)"
+            )
+        tokenizer.pad_token = tokenizer.eos_token
+        logger.info("The tokenizer has no pad token: padding with its EOS token %r (masked out)", tokenizer.eos_token)
+    if family_of(config).appends_eos:
+        append_eos(tokenizer, model_name_or_path)
+
+
+def append_eos(tokenizer: PreTrainedTokenizerBase, model_name_or_path: str) -> None:
+    """Make ``tokenizer`` end every sentence with its EOS token, keeping what it puts first (its BOS or none)."""
+    before = tokenizer("a")["input_ids"]
+    eos = tokenizer.eos_token_id
+    if eos is None or before[-1] == eos:
+        return
+    if hasattr(type(tokenizer), "add_eos_token"):
+        tokenizer.add_bos_token = tokenizer.bos_token_id is not None and before[0] == tokenizer.bos_token_id
+        tokenizer.add_eos_token = True
+    if tokenizer("a")["input_ids"] != [*before, eos]:
+        raise UsageError(
+            f"model_name_or_path {model_name_or_path!r}: its tokenizer ({type(tokenizer).__name__}) cannot be set to "
+            f"end sentences with its EOS token {tokenizer.eos_token!r}, which last-token pooling reads; save a "
+            "tokenizer that appends it (a post-processor adding EOS)"
+        )
+    logger.info("The tokenizer now ends each sentence with its EOS token %r (decoders pool it)", tokenizer.eos_token)
 
 
 def check_tokenizer(
@@ -248,34 +293,82 @@ def check_tokenizer(
     )
 
 
-def default_pooler(model: PreTrainedModel, path: str) -> str:
-    """The pooler to encode with when none is given: the one recorded by mixcse_hf training (in the config, or
-    in :data:`ADAPTER_POOLING_FILE` of a LoRA adapter checkpoint), else a sentence-transformers directory's own
-    pooling, else ``cls_before_pooler``."""
+def recorded_model_pooler(model: PreTrainedModel, path: str) -> tuple[str, str] | None:
+    """The pooler a model folder records, with where: by mixcse_hf training (in the config, or in
+    :data:`ADAPTER_POOLING_FILE` of a LoRA adapter checkpoint), else a sentence-transformers folder's own pooling
+    (a mixcse_hf checkpoint carries both, alike, unless its pooler has no sentence-transformers equivalent)."""
     if hasattr(model.config, CONFIG_POOLER_KEY):
-        return recorded_pooler(model.config)
+        return recorded_pooler(model.config), "recorded by mixcse_hf in its config"
     adapter_pooler = read_adapter_pooling(path) if os.path.isdir(path) else None
     if adapter_pooler is not None:
-        return adapter_pooler
-    return sentence_transformers_pooler(resolve_model_path(path)) or "cls_before_pooler"
+        return adapter_pooler, f"recorded in its {ADAPTER_POOLING_FILE}"
+    st_pooler = sentence_transformers_pooler(resolve_model_path(path))
+    if st_pooler is not None:
+        return st_pooler, "its sentence-transformers Pooling"
+    return None
+
+
+def family_pooler(model: PreTrainedModel) -> str:
+    """The family's default pooler (:data:`mixcse_hf.models.families.FAMILIES`); ``avg`` instead of a pooler that
+    needs an MLP the model has no layer for."""
+    default = family_of(backbone_config(model)).default_pooler
+    return "avg" if get_pooler(default).uses_mlp and getattr(model, "pooler", None) is None else default
+
+
+def default_pooler(model: PreTrainedModel, path: str) -> str:
+    """The pooler to encode with when none is given: the one the folder records (:func:`recorded_model_pooler`),
+    else the family's default without an MLP trained for it (``cls`` -> ``cls_before_pooler``)."""
+    recorded = recorded_model_pooler(model, path)
+    return recorded[0] if recorded else inference_pooler(family_pooler(model), mlp_only_train=True)
+
+
+def auto_pooler(model: PreTrainedModel, path: str) -> str:
+    """``pooler_type: auto`` for training: the pooler the folder records, else the family's default; logged."""
+    recorded = recorded_model_pooler(model, path)
+    if recorded is not None:
+        pooler_type, source = recorded
+    else:
+        pooler_type, source = family_pooler(model), f"the {family_of(backbone_config(model)).name} family's default"
+    logger.info("pooler_type auto: %s (%s)", pooler_type, source)
+    return pooler_type
+
+
+def fitting_poolers(model: PreTrainedModel) -> list[str]:
+    return [name for name, pooler in POOLERS.items() if pooler_misfit(model, pooler) is None]
+
+
+def pooler_misfit(model: PreTrainedModel, pooler: Pooler) -> str | None:
+    """Why ``pooler`` cannot embed with ``model`` (None: it can)."""
+    if pooler.uses_mlp and getattr(model, "pooler", None) is None:
+        name = type(model).__name__
+        return f"uses the encoder's pooler layer (dense + tanh over [CLS]) as the MLP, but {name} has none"
+    if pooler.reads_first_token and is_causal(backbone_config(model)):
+        return (
+            f"reads the first token, which causal {type(model).__name__} computes from that token alone "
+            "(bidirectional: true lifts this)"
+        )
+    return None
 
 
 def check_pooler_fits(model: PreTrainedModel, pooler_type: str) -> None:
-    """A pooler that reads the MLP needs an encoder with a pooler layer; otherwise a one-line UsageError."""
-    if get_pooler(pooler_type).uses_mlp and getattr(model, "pooler", None) is None:
-        without_mlp = ", ".join(name for name, pooler in POOLERS.items() if not pooler.uses_mlp)
-        raise UsageError(
-            f"pooler_type {pooler_type!r} uses the encoder's pooler layer (dense + tanh over [CLS]) as the MLP, but "
-            f"{type(model).__name__} has none; use one of {without_mlp}"
-        )
+    """A pooler the model cannot run (the MLP without a pooler layer, the first token of a causal decoder) is a
+    one-line UsageError naming those it can."""
+    misfit = pooler_misfit(model, get_pooler(pooler_type))
+    if misfit is not None:
+        raise UsageError(f"pooler_type {pooler_type!r} {misfit}; use one of {', '.join(fitting_poolers(model))}")
 
 
 def load_backbone(
-    model_name_or_path: str, pooler_type: str, mlp_only_train: bool
+    model_name_or_path: str, pooler_type: str, mlp_only_train: bool, bidirectional: bool = False
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load an ``AutoModel`` encoder and its tokenizer, and record the pooling choice in its config."""
-    check_pooler_type(pooler_type)
+    """Load an ``AutoModel`` encoder and its tokenizer (a decoder made ``bidirectional`` if asked), and record the
+    pooling choice (``auto``: :func:`auto_pooler`) in its config."""
+    check_pooler_type(pooler_type, allow_auto=True)
     model, tokenizer = load_pretrained(model_name_or_path)
+    if bidirectional:
+        set_bidirectional(model.config)
+    if pooler_type == AUTO_POOLER:
+        pooler_type = auto_pooler(model, model_name_or_path)
     check_pooler_fits(model, pooler_type)
     setattr(model.config, CONFIG_POOLER_KEY, pooler_type)
     setattr(model.config, CONFIG_MLP_ONLY_TRAIN_KEY, mlp_only_train)

@@ -10,16 +10,12 @@ from collections.abc import Iterator
 from peft import LoraConfig, PeftModel, get_peft_model
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 
 from mixcse_hf.errors import UsageError
+from mixcse_hf.models.families import family_of
 
 logger = logging.getLogger(__name__)
-
-EXTRA_TARGET_MODULES = {"mpnet": ("q", "v"), "distilbert": ("q_lin", "v_lin")}
-"""LoRA targets (the query and value projections) for encoders that peft's own per-architecture mapping
-(``TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING``: BERT, RoBERTa, XLM-R, ELECTRA, DeBERTa-v2…) lacks."""
-
 
 GRADIENT_CHECKPOINTING_WARNING = "`is_gradient_checkpointing` is deprecated"
 """The start of the FutureWarning transformers 5 gives on every read of ``is_gradient_checkpointing``."""
@@ -35,12 +31,15 @@ def peft_wrapping() -> Iterator[None]:
         yield
 
 
-def default_target_modules(model_type: str) -> list[str]:
-    """peft's default LoRA targets for ``model_type``, else ours; a one-line error for neither."""
+def default_target_modules(config: PretrainedConfig) -> list[str]:
+    """peft's default LoRA targets for the model type (its ``TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING``),
+    else the family's where peft lacks it (:data:`mixcse_hf.models.families.FAMILIES`); a one-line error for
+    neither."""
+    model_type = config.model_type
     if model_type in TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING:
         return list(TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING[model_type])
-    if model_type in EXTRA_TARGET_MODULES:
-        return list(EXTRA_TARGET_MODULES[model_type])
+    if family_of(config).lora_target_modules is not None:
+        return list(family_of(config).lora_target_modules)
     raise UsageError(
         f"no default LoRA target modules for model_type {model_type!r}; pass --lora_target_modules with the "
         "attention projection names"
@@ -58,7 +57,7 @@ def apply_lora(
     """Wrap ``model`` with LoRA adapters; with ``train_mlp`` the encoder's pooler (the MixCSE MLP) is a
     ``modules_to_save`` module: trained in full and saved with the adapter."""
     if target_modules is None:
-        target_modules = default_target_modules(model.config.model_type)
+        target_modules = default_target_modules(model.config)
     if r < 1:
         raise UsageError(f"lora_r must be >= 1, got {r}")
     config = LoraConfig(

@@ -4,11 +4,12 @@ A padded batch (N, L) spends every layer's compute on its pad tokens (about a th
 sentences at length 32). Packing puts the N sentences one after another into R rows of at most ``pack_length``
 tokens (first fit, in batch order), with
 
-- ``position_ids`` restarting at each sentence, at the position the model gives a sentence's first token (BERT 0;
-  RoBERTa, XLM-R and MPNet ``padding_idx + 1``);
-- a block-diagonal 4-D attention mask (R, 1, W, W), so each token attends only to its own sentence: boolean for
-  SDPA (its CPU flash kernel takes it), additive for eager attention (MPNet has only that); the row tails attend
-  to themselves only, so no softmax row is empty;
+- ``position_ids`` restarting at each sentence, at the position the model gives a sentence's first token (0;
+  RoBERTa, XLM-R and MPNet ``padding_idx + 1``: :func:`mixcse_hf.models.families.position_start`);
+- a block-diagonal 4-D attention mask (R, 1, W, W), so each token attends only to its own sentence, and within it
+  only to the tokens before it for a causal decoder: boolean for SDPA (its CPU flash kernel takes it), additive
+  for eager attention (MPNet has only that); the row tails attend to themselves only, so no softmax row is empty;
+  sliding-window layers see whole sentences when these are no longer than the window (else packing is refused);
 - pooling per sentence: the hidden states are gathered back into the padded (N, L) layout, so every pooler of
   :data:`mixcse_hf.models.pooling.POOLERS` applies unchanged (the MLP is the encoder's own pooler layer, run on
   each sentence's [CLS]).
@@ -29,36 +30,22 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from mixcse_hf.errors import UsageError
+from mixcse_hf.models.families import is_causal, packing_refusal, position_start
 from mixcse_hf.models.lora import backbone_of
 from mixcse_hf.models.pooling import get_pooler, needs_hidden_states, pool
 
-PACKABLE_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "mpnet")
-"""Encoders whose ``forward`` takes ``position_ids`` and a 4-D attention mask as they are (transformers 5)."""
 PACKED_FEATURES = ("input_ids", "token_type_ids")
 """Per-token features moved into the packed rows; ``attention_mask`` is replaced, ``position_ids`` built."""
 
 
-def packable_backbone(model: nn.Module) -> PreTrainedModel:
-    """The ``transformers`` encoder inside ``model`` (DDP, PEFT unwrapped), checked to accept packed rows."""
+def packable_backbone(model: nn.Module, max_seq_length: int | None = None) -> PreTrainedModel:
+    """The ``transformers`` encoder inside ``model`` (DDP, PEFT unwrapped), checked to accept packed rows of
+    sentences of up to ``max_seq_length`` tokens."""
     backbone = backbone_of(extract_model_from_parallel(model))
-    model_type = getattr(backbone.config, "model_type", type(backbone).__name__)
-    if model_type not in PACKABLE_MODEL_TYPES:
-        raise UsageError(
-            f"padding_free does not support {type(backbone).__name__} ({model_type}): it needs position_ids and "
-            f"a 4-D attention mask, supported for {', '.join(PACKABLE_MODEL_TYPES)}; pass --padding_free false"
-        )
-    if backbone.config._attn_implementation not in ("sdpa", "eager"):
-        raise UsageError(
-            f"padding_free needs sdpa or eager attention, not {backbone.config._attn_implementation}; load the "
-            "model with attn_implementation='sdpa' or pass --padding_free false"
-        )
+    refusal = packing_refusal(backbone.config, max_seq_length)
+    if refusal is not None:
+        raise UsageError(f"{refusal}; pass --padding_free false")
     return backbone
-
-
-def first_position(backbone: PreTrainedModel) -> int:
-    """The position id the model gives a sentence's first token: RoBERTa-style embeddings count from
-    ``padding_idx + 1``, BERT's (no ``padding_idx``) from 0."""
-    return getattr(backbone.embeddings, "padding_idx", -1) + 1
 
 
 def check_sequence_length(backbone: PreTrainedModel, max_seq_length: int) -> None:
@@ -67,7 +54,7 @@ def check_sequence_length(backbone: PreTrainedModel, max_seq_length: int) -> Non
     positions = getattr(backbone.config, "max_position_embeddings", None)
     if positions is None:
         return
-    usable = positions - first_position(backbone)
+    usable = positions - position_start(backbone.config)
     if max_seq_length > usable:
         raise UsageError(
             f"max_seq_length {max_seq_length} exceeds the {usable} token positions of {type(backbone).__name__}; "
@@ -114,11 +101,16 @@ class PackedBatch:
 
 
 def pack_features(
-    features: Mapping[str, torch.Tensor], pack_length: int | None, position_start: int, mask_dtype: torch.dtype
+    features: Mapping[str, torch.Tensor],
+    pack_length: int | None,
+    first_position: int,
+    mask_dtype: torch.dtype,
+    causal: bool = False,
 ) -> PackedBatch:
-    """Pack padded tokenised ``features`` (``input_ids``, ``attention_mask``…, each (N, L)) into rows of at most
-    ``pack_length`` tokens (None: 2 L). ``mask_dtype``: ``torch.bool`` for SDPA, a float dtype for an additive
-    mask (eager attention)."""
+    """Pack padded tokenised ``features`` (``input_ids``, ``attention_mask``…, each (N, L), padded on either side)
+    into rows of at most ``pack_length`` tokens (None: 2 L). ``mask_dtype``: ``torch.bool`` for SDPA, a float
+    dtype for an additive mask (eager attention); ``causal``: each token attends to its sentence's tokens up to
+    itself."""
     mask = features["attention_mask"].bool()
     device, (count, width) = mask.device, mask.shape
     lengths = mask.sum(1)
@@ -130,8 +122,9 @@ def pack_features(
     packed_width = max(used)
     sentence_start = torch.tensor(rows, device=device) * packed_width + torch.tensor(starts, device=device)
     offsets = torch.arange(width, device=device).expand(count, width)
+    within = mask.long().cumsum(1) - 1  # each real token's place in its sentence, whichever side the padding is
     # Destination of each real token, in the order boolean indexing reads them: sentence by sentence.
-    destination = (sentence_start[:, None] + offsets)[mask]
+    destination = (sentence_start[:, None] + within)[mask]
     size = len(used) * packed_width
     packed = {}
     for name in PACKED_FEATURES:
@@ -139,21 +132,23 @@ def pack_features(
             flat = features[name].new_zeros(size)
             flat[destination] = features[name][mask]
             packed[name] = flat.view(len(used), packed_width)
-    positions = torch.full((size,), position_start, dtype=torch.long, device=device)
-    positions[destination] = offsets[mask] + position_start
+    positions = torch.full((size,), first_position, dtype=torch.long, device=device)
+    positions[destination] = within[mask] + first_position
     packed["position_ids"] = positions.view(len(used), packed_width)
     segments = torch.full((size,), -1, dtype=torch.long, device=device)  # row tails: a segment of their own
     segments[destination] = torch.arange(count, device=device).repeat_interleave(lengths)
-    packed["attention_mask"] = block_diagonal_mask(segments.view(len(used), packed_width), mask_dtype)
+    packed["attention_mask"] = block_diagonal_mask(segments.view(len(used), packed_width), mask_dtype, causal)
     sentence_mask = offsets < lengths[:, None]
     index = torch.where(sentence_mask, sentence_start[:, None] + offsets, 0)
     return PackedBatch(packed, index, sentence_mask.long())
 
 
-def block_diagonal_mask(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(R, W) segment ids -> (R, 1, W, W): True (or 0.0) where query and key share a segment, else False (or the
-    dtype's lowest value, added to the attention scores)."""
+def block_diagonal_mask(segments: torch.Tensor, dtype: torch.dtype, causal: bool = False) -> torch.Tensor:
+    """(R, W) segment ids -> (R, 1, W, W): True (or 0.0) where query and key share a segment (and, ``causal``, the
+    key is not after the query), else False (or the dtype's lowest value, added to the attention scores)."""
     same = (segments[:, :, None] == segments[:, None, :])[:, None]
+    if causal:
+        same = same & torch.ones(same.shape[-2:], dtype=torch.bool, device=same.device).tril()
     if dtype == torch.bool:
         return same
     return torch.zeros(same.shape, dtype=dtype, device=same.device).masked_fill(~same, torch.finfo(dtype).min)
@@ -164,10 +159,11 @@ def embed_packed(
 ) -> torch.Tensor:
     """:func:`mixcse_hf.models.encoder.embed` without pad tokens: pooled embeddings (N, d) of padded
     ``features`` (N, L), computed on packed rows (see the module docstring)."""
-    backbone = packable_backbone(model)
+    backbone = packable_backbone(model, int(features["attention_mask"].sum(1).max()))
     eager = backbone.config._attn_implementation == "eager"
-    mask_dtype = backbone.embeddings.word_embeddings.weight.dtype if eager else torch.bool
-    packed = pack_features(features, pack_length, first_position(backbone), mask_dtype)
+    mask_dtype = backbone.get_input_embeddings().weight.dtype if eager else torch.bool
+    config = backbone.config
+    packed = pack_features(features, pack_length, position_start(config), mask_dtype, is_causal(config))
     hidden_states = needs_hidden_states(pooler_type)
     outputs = model(**packed.features, output_hidden_states=hidden_states, return_dict=True)
     per_sentence = {"last_hidden_state": packed.unpack(outputs["last_hidden_state"])}

@@ -23,6 +23,13 @@ def _masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Te
     return (hidden * mask).sum(1) / mask.sum(1)
 
 
+def _last_token(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The hidden state of each row's last real token, for right and left padding alike."""
+    positions = torch.arange(attention_mask.size(1), device=attention_mask.device)
+    last = (attention_mask.bool() * positions).argmax(1)
+    return hidden[torch.arange(hidden.size(0), device=hidden.device), last]
+
+
 @dataclass(frozen=True)
 class Pooler:
     """One way of turning an encoder's outputs into a sentence embedding: everything the package knows about it.
@@ -35,6 +42,8 @@ class Pooler:
         uses_mlp: reads the encoder's pooler layer (dense + tanh over [CLS], the SimCSE/MixCSE MLP), which is then
             trained, re-initialised by ``reinit_mlp`` and exported; otherwise that layer is frozen.
         needs_hidden_states: the encoder must return every layer's hidden states.
+        reads_first_token: the embedding is the first token's state, which a causal decoder computes from that
+            token alone: refused for causal models.
         without_mlp: the pooler used outside training with ``mlp_only_train`` (the MLP dropped), if different.
         sentence_transformers_mode: the sentence-transformers ``Pooling`` mode giving the same embedding (plus a
             Tanh ``Dense`` holding the MLP when ``uses_mlp``), or ``None`` when there is none.
@@ -47,6 +56,7 @@ class Pooler:
     description: str
     uses_mlp: bool = False
     needs_hidden_states: bool = False
+    reads_first_token: bool = False
     without_mlp: str | None = None
     sentence_transformers_mode: str | None = None
     card_code: str | None = None
@@ -64,6 +74,7 @@ POOLERS: dict[str, Pooler] = {
             lambda outputs, mask: outputs["pooler_output"],
             "[CLS] through the MLP (the encoder's pooler dense + tanh), as SimCSE/MixCSE train",
             uses_mlp=True,
+            reads_first_token=True,
             without_mlp="cls_before_pooler",
             sentence_transformers_mode="cls",
             card_code="embedding = outputs.pooler_output  # [CLS] through the trained MLP (dense + tanh)",
@@ -72,6 +83,7 @@ POOLERS: dict[str, Pooler] = {
             "cls_before_pooler",
             lambda outputs, mask: outputs["last_hidden_state"][:, 0],
             "raw [CLS] of the last layer",
+            reads_first_token=True,
             sentence_transformers_mode="cls",
             card_code="embedding = outputs.last_hidden_state[:, 0]  # [CLS]",
         ),
@@ -99,6 +111,17 @@ POOLERS: dict[str, Pooler] = {
             "mean of the last two layers",
             needs_hidden_states=True,
             card_code=_mean_code("(outputs.hidden_states[-1] + outputs.hidden_states[-2]) / 2"),
+        ),
+        Pooler(
+            "last",
+            lambda outputs, mask: _last_token(outputs["last_hidden_state"], mask),
+            "the last layer at the last real token (EOS for decoders), as decoder embedders pool",
+            sentence_transformers_mode="lasttoken",
+            card_code=(
+                'mask = batch["attention_mask"]\n'
+                "last = (mask * torch.arange(mask.size(1))).argmax(1)  # the last real token, any padding side\n"
+                "embedding = outputs.last_hidden_state[torch.arange(len(last)), last]"
+            ),
         ),
     )
 }

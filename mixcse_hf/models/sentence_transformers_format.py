@@ -30,7 +30,7 @@ SENTENCE_TRANSFORMERS_FILES = (
     "2_Dense",
 )
 """What :func:`write_sentence_transformers_files` writes into a model folder."""
-ST_MODE_KEYS = {"cls": "cls_token", "mean": "mean_tokens"}
+ST_MODE_KEYS = {"cls": "cls_token", "mean": "mean_tokens", "lasttoken": "lasttoken"}
 """sentence-transformers ``Pooling`` config keys (``pooling_mode_<key>``) per mode of :class:`Pooler`."""
 
 

@@ -14,9 +14,10 @@ from mixcse_hf.errors import UsageError
 from mixcse_hf.hub.card import ModelCardInfo, training_recipe
 from mixcse_hf.losses.mixcse import HARD_NEGATIVE_OPTIONS
 from mixcse_hf.models.encoder import load_backbone, public_model_name, reinit_mlp
+from mixcse_hf.models.families import choose_padding_free
 from mixcse_hf.models.lora import apply_lora
-from mixcse_hf.models.packing import check_sequence_length, packable_backbone
-from mixcse_hf.models.pooling import get_pooler, inference_pooler
+from mixcse_hf.models.packing import check_sequence_length
+from mixcse_hf.models.pooling import CONFIG_POOLER_KEY, get_pooler, inference_pooler
 from mixcse_hf.training.arguments import DataArguments, ModelArguments
 from mixcse_hf.training.data import load_corpus, text_column_count, tokenize_training_data, training_collator
 from mixcse_hf.training.streaming import StreamingCorpus, TokenizingCollator, row_source
@@ -31,19 +32,24 @@ def build_model(
     max_seq_length: int | None = None,
 ) -> tuple[nn.Module, PreTrainedTokenizerBase]:
     """The encoder (fresh MLP unless resuming or told not to; LoRA-wrapped when asked) and its tokenizer; given
-    ``max_seq_length``, checked to have the positions for it."""
+    ``max_seq_length``, checked to have the positions for it. ``pooler_type`` and ``padding_free`` ``auto`` are
+    resolved for this model, in ``training_args``."""
     model, tokenizer = load_backbone(
-        model_args.model_name_or_path, training_args.pooler_type, training_args.mlp_only_train
+        model_args.model_name_or_path,
+        training_args.pooler_type,
+        training_args.mlp_only_train,
+        training_args.bidirectional,
     )
+    training_args.pooler_type = getattr(model.config, CONFIG_POOLER_KEY)
     if max_seq_length is not None:
         check_sequence_length(model, max_seq_length)
+    padding_free = choose_padding_free(training_args.padding_free, model.config, max_seq_length)
+    training_args.padding_free = str(padding_free).lower()
     uses_mlp = get_pooler(training_args.pooler_type).uses_mlp
     if uses_mlp and model_args.reinit_mlp and not resuming:
         reinit_mlp(model)
     if not uses_mlp and getattr(model, "pooler", None) is not None:
         model.pooler.requires_grad_(False)  # unused: frozen, so DDP needs no unused-parameter search
-    if training_args.padding_free:
-        packable_backbone(model)
     if model_args.use_lora:
         model = apply_lora(
             model,
@@ -156,6 +162,8 @@ def card_for_run(
         "seed": training_args.seed,
         "precision": training_args.precision,
     }
+    if training_args.bidirectional:
+        settings["bidirectional"] = "yes: is_causal false in config.json, read by every loader"
     if training_args.max_steps <= 0:  # else max_steps sets the length; epochs read are not an input
         settings["epochs"] = training_args.num_train_epochs
     lora = None

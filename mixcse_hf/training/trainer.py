@@ -184,7 +184,7 @@ class MixCSETrainer(Trainer):
             gather=gather_with_grad,
             gather_hashes=gather_tensor,
             no_sync=functools.partial(self.accelerator.no_sync, model),
-            padding_free=self.args.padding_free,
+            padding_free=self.args.padding_free == "true",
             pack_length=self.args.pack_length,
         )
 

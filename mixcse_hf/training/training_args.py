@@ -37,16 +37,24 @@ def check_reporting_integrations(report_to: list[str] | str | None) -> None:
             )
 
 
+PADDING_FREE_CHOICES = ("auto", "true", "false")
+
+
 def check_padding_free(args: MixCSEOptions) -> None:
-    """``pack_length`` needs ``padding_free``; packing runs the MLP outside the sharded forward, so not with FSDP."""
-    if args.pack_length is not None and not args.padding_free:
+    """``padding_free`` is auto, true or false (auto: off under FSDP, which packing cannot run in: it runs the MLP
+    outside the sharded forward); ``pack_length`` needs packing."""
+    args.padding_free = str(args.padding_free).lower()
+    check_choice("padding_free", args.padding_free, PADDING_FREE_CHOICES)
+    if args.fsdp and args.padding_free == "true":
+        raise UsageError(
+            "padding_free is not supported with FSDP; use DDP (multi_gpu_ddp_bf16.yaml) or pass --padding_free false"
+        )
+    if args.fsdp:
+        args.padding_free = "false"
+    if args.pack_length is not None and args.padding_free == "false":
         raise UsageError("pack_length applies to padding_free training; pass --padding_free true or unset pack_length")
     if args.pack_length is not None and args.pack_length < 2:
         raise UsageError(f"pack_length must be >= max_seq_length (and >= 2), got {args.pack_length}")
-    if args.padding_free and args.fsdp:
-        raise UsageError(
-            "padding_free is not supported with FSDP; use DDP (multi_gpu_ddp_bf16.yaml) or drop padding_free"
-        )
 
 
 def check_run_arguments(data_args: DataArguments, training_args: MixCSETrainingArguments) -> None:
@@ -79,7 +87,7 @@ class MixCSETrainingArguments(MixCSEOptions, TrainingArguments):
         super().__post_init__()
         self.move_hub_token_to_environment()
         check_reporting_integrations(self.report_to)
-        check_pooler_type(self.pooler_type)
+        check_pooler_type(self.pooler_type, allow_auto=True)
         check_choice("mixed_negative_mask", self.mixed_negative_mask, tuple(MASK_VALUES))
         try:  # the loss checks its own options (ranges, choices, options that mix nothing…)
             self.mixcse_loss()

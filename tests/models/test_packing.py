@@ -68,7 +68,7 @@ def test_packed_embeddings_equal_padded(architecture: str, pooler: str, pack_len
 
 def test_rows_have_no_padding_and_each_sentence_sees_only_itself() -> None:
     model = _random_encoder("roberta")
-    packed = pack_features(_padded(model, LENGTHS), 24, position_start=2, mask_dtype=torch.bool)
+    packed = pack_features(_padded(model, LENGTHS), 24, first_position=2, mask_dtype=torch.bool)
     rows, width = packed.features["input_ids"].shape
     assert width <= 24 and rows < len(LENGTHS)
     assert packed.real_token_share > sum(LENGTHS) / (len(LENGTHS) * max(LENGTHS))
@@ -132,7 +132,7 @@ def test_lora_and_gradcache_pack_too(tiny_model_dir: str) -> None:
 def test_unsupported_encoder_is_one_line_error() -> None:
     config = DistilBertConfig(vocab_size=100, dim=32, n_layers=1, n_heads=2, hidden_dim=64)
     model = DistilBertModel(config)
-    with pytest.raises(UsageError, match="padding_free does not support DistilBertModel"):
+    with pytest.raises(UsageError, match=r"padding_free does not support DistilBERT \(distilbert\)"):
         embed_packed(model, _padded(_random_encoder("bert"), LENGTHS), "avg")
 
 
