@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
+from transformers import AutoConfig, AutoModel, AutoTokenizer, BertConfig, BertModel, PreTrainedTokenizerFast
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 collect_ignore = [] if importlib.util.find_spec("mteb") else ["evaluation/test_mteb_adapter.py"]
@@ -371,3 +371,55 @@ def max_weight_difference(first: Path, second: Path) -> float:
 
     a, b = load_file(first / "model.safetensors"), load_file(second / "model.safetensors")
     return max((a[name] - b[name]).abs().max().item() for name in a)
+
+
+BACKBONES = {
+    "bert": {},
+    "roberta": {"pad_token_id": 1},
+    "xlm-roberta": {"pad_token_id": 1},
+    "mpnet": {},
+    "modernbert": {"local_attention": 64, "pad_token_id": 0, "cls_token_id": 101, "sep_token_id": 102},
+    "distilbert": {"dim": 32, "n_layers": 2, "n_heads": 2, "hidden_dim": 64},
+    "qwen3": {"num_key_value_heads": 1, "head_dim": 16},
+    "llama": {"num_key_value_heads": 1, "head_dim": 16},
+    "mistral": {"num_key_value_heads": 1, "head_dim": 16},
+    "gemma3_text": {"num_key_value_heads": 1, "head_dim": 16},
+}
+"""A tiny random model per model type of the backbone matrix (docs/backbones.md): the size of :data:`TINY_SHAPE`,
+each config's own dropout (0 for ModernBERT and the decoders, as their checkpoints ship)."""
+
+
+def decoder_tokenizer() -> PreTrainedTokenizerFast:
+    """The all-MiniLM-L6-v2 vocabulary as a decoder's tokenizer: no template, no pad token, EOS ``[SEP]``, padding on
+    the left (as Qwen3 tokenizers pad)."""
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_file(os.path.join(minilm_path(), "tokenizer.json"))
+    backend.post_processor = None
+    backend.no_padding()
+    backend.no_truncation()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, eos_token="[SEP]", unk_token="[UNK]", padding_side="left", model_max_length=128
+    )
+
+
+def save_backbone(model_type: str, path: Path) -> str:
+    """A tiny random model of ``model_type`` (:data:`BACKBONES`) saved into ``path`` with its tokenizer (a decoder
+    family's: :func:`decoder_tokenizer`)."""
+    from mixcse_hf.models.families import family_of
+
+    torch.manual_seed(0)
+    sizes = {} if model_type == "distilbert" else {**TINY_SHAPE, "max_position_embeddings": 128}
+    config = AutoConfig.for_model(model_type, vocab_size=30522, **sizes, **BACKBONES[model_type])
+    AutoModel.from_config(config).save_pretrained(path)
+    causal = family_of(config).causal
+    tokenizer = decoder_tokenizer() if causal else AutoTokenizer.from_pretrained(minilm_path())
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def backbone_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """model type -> a folder with its tiny random model (:func:`save_backbone`)."""
+    root = tmp_path_factory.mktemp("backbones")
+    return {model_type: save_backbone(model_type, root / model_type) for model_type in BACKBONES}

@@ -23,11 +23,19 @@ def _masked_mean(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Te
     return (hidden * mask).sum(1) / mask.sum(1)
 
 
+def _token_at(hidden: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    return hidden[torch.arange(hidden.size(0), device=hidden.device), index]
+
+
+def _first_token(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The hidden state of each row's first real token ([CLS]), for right and left padding alike."""
+    return _token_at(hidden, attention_mask.long().argmax(1))
+
+
 def _last_token(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """The hidden state of each row's last real token, for right and left padding alike."""
     positions = torch.arange(attention_mask.size(1), device=attention_mask.device)
-    last = (attention_mask.bool() * positions).argmax(1)
-    return hidden[torch.arange(hidden.size(0), device=hidden.device), last]
+    return _token_at(hidden, (attention_mask.bool() * positions).argmax(1))
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,7 @@ POOLERS: dict[str, Pooler] = {
         ),
         Pooler(
             "cls_before_pooler",
-            lambda outputs, mask: outputs["last_hidden_state"][:, 0],
+            lambda outputs, mask: _first_token(outputs["last_hidden_state"], mask),
             "raw [CLS] of the last layer",
             reads_first_token=True,
             sentence_transformers_mode="cls",

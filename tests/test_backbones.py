@@ -1,0 +1,273 @@
+"""The backbone matrix (docs/backbones.md): each family of :data:`mixcse_hf.models.families.FAMILIES`, as a tiny
+random model (tests.conftest.BACKBONES), trains, saves, loads alike in every loader, runs the three commands,
+takes LoRA on peft's targets, packs to the padded embeddings, and turns what does not apply into one line."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from sentence_transformers import SentenceTransformer
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+from mixcse_hf.cli.encode import main as encode_main
+from mixcse_hf.cli.evaluate import main as evaluate_main
+from mixcse_hf.cli.mine import main as mine_main
+from mixcse_hf.errors import UsageError
+from mixcse_hf.losses.cached import CachedLoss
+from mixcse_hf.losses.mixcse import MixCSELoss
+from mixcse_hf.models.batch import BatchEmbedder, embed_batch
+from mixcse_hf.models.encoder import SentenceEncoder, embed, load_backbone
+from mixcse_hf.models.families import FAMILIES, choose_padding_free, family_of, packing_refusal
+from mixcse_hf.models.lora import apply_lora, default_target_modules
+from mixcse_hf.models.packing import embed_packed
+from mixcse_hf.models.pooling import POOLER_TYPES
+from run_mixcse import main as train_main
+from tests.conftest import BACKBONES, SENTENCES, TRAINER_DEFAULTS, assert_same_grads, parameter_grads
+
+MODEL_TYPES = sorted(BACKBONES)
+DECODERS = [model_type for model_type in MODEL_TYPES if family_of(AutoConfig.for_model(model_type)).causal]
+
+
+def _config(model_type: str) -> AutoConfig:
+    return AutoConfig.for_model(model_type)
+
+
+def _train(model_dir: str, corpus: Path, output_dir: Path, *flags: str) -> Path:
+    """Three steps of unsupervised MixCSE with every setting the model's own (``auto``) unless ``flags`` say."""
+    args = [
+        *TRAINER_DEFAULTS,
+        *("--model_name_or_path", model_dir, "--train_file", str(corpus), "--output_dir", str(output_dir)),
+        *("--max_steps", "3", "--per_device_train_batch_size", "4", "--save_strategy", "no", "--logging_steps", "1"),
+        *("--report_to", "none", "--do_train", "true", "--precision", "fp32", *flags),
+    ]
+    assert train_main(args) == 0
+    return output_dir
+
+
+def _logged_losses(output_dir: Path) -> list[float]:
+    history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    return [entry["loss"] for entry in history if "loss" in entry]
+
+
+def _changed_weights(base_dir: str, trained_dir: Path) -> int:
+    before, after = load_file(f"{base_dir}/model.safetensors"), load_file(str(trained_dir / "model.safetensors"))
+    return sum(not torch.equal(before[name], after[name]) for name in after if name in before)
+
+
+def _card_embedding(output_dir: Path, snippet_marker: str) -> torch.Tensor:
+    card = (output_dir / "README.md").read_text(encoding="utf-8")
+    snippet = next(s for s in re.findall(r"```python\n(.*?)```", card, flags=re.S) if snippet_marker in s)
+    namespace: dict = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)
+    return torch.as_tensor(namespace["embedding"])[0].float()
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_family_trains_and_every_loader_gives_its_embedding(
+    backbone_dirs: dict[str, str], tiny_corpus: Path, tmp_path: Path, model_type: str
+) -> None:
+    out = _train(backbone_dirs[model_type], tiny_corpus, tmp_path / "out")
+    losses = _logged_losses(out)
+    assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
+    assert _changed_weights(backbone_dirs[model_type], out) > 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["mixcse_pooler_type"] == family_pooler_of(model_type)
+
+    sentence = "A man is playing a guitar."
+    expected = SentenceEncoder.from_pretrained(str(out)).encode([sentence])[0]
+    plain = _card_embedding(out, "output_hidden_states=True")
+    remote = AutoModel.from_pretrained(str(out), trust_remote_code=True).eval()
+    batch = AutoTokenizer.from_pretrained(str(out))([sentence], return_tensors="pt")
+    with torch.no_grad():
+        remote_embedding = remote(**batch).sentence_embedding[0]
+    st_embedding = torch.as_tensor(SentenceTransformer(str(out), device="cpu").encode([sentence]))[0]
+    for name, produced in {
+        "card": plain,
+        "remote code": remote_embedding,
+        "sentence-transformers": st_embedding,
+    }.items():
+        assert (produced - expected).abs().max().item() <= 1e-5, name
+
+
+def family_pooler_of(model_type: str) -> str:
+    """The pooler ``auto`` gives a tiny random model: its family's default (``avg`` for ``cls`` without a pooler
+    layer)."""
+    default = family_of(_config(model_type)).default_pooler
+    return "avg" if default == "cls" and model_type == "distilbert" else default
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_commands_run_on_each_family(
+    backbone_dirs: dict[str, str], tiny_senteval: Path, tmp_path: Path, model_type: str, capsys
+) -> None:
+    model_dir = backbone_dirs[model_type]
+    sentences = tmp_path / "sentences.txt"
+    sentences.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+    assert encode_main([model_dir, str(sentences), str(tmp_path / "embeddings.npy")]) == 0
+    import numpy as np
+
+    expected = SentenceEncoder.from_pretrained(model_dir).encode(SENTENCES)
+    np.testing.assert_allclose(np.load(tmp_path / "embeddings.npy"), expected.numpy(), rtol=0, atol=1e-5)
+    report = tmp_path / "report.json"
+    assert evaluate_main(["--model_name_or_path", model_dir, "--senteval_dir", str(tiny_senteval)]) == 0
+    assert (
+        evaluate_main(
+            ["--model_name_or_path", model_dir, "--senteval_dir", str(tiny_senteval), "--output_json", str(report)]
+        )
+        == 0
+    )
+    assert json.loads(report.read_text())["pooler"] == SentenceEncoder.from_pretrained(model_dir).pooler_type
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("anchor,positive\n" + "".join(f"{s},{s[::-1]}\n" for s in SENTENCES), encoding="utf-8")
+    assert mine_main([model_dir, str(pairs), str(tmp_path / "triplets.csv")]) == 0
+    assert len((tmp_path / "triplets.csv").read_text().splitlines()) > 1
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_lora_takes_peft_targets_and_trains(backbone_dirs: dict[str, str], model_type: str) -> None:
+    model, tokenizer = load_backbone(backbone_dirs[model_type], "auto", False)
+    targets = default_target_modules(model.config)
+    peft_model = apply_lora(model, r=4, alpha=8, dropout=0.0, train_mlp=False)
+    batch = {"text": dict(tokenizer(SENTENCES[:6], padding=True, return_tensors="pt"))}
+    MixCSELoss(temp=0.05, mix_lambda=0.2)(
+        *embed_batch(peft_model.train(), batch, model.config.mixcse_pooler_type)
+    ).backward()
+    adapted = {name for name, p in peft_model.named_parameters() if "lora_" in name and p.grad is not None}
+    assert adapted and all(any(f".{target}." in name for target in targets) for name in adapted)
+    assert any(p.grad.abs().sum() > 0 for name, p in peft_model.named_parameters() if "lora_B" in name)
+
+
+def _dropout_off(model_dir: str, bidirectional: bool = False) -> torch.nn.Module:
+    model, _ = load_backbone(model_dir, "auto", False, bidirectional)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model.double().train()
+
+
+def _padded_batch(model_dir: str) -> dict[str, torch.Tensor]:
+    tokenizer = load_backbone(model_dir, "auto", False)[1]
+    return dict(tokenizer(SENTENCES, padding=True, return_tensors="pt"))
+
+
+def _packing_cases() -> list[tuple[str, bool]]:
+    return [(model_type, False) for model_type in MODEL_TYPES] + [(model_type, True) for model_type in DECODERS]
+
+
+@pytest.mark.parametrize(("model_type", "bidirectional"), _packing_cases())
+def test_packed_equals_padded_or_refuses(backbone_dirs: dict[str, str], model_type: str, bidirectional: bool) -> None:
+    """Every pooler the model takes, causal and bidirectional: the packed embeddings are the padded ones."""
+    model = _dropout_off(backbone_dirs[model_type], bidirectional)
+    features = _padded_batch(backbone_dirs[model_type])
+    refusal = packing_refusal(model.config)
+    for pooler in POOLER_TYPES:
+        try:
+            load_backbone(backbone_dirs[model_type], pooler, False, bidirectional)
+        except UsageError:
+            continue
+        with torch.no_grad():
+            padded = embed(model, features, pooler)
+            if refusal is not None:
+                with pytest.raises(UsageError, match=re.escape(refusal)):
+                    embed_packed(model, features, pooler)
+                continue
+            packed = embed_packed(model, features, pooler, pack_length=40)
+        assert (packed - padded).abs().max().item() <= 1e-6, pooler  # Gemma 3 normalises in float32
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_gradcache_equals_one_pass(backbone_dirs: dict[str, str], model_type: str) -> None:
+    model = _dropout_off(backbone_dirs[model_type])
+    pooler = model.config.mixcse_pooler_type
+    batch = {"text": _padded_batch(backbone_dirs[model_type])}
+    loss_fn = MixCSELoss(temp=0.05, mix_lambda=0.2)
+    embedder = BatchEmbedder(model, pooler)
+    loss_fn(*embedder(batch)).backward()
+    expected = parameter_grads(model)
+    model.zero_grad()
+    CachedLoss(loss_fn, 5)(embedder, batch).backward()
+    assert_same_grads(expected, parameter_grads(model), tolerance=1e-6)  # Gemma 3 normalises in float32
+
+
+@pytest.mark.parametrize("model_type", [*DECODERS, "modernbert"])
+@pytest.mark.parametrize("pooler", POOLER_TYPES)
+@pytest.mark.parametrize("padding_free", ["true", "false"])
+def test_every_pooler_and_packing_trains_or_refuses_in_one_line(
+    backbone_dirs: dict[str, str], model_type: str, pooler: str, padding_free: str
+) -> None:
+    try:
+        model, tokenizer = load_backbone(backbone_dirs[model_type], pooler, False)
+        packed = choose_padding_free(padding_free, model.config, 32)
+    except UsageError as err:
+        assert "\n" not in str(err) and ("use one of" in str(err) or "--padding_free false" in str(err))
+        return
+    batch = {"text": dict(tokenizer(SENTENCES[:6], padding=True, return_tensors="pt"))}
+    loss = MixCSELoss(temp=0.05, mix_lambda=0.2)(*embed_batch(model.train(), batch, pooler, packed))
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("model_type", DECODERS)
+def test_decoders_refuse_the_first_token_and_the_mlp_naming_what_fits(
+    backbone_dirs: dict[str, str], model_type: str
+) -> None:
+    for pooler in ("cls", "cls_before_pooler"):
+        with pytest.raises(UsageError, match=r"use one of avg, avg_first_last, avg_top2, last$"):
+            load_backbone(backbone_dirs[model_type], pooler, False)
+    model, _ = load_backbone(backbone_dirs[model_type], "cls_before_pooler", False, bidirectional=True)
+    assert model.config.is_causal is False
+
+
+def test_bidirectional_is_for_decoders_only(backbone_dirs: dict[str, str]) -> None:
+    with pytest.raises(UsageError, match=r"BERT \(bert\) already attends both ways: unset bidirectional"):
+        load_backbone(backbone_dirs["bert"], "auto", False, bidirectional=True)
+
+
+def test_sliding_window_longer_than_a_sentence_does_not_pack(backbone_dirs: dict[str, str]) -> None:
+    """Tiny ModernBERT's local layers see 32 tokens around a token: longer sentences stay padded (auto) or refuse."""
+    config = load_backbone(backbone_dirs["modernbert"], "auto", False)[0].config
+    assert choose_padding_free("auto", config, 32) is True
+    assert choose_padding_free("auto", config, 33) is False
+    with pytest.raises(UsageError, match="sliding-window layers see whole; max_seq_length is 33; pass"):
+        choose_padding_free("true", config, 33)
+
+
+@pytest.mark.parametrize("model_type", DECODERS)
+def test_decoder_tokenizer_pads_with_eos_and_ends_with_it(
+    backbone_dirs: dict[str, str], tmp_path: Path, model_type: str
+) -> None:
+    model_dir = backbone_dirs[model_type]
+    assert AutoTokenizer.from_pretrained(model_dir).pad_token is None
+    _, tokenizer = load_backbone(model_dir, "auto", False)
+    assert tokenizer.pad_token == tokenizer.eos_token
+    assert tokenizer("a man")["input_ids"][-1] == tokenizer.eos_token_id
+    tokenizer.save_pretrained(tmp_path)
+    reloaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert reloaded("a man")["input_ids"] == tokenizer("a man")["input_ids"]
+
+
+def test_bidirectional_and_causal_differ_and_each_reloads_as_trained(
+    backbone_dirs: dict[str, str], tiny_corpus: Path, tmp_path: Path
+) -> None:
+    model_dir = backbone_dirs["qwen3"]
+    sentence = "a man is playing a guitar ."
+    embeddings = {}
+    for bidirectional in ("false", "true"):
+        out = _train(model_dir, tiny_corpus, tmp_path / bidirectional, "--bidirectional", bidirectional)
+        assert json.loads((out / "config.json").read_text()).get("is_causal", True) is (bidirectional == "false")
+        expected = SentenceEncoder.from_pretrained(str(out)).encode([sentence])[0]
+        st_embedding = torch.as_tensor(SentenceTransformer(str(out), device="cpu").encode([sentence]))[0]
+        assert (st_embedding - expected).abs().max().item() <= 1e-5
+        embeddings[bidirectional] = expected
+    assert (embeddings["true"] - embeddings["false"]).abs().max().item() > 1e-3
+
+
+def test_registry_lists_each_matrix_family() -> None:
+    covered = {family_of(_config(model_type)).name for model_type in MODEL_TYPES}
+    assert covered == set(FAMILIES)
