@@ -295,6 +295,17 @@ def padded_columns(tokenizer: AutoTokenizer, columns: dict[str, list[str]]) -> d
     }
 
 
+def without_dropout(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with every dropout off, the dropout modules' and the attention probabilities' (decoders read an
+    ``attention_dropout`` float)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = 0.0
+    return model
+
+
 def parameter_grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The parameters' gradients by name (copies), then cleared for the next backward pass."""
     grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}

@@ -27,7 +27,15 @@ from mixcse_hf.models.lora import apply_lora, default_target_modules
 from mixcse_hf.models.packing import embed_packed
 from mixcse_hf.models.pooling import POOLER_TYPES
 from run_mixcse import main as train_main
-from tests.conftest import BACKBONES, SENTENCES, TRAINER_DEFAULTS, assert_same_grads, parameter_grads
+from tests.conftest import (
+    BACKBONES,
+    SENTENCES,
+    TRAINER_DEFAULTS,
+    assert_same_grads,
+    parameter_grads,
+    without_dropout,
+)
+from tests.training.test_distributed import assert_two_processes_equal_one
 
 MODEL_TYPES = sorted(BACKBONES)
 DECODERS = [model_type for model_type in MODEL_TYPES if family_of(AutoConfig.for_model(model_type)).causal]
@@ -144,11 +152,7 @@ def test_lora_takes_peft_targets_and_trains(backbone_dirs: dict[str, str], model
 
 
 def _dropout_off(model_dir: str, bidirectional: bool = False) -> torch.nn.Module:
-    model, _ = load_backbone(model_dir, "auto", False, bidirectional)
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-    return model.double().train()
+    return without_dropout(load_backbone(model_dir, "auto", False, bidirectional)[0]).double().train()
 
 
 def _padded_batch(model_dir: str) -> dict[str, torch.Tensor]:
@@ -178,7 +182,7 @@ def test_packed_equals_padded_or_refuses(backbone_dirs: dict[str, str], model_ty
                     embed_packed(model, features, pooler)
                 continue
             packed = embed_packed(model, features, pooler, pack_length=40)
-        assert (packed - padded).abs().max().item() <= 1e-6, pooler  # Gemma 3 normalises in float32
+        assert (packed - padded).abs().max().item() <= 1e-6, pooler  # decoders' RMSNorm computes in float32
 
 
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
@@ -192,7 +196,16 @@ def test_gradcache_equals_one_pass(backbone_dirs: dict[str, str], model_type: st
     expected = parameter_grads(model)
     model.zero_grad()
     CachedLoss(loss_fn, 5)(embedder, batch).backward()
-    assert_same_grads(expected, parameter_grads(model), tolerance=1e-6)  # Gemma 3 normalises in float32
+    assert_same_grads(expected, parameter_grads(model), tolerance=1e-6)  # decoders' RMSNorm computes in float32
+
+
+@pytest.mark.parametrize(("model_type", "pooler"), [("modernbert", "avg"), ("qwen3", "last"), ("gemma3_text", "avg")])
+def test_two_processes_equal_one_process(
+    backbone_dirs: dict[str, str], tmp_path: Path, model_type: str, pooler: str
+) -> None:
+    """GradCache over packed rows on 2 processes gives the gradients of 1 process, plain and padded (to 1e-6: the
+    decoders' RMSNorm computes in float32 even in a float64 model)."""
+    assert_two_processes_equal_one(backbone_dirs[model_type], tmp_path, pooler, "text", True, True, tolerance=1e-6)
 
 
 @pytest.mark.parametrize("model_type", [*DECODERS, "modernbert"])
@@ -271,3 +284,61 @@ def test_bidirectional_and_causal_differ_and_each_reloads_as_trained(
 def test_registry_lists_each_matrix_family() -> None:
     covered = {family_of(_config(model_type)).name for model_type in MODEL_TYPES}
     assert covered == set(FAMILIES)
+
+
+def backbone_table() -> str:
+    """The family table of docs/backbones.md, from the registry."""
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_TARGETS
+
+    rows = [
+        "| family | model types | attention | `pooler_type: auto` | `padding_free: auto` | LoRA targets |",
+        "|---|---|---|---|---|---|",
+    ]
+    for family in FAMILIES.values():
+        peft_targets = {tuple(PEFT_TARGETS[t]) for t in family.model_types if t in PEFT_TARGETS}
+        targets = (
+            f"{', '.join(peft_targets.pop())} (peft)"
+            if peft_targets
+            else f"{', '.join(family.lora_target_modules or ())} (ours: peft lists none)"
+        )
+        attention = "causal; `bidirectional: true` lifts it" if family.causal else "both ways"
+        pooler = f"`{family.default_pooler}`" + (
+            " (`avg` without a pooler layer)" if family.default_pooler == "cls" else ""
+        )
+        packing = "on" if family.packs else "off (refused if true)"
+        types = ", ".join(f"`{t}`" for t in family.model_types)
+        rows.append(f"| {family.name} | {types} | {attention} | {pooler} | {packing} | {targets} |")
+    return "\n".join(rows) + "\n"
+
+
+def test_docs_table_is_the_registry() -> None:
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "backbones.md").read_text(encoding="utf-8")
+    table = docs.split("<!-- families -->\n", 1)[1].split("<!-- /families -->", 1)[0]
+    assert table == backbone_table(), "docs/backbones.md: paste tests.test_backbones.backbone_table()"
+
+
+@pytest.mark.parametrize("model_type", ["qwen3", "modernbert"])
+def test_gradient_checkpointing_with_gradcache_and_packing_gives_the_plain_gradients(
+    backbone_dirs: dict[str, str], model_type: str
+) -> None:
+    model = _dropout_off(backbone_dirs[model_type])
+    pooler = model.config.mixcse_pooler_type
+    batch = {"text": _padded_batch(backbone_dirs[model_type])}
+    loss_fn = MixCSELoss(temp=0.05, mix_lambda=0.2)
+    loss_fn(*BatchEmbedder(model, pooler)(batch)).backward()
+    expected = parameter_grads(model)
+    model.zero_grad()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    CachedLoss(loss_fn, 5)(BatchEmbedder(model, pooler, padding_free=True), batch).backward()
+    assert_same_grads(expected, parameter_grads(model), tolerance=1e-6)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_a_decoder_trains_checkpointed_cached_packed_in_bf16(
+    backbone_dirs: dict[str, str], tiny_corpus: Path, tmp_path: Path, lora: bool
+) -> None:
+    flags = ["--gradient_checkpointing", "true", "--gradcache_mini_batch_size", "2", "--padding_free", "true"]
+    flags += ["--precision", "bf16", *(["--use_lora", "true", "--merge_lora", "true"] if lora else [])]
+    out = _train(backbone_dirs["qwen3"], tiny_corpus, tmp_path / "out", *flags)
+    assert all(torch.isfinite(torch.tensor(_logged_losses(out))))
+    assert _changed_weights(backbone_dirs["qwen3"], out) > 0

@@ -123,7 +123,7 @@ POOLERS: dict[str, Pooler] = {
         Pooler(
             "last",
             lambda outputs, mask: _last_token(outputs["last_hidden_state"], mask),
-            "the last layer at the last real token (EOS for decoders), as decoder embedders pool",
+            "the last real token (EOS of decoders)",
             sentence_transformers_mode="lasttoken",
             card_code=(
                 'mask = batch["attention_mask"]\n'

@@ -226,18 +226,17 @@ class MixCSEOptions:
     pooler_type: str = field(
         default="auto",
         metadata={
-            "help": "Sentence embedding. auto: the model's own (its sentence-transformers or mixcse_hf record, else "
-            "its family's: cls for BERT-like encoders, avg for ModernBERT, last for decoders; logged); cls: [CLS] "
+            "help": "Sentence embedding. auto: the model's own, else its family's (docs/backbones.md); cls: [CLS] "
             "through the MLP (the encoder's pooler dense + tanh), as SimCSE/MixCSE train; cls_before_pooler: raw "
-            "[CLS]; avg: mean of the last layer over real tokens; avg_first_last: mean of the embedding layer and "
-            "the last layer; avg_top2: mean of the last two layers; last: the last real token (EOS)."
+            "[CLS] of the last layer; avg: mean of the last layer over real tokens; avg_first_last: mean of the "
+            "embedding layer and the last layer; avg_top2: mean of the last two layers; last: the last real token "
+            "(EOS of decoders)."
         },
     )
     bidirectional: bool = field(
         default=False,
         metadata={
-            "help": "Decoders (Qwen3, Llama, Mistral, Gemma 3): attend both ways (is_causal false, saved in "
-            "config.json so every loader does the same)."
+            "help": "Decoders: attend both ways (is_causal false, saved in config.json for every loader)."
         },
     )
     mlp_only_train: bool = field(
@@ -257,9 +256,8 @@ class MixCSEOptions:
     padding_free: str = field(
         default="auto",
         metadata={
-            "help": "Pack each step's sentences into rows without pad tokens (position ids restarting per sentence, "
-            "attention kept inside each sentence): the same embeddings for less compute. auto: where the model's "
-            "family packs (docs/backbones.md), logged; true or false."
+            "help": "Pack each step's sentences into rows without pad tokens: the same embeddings for less compute. "
+            "auto: where the model's family packs (docs/backbones.md); true or false."
         },
     )
     pack_length: int | None = field(

@@ -111,6 +111,8 @@ ADDED_LATER = {
     "shuffle_buffer_size": 10_000,
 }
 """Defining settings that runs recorded before they existed trained with, at these values (no supervised data)."""
+KEPT_ON_RESUME = {"pooler_type": "auto"}
+"""Defining settings whose value here (``auto``: the model's own) lets a resumed run keep its recorded one."""
 UNKNOWN_BEFORE = (TRAIN_FILE_CONTENT,)
 """Defining settings whose value runs recorded before they existed did not know: not compared for those runs."""
 
@@ -122,6 +124,12 @@ def defining_settings(model_args: Any, data_args: Any, training_args: Any) -> di
     settings["processes"] = training_args.world_size
     settings[TRAIN_FILE_CONTENT] = file_content(data_args.train_file)
     return settings
+
+
+def keep_resumed_values(saved: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with the saved run's value of each :data:`KEPT_ON_RESUME` setting this run leaves to it."""
+    left = [name for name, value in KEPT_ON_RESUME.items() if settings.get(name) == value and name in saved]
+    return {**settings, **{name: saved[name] for name in left}}
 
 
 def new_identity(settings: dict[str, Any]) -> dict[str, Any]:

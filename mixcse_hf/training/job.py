@@ -27,7 +27,7 @@ from mixcse_hf.training.build import build_model, build_training_data, card_for_
 from mixcse_hf.training.callbacks import LearningRateOnResume, RunRecordCallback
 from mixcse_hf.training.config import resolved_config
 from mixcse_hf.training.history import evaluation_points
-from mixcse_hf.training.identity import defining_settings
+from mixcse_hf.training.identity import KEPT_ON_RESUME, defining_settings
 from mixcse_hf.training.interrupt import StopOnInterrupt
 from mixcse_hf.training.precision import emulation_warning
 from mixcse_hf.training.resume import RunPlan, plan_run
@@ -59,12 +59,19 @@ def run(model_args: ModelArguments, data_args: DataArguments, training_args: Mix
         )
         if plan.complete:
             return completed_summary(output_dir, plan)
+        keep_resumed_settings(training_args, plan)
         try:
             return train(model_args, data_args, training_args, plan)
         except Interrupted:
             raise
         except KeyboardInterrupt:
             raise Interrupted(resume_note(output_dir)) from None
+
+
+def keep_resumed_settings(training_args: MixCSETrainingArguments, plan: RunPlan) -> None:
+    """A resumed run left to choose a setting (``pooler_type: auto``) keeps its recorded value."""
+    for name in KEPT_ON_RESUME:
+        setattr(training_args, name, plan.identity["settings"][name])
 
 
 def log_precision(training_args: MixCSETrainingArguments) -> None:

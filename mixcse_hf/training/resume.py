@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mixcse_hf.errors import UsageError
-from mixcse_hf.training.identity import check_same_run, new_identity
+from mixcse_hf.training.identity import check_same_run, keep_resumed_values, new_identity
 from mixcse_hf.training.run_dir import (
     RUN_FILE,
     checkpoint_problem,
@@ -96,6 +96,7 @@ def plan_run(
                 "resuming could mix two runs; resume a checkpoint written by this version, or start a new run"
             )
         where = f"checkpoint {resume_from_checkpoint!r}"
+        settings = keep_resumed_values(saved["settings"], settings)
         changed = check_same_run(saved["settings"], settings, allowed, where)
         current = read_run_record(output_dir) if has_files else None
         other_run = has_files and (current is None or current.get("run_id") != saved["run_id"])
@@ -116,6 +117,7 @@ def plan_run(
             "--overwrite_output_dir true to replace its run, or choose another output_dir"
         )
     where = f"the run in output_dir {output_dir!r}"
+    settings = keep_resumed_values(saved["settings"], settings)
     changed = check_same_run(saved["settings"], settings, allowed, where)
     identity = _resumed_identity(saved, settings, changed)
     if identity["completed"]:

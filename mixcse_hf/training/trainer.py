@@ -34,9 +34,10 @@ from mixcse_hf.losses.base import (
 from mixcse_hf.losses.cached import CachedLoss
 from mixcse_hf.models.batch import BatchEmbedder, as_text_batch
 from mixcse_hf.models.distributed import gather_tensor, gather_with_grad
-from mixcse_hf.models.encoder import SentenceEncoder
+from mixcse_hf.models.encoder import AUTO_POOLER, SentenceEncoder, family_pooler
+from mixcse_hf.models.families import choose_padding_free
 from mixcse_hf.models.lora import backbone_of
-from mixcse_hf.models.pooling import inference_pooler
+from mixcse_hf.models.pooling import CONFIG_POOLER_KEY, inference_pooler
 from mixcse_hf.training.history import evaluation_metrics, evaluation_points
 from mixcse_hf.training.progress import ProgressLines, TrainingTimeEstimate
 from mixcse_hf.training.run_dir import (
@@ -106,6 +107,7 @@ class MixCSETrainer(Trainer):
             evaluators = [self._sts_evaluator(eval_dataset)]
         self.evaluators: list[Evaluator] = evaluators
         self.card_info = card_info
+        self._choose_auto_settings()
         self.loss = loss if loss is not None else self.args.mixcse_loss()
         mini_batch_size = self.args.gradcache_mini_batch_size
         if mini_batch_size and not isinstance(self.loss, BatchLoss):
@@ -172,6 +174,15 @@ class MixCSETrainer(Trainer):
             base = getattr(loader, "base_dataloader", loader)  # accelerate's DataLoaderShard wraps a DataLoader
             base.generator = torch.Generator().manual_seed(self.args.seed)
         return loader
+
+    def _choose_auto_settings(self) -> None:
+        """``pooler_type`` and ``padding_free`` still ``auto`` (a trainer built by hand, not by ``run_mixcse.py``)
+        take the model's: the pooler its config records, else its family's; packing where the family packs."""
+        backbone = backbone_of(self.model)
+        if self.args.pooler_type == AUTO_POOLER:
+            self.args.pooler_type = getattr(backbone.config, CONFIG_POOLER_KEY, None) or family_pooler(backbone)
+        if self.args.padding_free == "auto":
+            self.args.padding_free = str(choose_padding_free("auto", backbone.config, None)).lower()
 
     def _sts_evaluator(self, eval_dataset: datasets.Dataset) -> STSEvaluator:
         return STSEvaluator(StsPairs.from_dataset(eval_dataset), batch_size=self.args.per_device_eval_batch_size)

@@ -14,23 +14,24 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import yaml
 from torch.nn.parallel import DistributedDataParallel
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from mixcse_hf.losses.base import batch_loss
 from mixcse_hf.losses.cached import CachedLoss
 from mixcse_hf.losses.mixcse import MixCSELoss
 from mixcse_hf.models.batch import TEXT_HASH, BatchEmbedder, slice_rows, text_hash
 from mixcse_hf.models.distributed import gather_tensor, gather_with_grad
-from tests.conftest import REPO_ROOT, SENTENCES, free_port, padded_columns
+from mixcse_hf.models.encoder import prepare_tokenizer
+from tests.conftest import REPO_ROOT, SENTENCES, free_port, padded_columns, without_dropout
 
 TOLERANCE = 1e-10  # float64
 
 
 def _deterministic_model(model_dir: str, pooler: str) -> torch.nn.Module:
-    """The tiny BERT in float64 without dropout, so both process layouts see identical activations; an unused
+    """The tiny model in float64 without dropout, so both process layouts see identical activations; an unused
     pooler is frozen, as run_mixcse.py does (DDP needs every trainable parameter to get a gradient)."""
-    model = AutoModel.from_pretrained(model_dir, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    if pooler != "cls":
+    model = without_dropout(AutoModel.from_pretrained(model_dir))
+    if pooler != "cls" and getattr(model, "pooler", None) is not None:
         model.pooler.requires_grad_(False)
     return model.double().train()
 
@@ -50,6 +51,7 @@ def _batch(model_dir: str, layout: str) -> dict[str, dict[str, torch.Tensor]]:
     ``TextColumnsCollator`` pads them. The duplicated layouts repeat texts across the two processes' halves and
     carry the text hashes, as the collators add them for ``mask_duplicates``."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    prepare_tokenizer(tokenizer, AutoConfig.from_pretrained(model_dir), model_dir)
     if layout.endswith("text"):
         columns = {"text": SENTENCES[:4] * 2 if layout.startswith("duplicated") else SENTENCES[:8]}
         batch = {"text": dict(tokenizer(columns["text"], padding=True, return_tensors="pt"))}
@@ -112,20 +114,27 @@ def test_two_processes_equal_one_process(
     """Plain or through CachedLoss (GradCache), padded or padding-free, unsupervised or on triplets (mixed hard
     negatives, hard-negative weight) on 2 processes, masking duplicates across them: the gradients of 1 process,
     plain, padded, whole batch."""
-    model = _deterministic_model(tiny_model_dir, pooler)
-    loss = _loss(model, _batch(tiny_model_dir, layout), pooler, layout)
+    assert_two_processes_equal_one(tiny_model_dir, tmp_path, pooler, layout, cached, packed)
+
+
+def assert_two_processes_equal_one(
+    model_dir: str, tmp_path: Path, pooler: str, layout: str, cached: bool, packed: bool, tolerance: float = TOLERANCE
+) -> None:
+    """The loss and gradients of each of 2 processes equal those of 1 process, plain, padded, whole batch."""
+    model = _deterministic_model(model_dir, pooler)
+    loss = _loss(model, _batch(model_dir, layout), pooler, layout)
     loss.backward()
     expected = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
 
-    spawn_args = (2, free_port(), tiny_model_dir, pooler, layout, cached, packed, str(tmp_path))
+    spawn_args = (2, free_port(), model_dir, pooler, layout, cached, packed, str(tmp_path))
     mp.spawn(_worker, args=spawn_args, nprocs=2, join=True)
     for rank in range(2):
         result = torch.load(tmp_path / f"rank{rank}.pt")
-        assert result["loss"].item() == pytest.approx(loss.item(), abs=TOLERANCE)
+        assert result["loss"].item() == pytest.approx(loss.item(), abs=tolerance)
         assert set(result["grads"]) >= set(expected)
         for name, grad in expected.items():
             difference = (result["grads"][name] - grad).abs().max().item()
-            assert difference <= TOLERANCE, f"rank {rank} {name}: {difference}"
+            assert difference <= tolerance, f"rank {rank} {name}: {difference}"
 
 
 SHARDING = {

@@ -33,6 +33,7 @@ def _trainer(tiny_model_dir: str, corpus: Path, senteval: Path, out: Path, **ove
         "seed": 3,
         "mix_lambda": 0.2,
         "mask_duplicates": False,  # data of our own: tokenize_corpus and a plain collator add no text hashes
+        "padding_free": "false",  # the references below embed padded batches
     }
     values.update(overrides)
     return MixCSETrainer(
