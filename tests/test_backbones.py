@@ -342,3 +342,11 @@ def test_a_decoder_trains_checkpointed_cached_packed_in_bf16(
     out = _train(backbone_dirs["qwen3"], tiny_corpus, tmp_path / "out", *flags)
     assert all(torch.isfinite(torch.tensor(_logged_losses(out))))
     assert _changed_weights(backbone_dirs["qwen3"], out) > 0
+
+
+def test_training_loads_a_bf16_checkpoint_in_float32(backbone_dirs: dict[str, str], tmp_path: Path) -> None:
+    """Decoders ship bf16: the optimizer must update float32 weights, with precision deciding the compute dtype."""
+    AutoModel.from_pretrained(backbone_dirs["qwen3"]).to(torch.bfloat16).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(backbone_dirs["qwen3"]).save_pretrained(tmp_path)
+    assert AutoModel.from_pretrained(tmp_path).dtype == torch.bfloat16
+    assert load_backbone(str(tmp_path), "auto", False)[0].dtype == torch.float32

@@ -176,12 +176,12 @@ def read_adapter_pooling(directory: str) -> str | None:
     return recorded_pooler(SimpleNamespace(**recorded))
 
 
-def load_adapter_model(path: str) -> PeftModel:
+def load_adapter_model(path: str, dtype: torch.dtype | str = "auto") -> PeftModel:
     """A LoRA adapter folder on its base model; a base recorded as a Hub id whose weights ship in an installed
     package loads from that package (offline)."""
     base = PeftConfig.from_pretrained(path).base_model_name_or_path
     with peft_wrapping():
-        return PeftModel.from_pretrained(AutoModel.from_pretrained(resolve_model_path(base)), path)
+        return PeftModel.from_pretrained(AutoModel.from_pretrained(resolve_model_path(base), dtype=dtype), path)
 
 
 def unknown_model_type(path: str) -> str | None:
@@ -196,9 +196,12 @@ def unknown_model_type(path: str) -> str | None:
     return model_type if isinstance(model_type, str) and model_type not in CONFIG_MAPPING else None
 
 
-def load_pretrained(model_name_or_path: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_pretrained(
+    model_name_or_path: str, dtype: torch.dtype | str = "auto"
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """``AutoModel`` + ``AutoTokenizer`` from a directory or Hub id, once the tokenizer fits the model
-    (:func:`check_tokenizer`); any failure is a one-line :class:`UsageError` naming ``model_name_or_path``."""
+    (:func:`check_tokenizer`); any failure is a one-line :class:`UsageError` naming ``model_name_or_path``. The
+    weights load in ``dtype`` (``auto``: the checkpoint's own)."""
     path = resolve_model_path(model_name_or_path)
     where = f"model_name_or_path {model_name_or_path!r}"
     adapter = is_adapter_folder(path)
@@ -208,7 +211,7 @@ def load_pretrained(model_name_or_path: str) -> tuple[PreTrainedModel, PreTraine
             "tokenizer files) or a Hub model id"
         )
     try:
-        model = load_adapter_model(path) if adapter else AutoModel.from_pretrained(path)
+        model = load_adapter_model(path, dtype) if adapter else AutoModel.from_pretrained(path, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(path)
     except OSError as err:
         raise UsageError(
@@ -361,10 +364,12 @@ def check_pooler_fits(model: PreTrainedModel, pooler_type: str) -> None:
 def load_backbone(
     model_name_or_path: str, pooler_type: str, mlp_only_train: bool, bidirectional: bool = False
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load an ``AutoModel`` encoder and its tokenizer (a decoder made ``bidirectional`` if asked), and record the
-    pooling choice (``auto``: :func:`auto_pooler`) in its config."""
+    """Load an ``AutoModel`` encoder and its tokenizer for training (a decoder made ``bidirectional`` if asked), and
+    record the pooling choice (``auto``: :func:`auto_pooler`) in its config. The weights load in float32 whatever
+    the checkpoint's dtype (decoders ship bf16): the optimizer updates float32 weights, and ``precision`` decides
+    the compute dtype (autocast)."""
     check_pooler_type(pooler_type, allow_auto=True)
-    model, tokenizer = load_pretrained(model_name_or_path)
+    model, tokenizer = load_pretrained(model_name_or_path, torch.float32)
     if bidirectional:
         set_bidirectional(model.config)
     if pooler_type == AUTO_POOLER:

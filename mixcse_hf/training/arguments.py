@@ -235,9 +235,7 @@ class MixCSEOptions:
     )
     bidirectional: bool = field(
         default=False,
-        metadata={
-            "help": "Decoders: attend both ways (is_causal false, saved in config.json for every loader)."
-        },
+        metadata={"help": "Decoders: attend both ways (is_causal false, saved in config.json for every loader)."},
     )
     mlp_only_train: bool = field(
         default=False,
