@@ -5,12 +5,14 @@ within one invocation (so machine noise hits all of them), and the figures are s
 
 prints one JSON line: seconds of each measured step, peak RSS (and peak GPU memory on CUDA), parameter counts.
 ``run_variants`` drives it. Variants: ``mixcse``, ``simcse``, ``lora``, ``mixcse_bf16``, ``simcse_bf16``,
-``mixcse_auto``, ``gradcache_64``, ``gradcache_128``, ``mixcse_packed``, ``mixcse_packed_bf16``, ``mixcse_streaming``,
+``mixcse_auto``, ``gradcache_64``, ``gradcache_128``, ``mixcse_padded``, ``mixcse_padded_bf16``, ``mixcse_packed``,
+``mixcse_packed_bf16``, ``mixcse_streaming``,
 ``mixcse_masked``, ``mixcse_unmasked``, ``mixcse_streaming_masked``, ``mixcse_streaming_unmasked`` (MixCSETrainer;
 extra flags go to run_mixcse's parser), ``st`` and ``st_bf16`` (sentence-transformers' SimCSE recipe), ``st_mixcse``
 and ``st_mixcse_bf16`` (SentenceTransformerTrainer with our sentence-transformers MixCSELoss) and ``floor`` and
 ``floor_bf16`` (the bare encoder). Everything runs on the GPU when there is one.
-``write_random_encoder`` saves a random-init encoder (bert-base by default) to time without a download;
+``write_random_encoder`` saves a random-init encoder (bert-base by default) and ``write_random_decoder`` a random-init
+Qwen3 (all-MiniLM-L6-v2's size) to time without a download;
 ``encoder_training_flops`` counts a training step's FLOPs.
 """
 
@@ -41,6 +43,8 @@ TRAINER_VARIANTS = {
     "simcse_bf16": ["--mix_lambda", "0", *BF16],
     "gradcache_64": ["--gradcache_mini_batch_size", "64", *FP32],
     "gradcache_128": ["--gradcache_mini_batch_size", "128", *FP32],
+    "mixcse_padded": ["--padding_free", "false", *FP32],
+    "mixcse_padded_bf16": ["--padding_free", "false", *BF16],
     "mixcse_packed": ["--padding_free", "true", *FP32],
     "mixcse_packed_bf16": ["--padding_free", "true", *BF16],
     "mixcse_streaming": ["--streaming", "true", *FP32],
@@ -107,6 +111,28 @@ def write_random_encoder(directory: str, tokenizer_path: str, seed: int = 0, **s
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
     torch.manual_seed(seed)
     BertModel(BertConfig(vocab_size=len(tokenizer), **{**BERT_BASE, **shape})).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+
+
+MINILM_SIZED_QWEN3 = {
+    "hidden_size": 384,
+    "num_hidden_layers": 6,
+    "num_attention_heads": 12,
+    "num_key_value_heads": 2,
+    "head_dim": 32,
+    "intermediate_size": 1536,
+    "max_position_embeddings": 512,
+}
+"""A Qwen3 of all-MiniLM-L6-v2's width, depth, heads and feed-forward size (2 KV heads, as Qwen3 groups queries)."""
+
+
+def write_random_decoder(directory: str, tokenizer, seed: int = 0, **config: float) -> None:
+    """Save a randomly initialised Qwen3 (:data:`MINILM_SIZED_QWEN3`; ``config`` adds or overrides settings) with
+    ``tokenizer`` (a decoder's: no template, an EOS token) into ``directory``, in float32."""
+    from transformers import Qwen3Config, Qwen3Model
+
+    torch.manual_seed(seed)
+    Qwen3Model(Qwen3Config(vocab_size=len(tokenizer), **{**MINILM_SIZED_QWEN3, **config})).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
 
 
