@@ -337,7 +337,7 @@ def test_gradient_checkpointing_with_gradcache_and_packing_gives_the_plain_gradi
 def test_a_decoder_trains_checkpointed_cached_packed_in_bf16(
     backbone_dirs: dict[str, str], tiny_corpus: Path, tmp_path: Path, lora: bool
 ) -> None:
-    flags = ["--gradient_checkpointing", "true", "--gradcache_mini_batch_size", "2", "--padding_free", "true"]
+    flags = ["--activation_checkpointing", "true", "--gradcache_mini_batch_size", "2", "--padding_free", "true"]
     flags += ["--precision", "bf16", *(["--use_lora", "true", "--merge_lora", "true"] if lora else [])]
     out = _train(backbone_dirs["qwen3"], tiny_corpus, tmp_path / "out", *flags)
     assert all(torch.isfinite(torch.tensor(_logged_losses(out))))
