@@ -30,7 +30,7 @@ from transformers import PreTrainedModel
 
 from mixcse_hf.errors import UsageError
 from mixcse_hf.models.lora import backbone_of
-from mixcse_hf.models.pooling import get_pooler, needs_hidden_states, pool
+from mixcse_hf.models.pooling import exclude_prompt, get_pooler, needs_hidden_states, pool
 
 PACKABLE_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "mpnet")
 """Encoders whose ``forward`` takes ``position_ids`` and a 4-D attention mask as they are (transformers 5)."""
@@ -160,10 +160,14 @@ def block_diagonal_mask(segments: torch.Tensor, dtype: torch.dtype) -> torch.Ten
 
 
 def embed_packed(
-    model: nn.Module, features: Mapping[str, torch.Tensor], pooler_type: str, pack_length: int | None = None
+    model: nn.Module,
+    features: Mapping[str, torch.Tensor],
+    pooler_type: str,
+    pack_length: int | None = None,
+    prompt_lengths: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """:func:`mixcse_hf.models.encoder.embed` without pad tokens: pooled embeddings (N, d) of padded
-    ``features`` (N, L), computed on packed rows (see the module docstring)."""
+    ``features`` (N, L), computed on packed rows (see the module docstring); ``prompt_lengths``: as there."""
     backbone = packable_backbone(model)
     eager = backbone.config._attn_implementation == "eager"
     mask_dtype = backbone.embeddings.word_embeddings.weight.dtype if eager else torch.bool
@@ -175,4 +179,4 @@ def embed_packed(
         per_sentence["hidden_states"] = [packed.unpack(hidden) for hidden in outputs["hidden_states"]]
     if get_pooler(pooler_type).uses_mlp:
         per_sentence["pooler_output"] = backbone.pooler(per_sentence["last_hidden_state"])
-    return pool(per_sentence, packed.sentence_mask, pooler_type)
+    return pool(per_sentence, exclude_prompt(packed.sentence_mask, prompt_lengths), pooler_type)

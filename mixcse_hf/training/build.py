@@ -13,10 +13,12 @@ from transformers import PreTrainedTokenizerBase
 from mixcse_hf.errors import UsageError
 from mixcse_hf.hub.card import ModelCardInfo, training_recipe
 from mixcse_hf.losses.mixcse import HARD_NEGATIVE_OPTIONS
+from mixcse_hf.models.dropout import TrainingDropout
 from mixcse_hf.models.encoder import load_backbone, public_model_name, reinit_mlp
 from mixcse_hf.models.lora import apply_lora
 from mixcse_hf.models.packing import check_sequence_length, packable_backbone
 from mixcse_hf.models.pooling import get_pooler, inference_pooler
+from mixcse_hf.models.prompts import Prompts
 from mixcse_hf.training.arguments import DataArguments, ModelArguments
 from mixcse_hf.training.data import load_corpus, text_column_count, tokenize_training_data, training_collator
 from mixcse_hf.training.streaming import StreamingCorpus, TokenizingCollator, row_source
@@ -29,11 +31,16 @@ def build_model(
     training_args: MixCSETrainingArguments,
     resuming: bool,
     max_seq_length: int | None = None,
+    dropout: TrainingDropout | None = None,
 ) -> tuple[nn.Module, PreTrainedTokenizerBase]:
     """The encoder (fresh MLP unless resuming or told not to; LoRA-wrapped when asked) and its tokenizer; given
-    ``max_seq_length``, checked to have the positions for it."""
+    ``max_seq_length``, checked to have the positions for it; given ``dropout``, built with the training dropout it
+    decides (which it then records)."""
     model, tokenizer = load_backbone(
-        model_args.model_name_or_path, training_args.pooler_type, training_args.mlp_only_train
+        model_args.model_name_or_path,
+        training_args.pooler_type,
+        training_args.mlp_only_train,
+        dropout.overrides if dropout is not None else None,
     )
     if max_seq_length is not None:
         check_sequence_length(model, max_seq_length)
@@ -69,11 +76,10 @@ class TrainingData:
         return text_column_count(self.dataset)
 
 
-def build_training_data(
-    data_args: DataArguments, training_args: MixCSETrainingArguments, tokenizer: PreTrainedTokenizerBase
-) -> TrainingData:
-    """With ``streaming``, raw rows read as training goes (:class:`StreamingCorpus`) and tokenised per batch; else
-    tokenised up front, flat features (unsupervised) or one mapping per column (supervised), padded per batch.
+def load_training_corpus(
+    data_args: DataArguments, training_args: MixCSETrainingArguments
+) -> datasets.Dataset | StreamingCorpus:
+    """The training rows before tokenisation: a :class:`StreamingCorpus` with ``streaming``, else the whole corpus.
     Data that cannot make one training step, or lacks the columns the loss options need, is refused."""
     if data_args.streaming:
         corpus = StreamingCorpus(
@@ -93,9 +99,8 @@ def build_training_data(
                 f"the training data has fewer usable rows than one batch of {corpus.global_batch_size}: nothing "
                 "would be trained; add data or lower per_device_train_batch_size (>= 2)"
             )
-        collator = TokenizingCollator(tokenizer, data_args.max_seq_length, training_args.mask_duplicates)
-        return TrainingData(corpus, collator)
-    with training_args.main_process_first(desc="corpus loading and tokenisation"):
+        return corpus
+    with training_args.main_process_first(desc="corpus loading"):
         corpus = load_corpus(
             data_args.train_file,
             data_args.dataset_name,
@@ -107,12 +112,33 @@ def build_training_data(
         )
         check_loss_fits_data(corpus.column_names, training_args)
         check_one_batch(len(corpus), training_args)
+    return corpus
+
+
+def build_training_data(
+    data_args: DataArguments,
+    training_args: MixCSETrainingArguments,
+    tokenizer: PreTrainedTokenizerBase,
+    corpus: datasets.Dataset | StreamingCorpus | None = None,
+    prompts: Prompts | None = None,
+) -> TrainingData:
+    """With ``streaming``, raw rows read as training goes (:class:`StreamingCorpus`) and tokenised per batch; else
+    tokenised up front, flat features (unsupervised) or one mapping per column (supervised), padded per batch.
+    ``corpus``: :func:`load_training_corpus`'s (else loaded here); ``prompts``: put before each column's texts."""
+    if corpus is None:
+        corpus = load_training_corpus(data_args, training_args)
+    by_column = prompts.by_column if prompts is not None else {}
+    if isinstance(corpus, StreamingCorpus):
+        collator = TokenizingCollator(tokenizer, data_args.max_seq_length, training_args.mask_duplicates, by_column)
+        return TrainingData(corpus, collator)
+    with training_args.main_process_first(desc="tokenisation"):
         tokenized = tokenize_training_data(
             corpus,
             tokenizer,
             data_args.max_seq_length,
             data_args.preprocessing_num_workers,
             text_hashes=training_args.mask_duplicates,
+            prompts=by_column,
         )
     return TrainingData(tokenized, training_collator(tokenized, tokenizer))
 
@@ -142,9 +168,15 @@ def check_loss_fits_data(columns: list[str], training_args: MixCSETrainingArgume
 
 
 def card_for_run(
-    model_args: ModelArguments, data_args: DataArguments, training_args: MixCSETrainingArguments, text_columns: int
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: MixCSETrainingArguments,
+    text_columns: int,
+    dropout: TrainingDropout | None = None,
+    prompts: Prompts | None = None,
 ) -> ModelCardInfo:
-    """The model card of this run before it measured anything: the loss's own options and the run's settings."""
+    """The model card of this run before it measured anything: the loss's own options and the run's settings
+    (with a training dropout other than the shipped one, that dropout; the prompts, if any)."""
     train_data = os.path.basename(data_args.train_file) if data_args.train_file else data_args.dataset_name
     settings: dict[str, object] = {
         "pooler_type (training)": training_args.pooler_type,
@@ -156,6 +188,11 @@ def card_for_run(
         "seed": training_args.seed,
         "precision": training_args.precision,
     }
+    if dropout is not None and dropout.changed:
+        settings["dropout (training only)"] = ", ".join(f"{key} {value:g}" for key, value in dropout.changed.items())
+    if prompts:
+        settings["prompts"] = ", ".join(f"{column}: {prompt!r}" for column, prompt in prompts.by_column.items())
+        settings["include_prompt"] = prompts.include_prompt
     if training_args.max_steps <= 0:  # else max_steps sets the length; epochs read are not an input
         settings["epochs"] = training_args.num_train_epochs
     lora = None

@@ -20,12 +20,15 @@ from mixcse_hf.errors import Interrupted, UsageError
 from mixcse_hf.evaluation.score_cache import cache_dir, cached_scores, fingerprint
 from mixcse_hf.evaluation.sts import stsb_scores
 from mixcse_hf.evaluation.sts_data import StsPairs, load_stsb
+from mixcse_hf.models.dropout import TrainingDropout
+from mixcse_hf.models.prompts import Prompts
 from mixcse_hf.output_files import check_output_dir
 from mixcse_hf.training import run_dir
 from mixcse_hf.training.arguments import DataArguments, ModelArguments
-from mixcse_hf.training.build import build_model, build_training_data, card_for_run
+from mixcse_hf.training.build import build_model, build_training_data, card_for_run, load_training_corpus
 from mixcse_hf.training.callbacks import LearningRateOnResume, RunRecordCallback
 from mixcse_hf.training.config import resolved_config
+from mixcse_hf.training.data import text_column_count
 from mixcse_hf.training.history import evaluation_points
 from mixcse_hf.training.identity import defining_settings
 from mixcse_hf.training.interrupt import StopOnInterrupt
@@ -146,10 +149,17 @@ def train(
 ) -> RunSummary:
     set_seed(training_args.seed)
     sts = load_sts(data_args, training_args)
+    corpus = load_training_corpus(data_args, training_args)
+    dropout = TrainingDropout(training_args.train_dropout, needs_views=text_column_count(corpus) == 1)
+    prompts = Prompts.for_columns(training_args.prompts, corpus.column_names, training_args.include_prompt)
     model, tokenizer = build_model(
-        model_args, training_args, resuming=plan.resume_from is not None, max_seq_length=data_args.max_seq_length
+        model_args,
+        training_args,
+        resuming=plan.resume_from is not None,
+        max_seq_length=data_args.max_seq_length,
+        dropout=dropout,
     )
-    data = build_training_data(data_args, training_args, tokenizer)
+    data = build_training_data(data_args, training_args, tokenizer, corpus, prompts)
     stop_on_interrupt = StopOnInterrupt()
     run_record = RunRecordCallback(recorded_training_seconds(plan.resume_from))
     trainer = MixCSETrainer(
@@ -159,7 +169,8 @@ def train(
         eval_dataset=sts["dev"].to_dataset() if "dev" in sts else None,
         processing_class=tokenizer,
         data_collator=data.collator,
-        card_info=card_for_run(model_args, data_args, training_args, data.text_columns),
+        card_info=card_for_run(model_args, data_args, training_args, data.text_columns, dropout, prompts),
+        prompts=prompts,
         callbacks=[run_record, LearningRateOnResume(), stop_on_interrupt],
     )
     summary = RunSummary(
@@ -168,6 +179,7 @@ def train(
     if training_args.do_eval and training_args.start_evaluation:
         summary.record_model("start", start_scores(trainer, sts, plan))
     if trainer.is_world_process_zero():
+        plan.identity["training_dropout"] = dropout.values
         start_run(
             training_args.output_dir,
             plan,

@@ -30,7 +30,7 @@ def test_help_leads_with_our_groups_and_names_the_config(capsys: pytest.CaptureF
     assert run_mixcse.main(["--help"]) == 0
     text = capsys.readouterr().out
     assert text.startswith("usage: run_mixcse.py [CONFIG.yaml] [--ARGUMENT VALUE ...]")
-    assert len(text.splitlines()) < 250
+    assert len(text.splitlines()) < 260  # 250 until train_dropout, prompts and include_prompt (issue 34)
     positions = [text.index(f"\n{title}:\n") for title in GROUPS]
     assert positions == sorted(positions)
     for name in OUR_FIELDS:
