@@ -18,10 +18,11 @@ from transformers import AutoTokenizer
 from mixcse_hf.errors import UsageError
 from mixcse_hf.hub.export import export_checkpoint
 from mixcse_hf.models.batch import embed_batch, text_hash
-from mixcse_hf.models.encoder import SentenceEncoder, load_backbone
+from mixcse_hf.models.encoder import SentenceEncoder, embed, load_backbone
 from mixcse_hf.models.pooling import exclude_prompt
 from mixcse_hf.models.prompts import Prompts, check_prompt_pooling, prompt_length
 from mixcse_hf.training.data import TextColumnsCollator, load_corpus, tokenize_columns
+from mixcse_hf.training.streaming import TokenizingCollator
 from tests.conftest import SENTENCES, train_tiny
 
 PROMPT = "query: find the sentence about "
@@ -166,3 +167,35 @@ def test_encode_command_takes_the_prompt_by_name(tiny_model_dir: str, tmp_path: 
     assert np.allclose(np.load(tmp_path / "queries.npy"), queries, atol=1e-5)
     assert np.allclose(np.load(tmp_path / "plain.npy"), model.encode(SENTENCES), atol=1e-5)
     assert main([path, str(sentences), str(tmp_path / "other.npy"), "--prompt", "query"]) == 2
+
+
+def test_packed_rows_leave_out_the_same_prompt_tokens(tiny: tuple[torch.nn.Module, AutoTokenizer]) -> None:
+    model, tokenizer = tiny
+    features = dict(tokenizer([PROMPT + s for s in SENTENCES], padding=True, return_tensors="pt"))
+    lengths = torch.full((len(SENTENCES),), prompt_length(tokenizer, PROMPT))
+    with torch.no_grad():
+        padded = embed(model, features, "avg", prompt_lengths=lengths)
+        packed = embed(model, features, "avg", padding_free=True, prompt_lengths=lengths)
+        pooled_prompt = embed(model, features, "avg")
+    assert torch.allclose(packed, padded, atol=1e-5)
+    assert not torch.allclose(padded, pooled_prompt, atol=1e-3)
+
+
+def test_streamed_batches_carry_the_prompts_as_tokenised_data(tiny_model_dir: str, tmp_path: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    pairs = tmp_path / "pairs.csv"
+    write_pairs(pairs)
+    rows = tokenize_columns(
+        load_corpus(train_file=str(pairs)),
+        tokenizer,
+        ["anchor", "positive"],
+        32,
+        text_hashes=True,
+        prompts={"anchor": PROMPT},
+    )
+    expected = TextColumnsCollator(tokenizer)([rows[i] for i in range(4)])
+    raw = [{"anchor": s, "positive": s} for s in SENTENCES[:4]]
+    streamed = TokenizingCollator(tokenizer, 32, text_hashes=True, prompts={"anchor": PROMPT})(raw)
+    for column in ("anchor", "positive"):
+        for name, tensor in expected[column].items():
+            assert torch.equal(streamed[column][name], tensor), (column, name)
