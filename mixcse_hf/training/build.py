@@ -212,4 +212,16 @@ def card_for_run(
         sts_source="senteval" if data_args.senteval_dir else "hub",
         lora=lora,
         versions=stack_versions(),
+        **prompt_card_fields(prompts),
     )
+
+
+def prompt_card_fields(prompts: Prompts | None) -> dict[str, object]:
+    """The card's fields of the prompts a run trains with (none: the card's defaults)."""
+    if not prompts:
+        return {}
+    return {
+        "prompts": prompts.by_column,
+        "default_prompt_name": prompts.default_name,
+        "include_prompt": prompts.include_prompt,
+    }
