@@ -99,19 +99,21 @@ def final_scores(trainer: MixCSETrainer, sts: dict[str, StsPairs], label: str) -
 def start_scores(trainer: MixCSETrainer, sts: dict[str, StsPairs], plan: RunPlan) -> dict[str, dict[str, float]]:
     """The start model's scores: those the run recorded at its start when resuming (the weights loaded then are
     not the start model's: the MLP was re-initialised at the start), else from the score cache, keyed by the
-    weights, tokenizer, data and poolers, else measured (and cached)."""
+    weights, tokenizer, data, poolers and prompt, else measured (and cached)."""
     if plan.resume_from is not None:
         recorded = plan.identity.get("start_scores")
         if not recorded:
             logger.info("Resuming: this run recorded no start-model scores; the summary has no start row")
         return recorded or {}
     poolers = evaluation_poolers(trainer.args)
+    encoder = trainer.sentence_encoder()
     key = fingerprint(
         trainer.model,
         trainer.processing_class,
         poolers,
         trainer.args.per_device_eval_batch_size,
         {split: [pairs.sentences1, pairs.sentences2, pairs.scores] for split, pairs in sts.items()},
+        *([encoder.prompt, encoder.include_prompt] if encoder.prompt else []),  # the evaluation's prompt, if any
     )
 
     def measure() -> dict[str, dict[str, float]]:
