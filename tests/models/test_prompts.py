@@ -21,7 +21,7 @@ from mixcse_hf.models.batch import embed_batch, text_hash
 from mixcse_hf.models.encoder import SentenceEncoder, embed, load_backbone
 from mixcse_hf.models.pooling import exclude_prompt
 from mixcse_hf.models.prompts import Prompts, check_prompt_pooling, prompt_length
-from mixcse_hf.training.data import TextColumnsCollator, load_corpus, tokenize_columns
+from mixcse_hf.training.data import TextColumnsCollator, load_corpus, tokenize_columns, tokenize_training_data
 from mixcse_hf.training.streaming import TokenizingCollator
 from tests.conftest import SENTENCES, train_tiny
 
@@ -199,3 +199,22 @@ def test_streamed_batches_carry_the_prompts_as_tokenised_data(tiny_model_dir: st
     for column in ("anchor", "positive"):
         for name, tensor in expected[column].items():
             assert torch.equal(streamed[column][name], tensor), (column, name)
+
+
+def test_unsupervised_prompt_is_the_saved_default_prompt(
+    tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path
+) -> None:
+    flags = ("--pooler_type", "avg", "--prompts", PROMPT, "--include_prompt", "false", "--logging_steps", "1")
+    out = train_tiny(tiny_model_dir, tiny_corpus, tmp_path / "out", *flags)
+    settings = json.loads((out / "config_sentence_transformers.json").read_text(encoding="utf-8"))
+    assert (settings["prompts"], settings["default_prompt_name"]) == ({"text": PROMPT}, "text")
+    expected = SentenceTransformer(str(out)).encode(SENTENCES, convert_to_tensor=True)  # the default prompt
+    ours = SentenceEncoder.from_pretrained(str(out))
+    assert (ours.prompt, ours.include_prompt) == (PROMPT, False)
+    assert torch.allclose(ours.encode(SENTENCES), expected, atol=1e-5)
+    # The one column, encoded twice (both views), is tokenised with the prompt; its hash is of the plain text.
+    rows = tokenize_training_data(
+        load_corpus(train_file=str(tiny_corpus)), ours.tokenizer, 32, None, True, {"text": PROMPT}
+    )
+    assert rows[0]["input_ids"] == ours.tokenizer(PROMPT + SENTENCES[0])["input_ids"]
+    assert rows[0]["text_hash"] == text_hash(SENTENCES[0])
