@@ -71,6 +71,18 @@ class Prompts:
         return {column: prompt_length(tokenizer, prompt) for column, prompt in self.by_column.items()}
 
 
+def check_prompt_room(tokenizer: PreTrainedTokenizerBase, prompts: Prompts, max_seq_length: int) -> None:
+    """Each prompt must leave room for text in ``max_seq_length`` tokens (else every text would be cut off, and a
+    pooling without the prompt would pool nothing); else a one-line :class:`UsageError`."""
+    for column, prompt in prompts.by_column.items():
+        length = prompt_length(tokenizer, prompt)
+        if length + 2 > max_seq_length:  # one token of text and the closing special token
+            raise UsageError(
+                f"the prompt of column {column} takes {length} of the max_seq_length {max_seq_length} tokens, leaving "
+                f"no room for its text; pass --max_seq_length {length + 32} or a shorter prompt"
+            )
+
+
 def check_prompt_pooling(
     pooler_type: str, mlp_only_train: bool, prompts: Sequence[str] | None, include_prompt: bool
 ) -> None:

@@ -18,7 +18,7 @@ from mixcse_hf.models.encoder import load_backbone, public_model_name, reinit_ml
 from mixcse_hf.models.lora import apply_lora
 from mixcse_hf.models.packing import check_sequence_length, packable_backbone
 from mixcse_hf.models.pooling import get_pooler, inference_pooler
-from mixcse_hf.models.prompts import Prompts
+from mixcse_hf.models.prompts import Prompts, check_prompt_room
 from mixcse_hf.training.arguments import DataArguments, ModelArguments
 from mixcse_hf.training.data import load_corpus, text_column_count, tokenize_training_data, training_collator
 from mixcse_hf.training.streaming import StreamingCorpus, TokenizingCollator, row_source
@@ -127,7 +127,9 @@ def build_training_data(
     ``corpus``: :func:`load_training_corpus`'s (else loaded here); ``prompts``: put before each column's texts."""
     if corpus is None:
         corpus = load_training_corpus(data_args, training_args)
-    by_column = prompts.by_column if prompts is not None else {}
+    prompts = prompts or Prompts()
+    check_prompt_room(tokenizer, prompts, data_args.max_seq_length)
+    by_column = prompts.by_column
     if isinstance(corpus, StreamingCorpus):
         collator = TokenizingCollator(tokenizer, data_args.max_seq_length, training_args.mask_duplicates, by_column)
         return TrainingData(corpus, collator)

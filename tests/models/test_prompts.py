@@ -20,7 +20,7 @@ from mixcse_hf.hub.export import export_checkpoint
 from mixcse_hf.models.batch import embed_batch, text_hash
 from mixcse_hf.models.encoder import SentenceEncoder, embed, load_backbone
 from mixcse_hf.models.pooling import exclude_prompt
-from mixcse_hf.models.prompts import Prompts, check_prompt_pooling, prompt_length
+from mixcse_hf.models.prompts import Prompts, check_prompt_pooling, check_prompt_room, prompt_length
 from mixcse_hf.training.data import TextColumnsCollator, load_corpus, tokenize_columns, tokenize_training_data
 from mixcse_hf.training.streaming import TokenizingCollator
 from tests.conftest import SENTENCES, train_tiny
@@ -218,3 +218,11 @@ def test_unsupervised_prompt_is_the_saved_default_prompt(
     )
     assert rows[0]["input_ids"] == ours.tokenizer(PROMPT + SENTENCES[0])["input_ids"]
     assert rows[0]["text_hash"] == text_hash(SENTENCES[0])
+
+
+def test_a_prompt_that_leaves_no_room_for_the_text_is_refused(tiny_model_dir: str) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    prompts = Prompts({"anchor": PROMPT})
+    check_prompt_room(tokenizer, prompts, 9)  # [CLS] + 6 prompt tokens, one of text, [SEP]
+    with pytest.raises(UsageError, match=r"prompt of column anchor takes 7 of the max_seq_length 8 tokens"):
+        check_prompt_room(tokenizer, prompts, 8)
