@@ -113,7 +113,7 @@ def write_sentence_transformers_files(
             **{f"pooling_mode_{key}": mode == name for name, key in ST_MODE_KEYS.items()},
             "pooling_mode_max_tokens": False,
             "pooling_mode_mean_sqrt_len_tokens": False,
-            **({"include_prompt": False} if prompts is not None and not prompts.include_prompt else {}),
+            **({"include_prompt": False} if prompts and not prompts.include_prompt else {}),
         },
     )
     if pooler.uses_mlp:
