@@ -299,6 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a pooler_type (run_mixcse.py --help lists them); default: the one a mixcse_hf checkpoint recorded, a "
         "sentence-transformers model's own pooling, else cls_before_pooler",
     )
+    parser.add_argument(
+        "--prompt",
+        metavar="NAME",
+        help="the model's prompt of that name put before each sentence, as sentence-transformers' prompt_name; "
+        "default: its default prompt, if any",
+    )
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="compute dtype; OUTPUT stays float32")
     parser.add_argument("--normalize", action="store_true", help="L2-normalise every embedding")
     parser.add_argument(
@@ -341,7 +347,13 @@ def encode_command(argv: list[str]) -> None:
 
     show = args.progress or sys.stderr.isatty()
     encoder = load_encoder(
-        args.model, args.pooler, args.dtype, args.device, args.max_seq_length, padding_free=args.padding_free
+        args.model,
+        args.pooler,
+        args.dtype,
+        args.device,
+        args.max_seq_length,
+        padding_free=args.padding_free,
+        prompt_name=args.prompt,
     )
     count = count_texts(args.input, input_extension, args.text_column)
     dimension = encoder.model.config.hidden_size

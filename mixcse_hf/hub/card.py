@@ -60,6 +60,10 @@ class ModelCardInfo:
     """What the card's code loads: the folder's absolute path, or unset for the Hub copy (``model_name``)."""
     versions: dict[str, str] = field(default_factory=dict)
     """The versions the model was trained with (:func:`mixcse_hf.versions.stack_versions`)."""
+    prompts: dict[str, str] = field(default_factory=dict)
+    """The sentence-transformers prompts the model was trained with, by name (:mod:`mixcse_hf.models.prompts`)."""
+    default_prompt_name: str | None = None
+    include_prompt: bool = True
 
 
 def sts_results(info: ModelCardInfo) -> dict[str, float]:
@@ -142,6 +146,7 @@ embeddings = model.encode(["A man is playing a guitar.", "Someone plays an instr
         if info.sentence_transformers
         else f"\nThe `{info.pooler}` pooler has no sentence-transformers equivalent; use one of the ways below.\n"
     )
+    st_usage += _prompts_note(info)
     start = f"`{info.base_model}`" if info.base_model else "a local model"
     recorded = (
         "recorded in `mixcse_pooling.json`, as an adapter folder has no `config.json` of its own"
@@ -195,6 +200,29 @@ with torch.no_grad():
 {CITATIONS}
 """
     return f"---\n{card_metadata(info).to_yaml()}\n---\n\n{body}"
+
+
+def _prompts_note(info: ModelCardInfo) -> str:
+    """How each loader applies the prompts the model was trained with (none: nothing to say)."""
+    if not info.prompts:
+        return ""
+    named = ", ".join(f"`{name}`: {json.dumps(prompt)}" for name, prompt in info.prompts.items())
+    default = (
+        f" `encode` applies `{info.default_prompt_name}` by itself;"
+        if info.default_prompt_name
+        else " without `prompt_name`, `encode` applies none;"
+    )
+    pooled = (
+        ""
+        if info.include_prompt
+        else " The prompt's tokens are not pooled: set the attention mask to 0 over the first "
+        '`len(tokenizer(prompt)["input_ids"]) - 1` tokens ([CLS] and the prompt) before pooling.'
+    )
+    return (
+        f"\nTrained with prompts ({named}), saved as sentence-transformers prompts: pass "
+        f"`prompt_name=NAME` to `encode` for the texts of that kind;{default} `mixcse-encode` takes `--prompt NAME`. "
+        f"The `transformers` loaders below know no prompts: put the prompt before each text yourself.{pooled}\n"
+    )
 
 
 def _versions_section(info: ModelCardInfo) -> str:

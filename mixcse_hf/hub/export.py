@@ -24,6 +24,7 @@ from mixcse_hf.hub.card import ModelCardInfo, write_readme
 from mixcse_hf.models import pooling
 from mixcse_hf.models.encoder import write_adapter_pooling
 from mixcse_hf.models.lora import backbone_of, pooler_dense
+from mixcse_hf.models.prompts import Prompts
 from mixcse_hf.models.sentence_transformers_format import write_sentence_transformers_files
 from mixcse_hf.output_files import umask_file_mode
 
@@ -69,20 +70,21 @@ def apply_umask_to_weights(directory: str) -> None:
 
 
 def export_checkpoint(
-    directory: str, model: torch.nn.Module, card: ModelCardInfo | None = None
+    directory: str, model: torch.nn.Module, card: ModelCardInfo | None = None, prompts: Prompts | None = None
 ) -> ModelCardInfo | None:
     """Write the remote-code file (full checkpoints) or the pooling file (adapters), the sentence-transformers files
     and the model card into ``directory``, which already holds the saved model (``config.json`` + safetensors, or a
     PEFT adapter). A full model's config must carry :func:`add_auto_map` before it is saved. The card's code loads
     the folder by its absolute path, which works here without network; a push renders it for the Hub id instead
-    (:func:`mixcse_hf.hub.card.for_hub`). Returns the card as written (None without one)."""
+    (:func:`mixcse_hf.hub.card.for_hub`). ``prompts`` go into the sentence-transformers files. Returns the card as
+    written (None without one)."""
     backbone = backbone_of(model)
     if isinstance(model, PeftModel):
         write_adapter_pooling(directory, backbone.config)
     else:
         write_remote_code(directory, backbone)
     max_seq_length = min(backbone.config.max_position_embeddings, 512)
-    has_st_files = write_sentence_transformers_files(directory, backbone, pooler_dense(model), max_seq_length)
+    has_st_files = write_sentence_transformers_files(directory, backbone, pooler_dense(model), max_seq_length, prompts)
     written = None
     if card is not None:
         written = replace(card, sentence_transformers=has_st_files, load_from=os.path.abspath(directory))

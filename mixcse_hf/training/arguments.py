@@ -244,6 +244,20 @@ class MixCSEOptions:
             "(the unsupervised SimCSE recipe)."
         },
     )
+    train_dropout: str = field(
+        default="auto",
+        metadata={
+            "help": "Training-only dropout: auto (the model's; 0.1 where it has none and training is unsupervised) "
+            "or a probability."
+        },
+    )
+    prompts: list[str] | None = field(
+        default=None,
+        metadata={"help": 'A prompt per text column ("": none), saved as sentence-transformers prompts.'},
+    )
+    include_prompt: bool = field(
+        default=True, metadata={"help": "false: pool without the prompt tokens (sentence-transformers' option)."}
+    )
     gradcache_mini_batch_size: int | None = field(
         default=None,
         metadata={

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from mixcse_hf.errors import UsageError, first_line
 from mixcse_hf.models.batch import TEXT_HASH, text_hash
+from mixcse_hf.models.prompts import with_prompt
 from mixcse_hf.text_files import (
     TABLE_FORMATS,
     check_text_file,
@@ -256,12 +257,16 @@ def load_corpus(
 
 
 def tokenize_texts(
-    tokenizer: PreTrainedTokenizerBase, texts: list[str], max_seq_length: int, text_hashes: bool = False
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    max_seq_length: int,
+    text_hashes: bool = False,
+    prompt: str = "",
 ) -> dict[str, list]:
-    """``texts`` tokenised, truncated to ``max_seq_length``; with ``text_hashes``, also each text's
-    :func:`~mixcse_hf.models.batch.text_hash` under :data:`~mixcse_hf.models.batch.TEXT_HASH` (duplicate
-    masking)."""
-    encoded = dict(tokenizer(texts, truncation=True, max_length=max_seq_length))
+    """``texts`` tokenised after ``prompt`` (:func:`~mixcse_hf.models.prompts.with_prompt`), truncated to
+    ``max_seq_length``; with ``text_hashes``, also each text's :func:`~mixcse_hf.models.batch.text_hash` (without
+    the prompt) under :data:`~mixcse_hf.models.batch.TEXT_HASH` (duplicate masking)."""
+    encoded = dict(tokenizer(with_prompt(prompt, texts), truncation=True, max_length=max_seq_length))
     if text_hashes:
         encoded[TEXT_HASH] = [text_hash(text) for text in texts]
     return encoded
@@ -273,11 +278,12 @@ def tokenize_corpus(
     max_seq_length: int,
     num_proc: int | None = None,
     text_hashes: bool = False,
+    prompt: str = "",
 ) -> datasets.Dataset:
     """Tokenise once (cached by ``datasets``), truncating to ``max_seq_length``; padding happens per batch.
-    ``text_hashes``: also store each text's hash (:func:`tokenize_texts`)."""
+    ``text_hashes``, ``prompt``: see :func:`tokenize_texts`."""
     return corpus.map(
-        lambda batch: tokenize_texts(tokenizer, batch[TEXT_COLUMN], max_seq_length, text_hashes),
+        lambda batch: tokenize_texts(tokenizer, batch[TEXT_COLUMN], max_seq_length, text_hashes, prompt),
         batched=True,
         remove_columns=corpus.column_names,
         num_proc=num_proc,
@@ -292,16 +298,21 @@ def tokenize_columns(
     max_seq_length: int,
     num_proc: int | None = None,
     text_hashes: bool = False,
+    prompts: Mapping[str, str] | None = None,
 ) -> datasets.Dataset:
     """Rows of named text columns (e.g. ``anchor``, ``positive``, ``negative``) -> one tokenised mapping per
     column, in ``columns`` order, for :class:`TextColumnsCollator`. ``text_hashes``: each mapping also holds its
-    text's hash (:func:`tokenize_texts`)."""
+    text's hash; ``prompts``: column -> its prompt (:func:`tokenize_texts`)."""
+    prompts = prompts or {}
     missing = [column for column in columns if column not in dataset.column_names]
     if missing:
         raise UsageError(f"columns {missing} not in the dataset (columns: {dataset.column_names})")
 
     def tokenize(batch: dict[str, list[str]]) -> dict[str, list[dict]]:
-        encoded = {column: tokenize_texts(tokenizer, batch[column], max_seq_length, text_hashes) for column in columns}
+        encoded = {
+            column: tokenize_texts(tokenizer, batch[column], max_seq_length, text_hashes, prompts.get(column, ""))
+            for column in columns
+        }
         return {
             column: [dict(zip(enc, row, strict=True)) for row in zip(*enc.values(), strict=True)]
             for column, enc in encoded.items()
@@ -318,12 +329,14 @@ def tokenize_training_data(
     max_seq_length: int,
     num_proc: int | None = None,
     text_hashes: bool = False,
+    prompts: Mapping[str, str] | None = None,
 ) -> datasets.Dataset:
     """:func:`tokenize_corpus` for one text column, :func:`tokenize_columns` for supervised rows; ``text_hashes``:
-    with each text's hash (duplicate masking)."""
+    with each text's hash (duplicate masking); ``prompts``: column -> its prompt."""
+    prompts = prompts or {}
     if is_supervised(corpus):
-        return tokenize_columns(corpus, tokenizer, corpus.column_names, max_seq_length, num_proc, text_hashes)
-    return tokenize_corpus(corpus, tokenizer, max_seq_length, num_proc, text_hashes)
+        return tokenize_columns(corpus, tokenizer, corpus.column_names, max_seq_length, num_proc, text_hashes, prompts)
+    return tokenize_corpus(corpus, tokenizer, max_seq_length, num_proc, text_hashes, prompts.get(TEXT_COLUMN, ""))
 
 
 def training_collator(

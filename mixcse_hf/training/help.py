@@ -24,7 +24,16 @@ DEBUG_FLAG = "--debug"
 GROUPS: dict[str, tuple[str, list[str]]] = {
     "model": (
         "The encoder and its sentence embedding.",
-        ["model_name_or_path", "reinit_mlp", "pooler_type", "mlp_only_train", "bidirectional"],
+        [
+            "model_name_or_path",
+            "reinit_mlp",
+            "pooler_type",
+            "mlp_only_train",
+            "bidirectional",
+            "train_dropout",
+            "prompts",
+            "include_prompt",
+        ],
     ),
     "data": (
         "train_file or dataset_name; text_column: sentences, text_columns: pairs.",

@@ -93,6 +93,9 @@ DEFINING = {
     "training": (
         "pooler_type",
         "mlp_only_train",
+        "train_dropout",
+        "prompts",
+        "include_prompt",
         *LOSS_OPTIONS,
         *SCHEDULE_OPTIONS,
         *("weight_decay", "optim", "adam_beta1", "adam_beta2", "adam_epsilon"),
@@ -109,6 +112,9 @@ ADDED_LATER = {
     "mask_duplicates": False,
     "streaming": False,
     "shuffle_buffer_size": 10_000,
+    "train_dropout": "auto",
+    "prompts": None,
+    "include_prompt": True,
 }
 """Defining settings that runs recorded before they existed trained with, at these values (no supervised data)."""
 KEPT_ON_RESUME = {"pooler_type": "auto"}

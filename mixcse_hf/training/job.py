@@ -20,12 +20,15 @@ from mixcse_hf.errors import Interrupted, UsageError
 from mixcse_hf.evaluation.score_cache import cache_dir, cached_scores, fingerprint
 from mixcse_hf.evaluation.sts import stsb_scores
 from mixcse_hf.evaluation.sts_data import StsPairs, load_stsb
+from mixcse_hf.models.dropout import TrainingDropout
+from mixcse_hf.models.prompts import Prompts
 from mixcse_hf.output_files import check_output_dir
 from mixcse_hf.training import run_dir
 from mixcse_hf.training.arguments import DataArguments, ModelArguments
-from mixcse_hf.training.build import build_model, build_training_data, card_for_run
+from mixcse_hf.training.build import build_model, build_training_data, card_for_run, load_training_corpus
 from mixcse_hf.training.callbacks import LearningRateOnResume, RunRecordCallback
 from mixcse_hf.training.config import resolved_config
+from mixcse_hf.training.data import text_column_count
 from mixcse_hf.training.history import evaluation_points
 from mixcse_hf.training.identity import KEPT_ON_RESUME, defining_settings
 from mixcse_hf.training.interrupt import StopOnInterrupt
@@ -103,19 +106,21 @@ def final_scores(trainer: MixCSETrainer, sts: dict[str, StsPairs], label: str) -
 def start_scores(trainer: MixCSETrainer, sts: dict[str, StsPairs], plan: RunPlan) -> dict[str, dict[str, float]]:
     """The start model's scores: those the run recorded at its start when resuming (the weights loaded then are
     not the start model's: the MLP was re-initialised at the start), else from the score cache, keyed by the
-    weights, tokenizer, data and poolers, else measured (and cached)."""
+    weights, tokenizer, data, poolers and prompt, else measured (and cached)."""
     if plan.resume_from is not None:
         recorded = plan.identity.get("start_scores")
         if not recorded:
             logger.info("Resuming: this run recorded no start-model scores; the summary has no start row")
         return recorded or {}
     poolers = evaluation_poolers(trainer.args)
+    encoder = trainer.sentence_encoder()
     key = fingerprint(
         trainer.model,
         trainer.processing_class,
         poolers,
         trainer.args.per_device_eval_batch_size,
         {split: [pairs.sentences1, pairs.sentences2, pairs.scores] for split, pairs in sts.items()},
+        *([encoder.prompt, encoder.include_prompt] if encoder.prompt else []),  # the evaluation's prompt, if any
     )
 
     def measure() -> dict[str, dict[str, float]]:
@@ -153,10 +158,17 @@ def train(
 ) -> RunSummary:
     set_seed(training_args.seed)
     sts = load_sts(data_args, training_args)
+    corpus = load_training_corpus(data_args, training_args)
+    dropout = TrainingDropout(training_args.train_dropout, needs_views=text_column_count(corpus) == 1)
+    prompts = Prompts.for_columns(training_args.prompts, corpus.column_names, training_args.include_prompt)
     model, tokenizer = build_model(
-        model_args, training_args, resuming=plan.resume_from is not None, max_seq_length=data_args.max_seq_length
+        model_args,
+        training_args,
+        resuming=plan.resume_from is not None,
+        max_seq_length=data_args.max_seq_length,
+        dropout=dropout,
     )
-    data = build_training_data(data_args, training_args, tokenizer)
+    data = build_training_data(data_args, training_args, tokenizer, corpus, prompts)
     stop_on_interrupt = StopOnInterrupt()
     run_record = RunRecordCallback(recorded_training_seconds(plan.resume_from))
     trainer = MixCSETrainer(
@@ -166,7 +178,8 @@ def train(
         eval_dataset=sts["dev"].to_dataset() if "dev" in sts else None,
         processing_class=tokenizer,
         data_collator=data.collator,
-        card_info=card_for_run(model_args, data_args, training_args, data.text_columns),
+        card_info=card_for_run(model_args, data_args, training_args, data.text_columns, dropout, prompts),
+        prompts=prompts,
         callbacks=[run_record, LearningRateOnResume(), stop_on_interrupt],
     )
     summary = RunSummary(
@@ -175,6 +188,7 @@ def train(
     if training_args.do_eval and training_args.start_evaluation:
         summary.record_model("start", start_scores(trainer, sts, plan))
     if trainer.is_world_process_zero():
+        plan.identity["training_dropout"] = dropout.values
         start_run(
             training_args.output_dir,
             plan,

@@ -208,16 +208,23 @@ class TokenizingCollator:
     """Raw rows of :class:`StreamingCorpus` -> the batch the map-style path feeds the trainer: tokenised (truncated to
     ``max_seq_length``) and padded by ``DataCollatorWithPadding`` (one column) or :class:`TextColumnsCollator`.
     ``text_hashes``: each column also carries its texts' hashes, as the map-style data stores them (duplicate
-    masking)."""
+    masking); ``prompts``: column -> the prompt put before its texts."""
 
     tokenizer: PreTrainedTokenizerBase
     max_seq_length: int
     text_hashes: bool = False
+    prompts: dict[str, str] = field(default_factory=dict)
 
     def __call__(self, rows: list[dict[str, str]]) -> dict[str, Any]:
         columns = list(rows[0])
         encoded = {
-            column: tokenize_texts(self.tokenizer, [row[column] for row in rows], self.max_seq_length, self.text_hashes)
+            column: tokenize_texts(
+                self.tokenizer,
+                [row[column] for row in rows],
+                self.max_seq_length,
+                self.text_hashes,
+                self.prompts.get(column, ""),
+            )
             for column in columns
         }
         features = {

@@ -38,6 +38,7 @@ from mixcse_hf.models.encoder import AUTO_POOLER, SentenceEncoder, family_pooler
 from mixcse_hf.models.families import choose_padding_free
 from mixcse_hf.models.lora import backbone_of
 from mixcse_hf.models.pooling import CONFIG_POOLER_KEY, inference_pooler
+from mixcse_hf.models.prompts import Prompts
 from mixcse_hf.training.history import evaluation_metrics, evaluation_points
 from mixcse_hf.training.progress import ProgressLines, TrainingTimeEstimate
 from mixcse_hf.training.run_dir import (
@@ -55,6 +56,8 @@ from mixcse_hf.training.streaming import StreamingCorpus
 logger = logging.getLogger(__name__)
 Evaluator = Callable[[SentenceEncoder], dict[str, float]]
 RECIPE_LEARNING_RATE = 3e-5
+DROPOUT_VIEWS_TOLERANCE = 1e-6
+"""Two views whose cosine is within this of 1 are the same vector (float rounding apart)."""
 
 
 class MixCSETrainer(Trainer):
@@ -74,6 +77,8 @@ class MixCSETrainer(Trainer):
             :class:`STSEvaluator` on ``eval_dataset`` (STS pairs: ``sentence1``, ``sentence2``, ``score``), which
             logs ``eval_stsb_spearman``, ``eval_alignment`` and ``eval_uniformity``.
         card_info: the model card to write with every save.
+        prompts: the prompt of each text column (already in the tokenised data): saved with the model, and left out
+            of the pooling unless ``include_prompt``; evaluation encodes with the default prompt.
 
     Each logging step also reports the loss's ``training_metrics`` averaged since the previous log (for MixCSE
     the positive, in-batch negative and mixed-negative cosines and, with ``log_gradient_signal``, the gradient
@@ -96,6 +101,7 @@ class MixCSETrainer(Trainer):
         evaluator: Evaluator | Sequence[Evaluator] | None = None,
         eval_dataset: datasets.Dataset | None = None,
         card_info: ModelCardInfo | None = None,
+        prompts: Prompts | None = None,
         **kwargs: Any,
     ) -> None:
         evaluators = [evaluator] if callable(evaluator) else list(evaluator or [])
@@ -107,6 +113,7 @@ class MixCSETrainer(Trainer):
             evaluators = [self._sts_evaluator(eval_dataset)]
         self.evaluators: list[Evaluator] = evaluators
         self.card_info = card_info
+        self.prompts = prompts or Prompts()
         self._choose_auto_settings()
         self.loss = loss if loss is not None else self.args.mixcse_loss()
         mini_batch_size = self.args.gradcache_mini_batch_size
@@ -118,6 +125,7 @@ class MixCSETrainer(Trainer):
                 self.add_callback(ProgressLines(bar=default is ProgressCallback))
         self._stat_sums: dict[str, torch.Tensor] = {}
         self._stat_batches = 0
+        self._views_checked = False
         if isinstance(self.train_dataset, StreamingCorpus):
             self._shard_stream_by_process()
 
@@ -197,6 +205,7 @@ class MixCSETrainer(Trainer):
             no_sync=functools.partial(self.accelerator.no_sync, model),
             padding_free=self.args.padding_free == "true",
             pack_length=self.args.pack_length,
+            prompt_lengths=self.prompts.lengths(self.processing_class),
         )
 
     def compute_loss(
@@ -211,12 +220,27 @@ class MixCSETrainer(Trainer):
         self.loss.train(training)
         if training:
             set_training_progress(self.loss, training_progress(self.state.global_step, self.state.max_steps))
-        loss, components = total_loss(batch_loss(self.loss, self.batch_embedder(model), as_text_batch(inputs)))
+        batch = as_text_batch(inputs)
+        embedder = self.batch_embedder(model)
+        if training and len(batch) == 1 and not self._views_checked:
+            embedder.on_views = self._check_dropout_views
+        loss, components = total_loss(batch_loss(self.loss, embedder, batch))
         if training:
             if not torch.isfinite(loss):
                 self._stop_diverged(loss)
             self._accumulate_stats({**training_metrics(self.loss), **components})
         return (loss, components) if return_outputs else loss
+
+    def _check_dropout_views(self, views: list[torch.Tensor]) -> None:
+        """The first training step's two views of each sentence must differ (by their dropout masks): identical,
+        unsupervised training learns nothing, so it stops."""
+        self._views_checked = True
+        first, second = (view.detach().float() for view in views)
+        if bool((nn.functional.cosine_similarity(first, second) > 1 - DROPOUT_VIEWS_TOLERANCE).all()):
+            raise UsageError(
+                "the two dropout views of every sentence were identical at the first training step, so unsupervised "
+                "training would learn nothing: the model applies no dropout; pass --train_dropout 0.1"
+            )
 
     def _stop_diverged(self, loss: torch.Tensor) -> None:
         last = last_complete_checkpoint(self.args.output_dir, recorded_run_id(self.args.output_dir))
@@ -257,7 +281,10 @@ class MixCSETrainer(Trainer):
     def sentence_encoder(self) -> SentenceEncoder:
         """The model being trained, wrapped for inference with the evaluation pooler."""
         pooler = inference_pooler(self.args.pooler_type, self.args.mlp_only_train)
-        return SentenceEncoder(self.model, self.processing_class, pooler)
+        encoder = SentenceEncoder(self.model, self.processing_class, pooler)
+        encoder.prompt = self.prompts.by_column.get(self.prompts.default_name, "")
+        encoder.include_prompt = self.prompts.include_prompt
+        return encoder
 
     def evaluate(
         self,
@@ -325,7 +352,7 @@ class MixCSETrainer(Trainer):
         super()._save(output_dir, state_dict)
         if self.args.should_save:
             remove_training_arguments_pickle(output_dir)
-            card = export_checkpoint(output_dir, self.model, self.current_card())
+            card = export_checkpoint(output_dir, self.model, self.current_card(), self.prompts)
             if card is not None:
                 write_card_data(output_dir, card)
 

@@ -13,7 +13,9 @@ from transformers import TrainingArguments, integrations
 from mixcse_hf.errors import UsageError
 from mixcse_hf.losses.mixcse import MixCSELoss
 from mixcse_hf.losses.mixing import check_choice
-from mixcse_hf.models.encoder import check_pooler_type
+from mixcse_hf.models.dropout import parse_train_dropout
+from mixcse_hf.models.encoder import AUTO_POOLER, check_pooler_type
+from mixcse_hf.models.prompts import check_prompt_pooling
 from mixcse_hf.training.arguments import DataArguments, MixCSEOptions
 from mixcse_hf.training.identity import CHANGEABLE, CHANGEABLE_ALIASES, resumed_settings
 from mixcse_hf.training.precision import precision_of_flags, resolve_precision
@@ -88,6 +90,9 @@ class MixCSETrainingArguments(MixCSEOptions, TrainingArguments):
         self.move_hub_token_to_environment()
         check_reporting_integrations(self.report_to)
         check_pooler_type(self.pooler_type, allow_auto=True)
+        self.train_dropout = parse_train_dropout(self.train_dropout)
+        if self.pooler_type != AUTO_POOLER:  # else checked once auto has chosen (training.build.build_model)
+            check_prompt_pooling(self.pooler_type, self.mlp_only_train, self.prompts, self.include_prompt)
         check_choice("mixed_negative_mask", self.mixed_negative_mask, tuple(MASK_VALUES))
         try:  # the loss checks its own options (ranges, choices, options that mix nothing…)
             self.mixcse_loss()

@@ -127,13 +127,15 @@ def test_cached_loss_wraps_a_loss_with_named_components(tiny_model_dir: str) -> 
     _assert_same(expected, parameter_grads(model))
 
 
-def test_trainer_gradcache_matches_plain_training(tiny_model_dir: str, tiny_corpus: Path, tmp_path: Path) -> None:
+def test_trainer_gradcache_matches_plain_training(tiny_model_dir: str, tiny_triplets: Path, tmp_path: Path) -> None:
     """Through run_mixcse.py without dropout: GradCache (mini-batches of 2) and plain steps give the same
-    losses and weights."""
+    losses and weights. On triplets: unsupervised training needs dropout (train_dropout), supervised does not."""
     no_dropout = ["--per_device_train_batch_size", "6", "--max_steps", "3", "--seed", "3"]
     runs = {}
     for name, extra in (("plain", []), ("gradcache", ["--gradcache_mini_batch_size", "2"])):
-        out = train_tiny(_no_dropout_copy(tiny_model_dir, tmp_path), tiny_corpus, tmp_path / name, *no_dropout, *extra)
+        out = train_tiny(
+            _no_dropout_copy(tiny_model_dir, tmp_path), tiny_triplets, tmp_path / name, *no_dropout, *extra
+        )
         runs[name] = AutoModel.from_pretrained(out).state_dict()
     difference = max((runs["plain"][k] - runs["gradcache"][k]).abs().max().item() for k in runs["plain"])
     assert difference <= 1e-5

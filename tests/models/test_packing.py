@@ -147,9 +147,11 @@ def test_run_mixcse_trains_padding_free(
 ) -> None:
     row_lengths = []
 
-    def spy(model: torch.nn.Module, features: dict, pooler: str, pack_length: int | None) -> torch.Tensor:
+    def spy(
+        model: torch.nn.Module, features: dict, pooler: str, pack_length: int | None, prompt_lengths: object = None
+    ) -> torch.Tensor:
         row_lengths.append(pack_length)
-        return embed_packed(model, features, pooler, pack_length)
+        return embed_packed(model, features, pooler, pack_length, prompt_lengths)
 
     monkeypatch.setattr(encoder_module, "embed_packed", spy)
     out = train_tiny(tiny_model_dir, tiny_corpus, tmp_path / "out", "--padding_free", "true", "--pack_length", "64")
@@ -177,9 +179,11 @@ def test_sentence_encoder_padding_free_gives_the_same_embeddings(
 ) -> None:
     packed_batches = []
 
-    def spy(model: torch.nn.Module, features: dict, pooler: str, pack_length: int | None) -> torch.Tensor:
+    def spy(
+        model: torch.nn.Module, features: dict, pooler: str, pack_length: int | None, prompt_lengths: object = None
+    ) -> torch.Tensor:
         packed_batches.append(features["input_ids"].size(0))
-        return embed_packed(model, features, pooler, pack_length)
+        return embed_packed(model, features, pooler, pack_length, prompt_lengths)
 
     monkeypatch.setattr(encoder_module, "embed_packed", spy)
     expected = SentenceEncoder.from_pretrained(tiny_model_dir, "avg_first_last").encode(SENTENCES, batch_size=5)

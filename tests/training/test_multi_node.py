@@ -23,9 +23,10 @@ its rows in another order (a shuffle seeded per process)."""
 
 
 def _corpus(tmp_path: Path) -> Path:
-    path = tmp_path / "corpus.txt"
-    rows = [f"{SENTENCES[index % 12]} {SENTENCES[(index * 5 + index // 12) % 12]}" for index in range(40)]
-    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    """40 (anchor, positive) pairs: supervised, as the model has no dropout (which unsupervised training needs)."""
+    path = tmp_path / "pairs.tsv"
+    rows = [f"{SENTENCES[index % 12]}\t{SENTENCES[(index * 5 + index // 12) % 12]}" for index in range(40)]
+    path.write_text("anchor\tpositive\n" + "\n".join(rows) + "\n", encoding="utf-8")
     return path
 
 
