@@ -350,3 +350,38 @@ def test_training_loads_a_bf16_checkpoint_in_float32(backbone_dirs: dict[str, st
     AutoTokenizer.from_pretrained(backbone_dirs["qwen3"]).save_pretrained(tmp_path)
     assert AutoModel.from_pretrained(tmp_path).dtype == torch.bfloat16
     assert load_backbone(str(tmp_path), "auto", False)[0].dtype == torch.float32
+
+
+def test_a_bidirectional_qwen3_with_a_prompt_gives_one_embedding_in_every_loader(
+    backbone_dirs: dict[str, str], tiny_corpus: Path, tmp_path: Path
+) -> None:
+    """The issue's acceptance case: ``last`` pooling, bidirectional, an instruction; AutoModel with the card's code
+    (the prompt put first, as the card says), remote code, SentenceTransformer with ``prompt_name`` and
+    ``mixcse-encode --prompt`` agree with the encoder."""
+    prompt = "Instruct: find the same meaning\nQuery: "
+    flags = ("--pooler_type", "last", "--bidirectional", "true", "--prompts", prompt)
+    out = _train(backbone_dirs["qwen3"], tiny_corpus, tmp_path / "out", *flags)
+    sentence = "A man is playing a guitar."
+    expected = SentenceEncoder.from_pretrained(str(out)).encode([sentence])[0]
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert "bidirectional" in card and json.dumps(prompt) in card
+    snippet = next(s for s in re.findall(r"```python\n(.*?)```", card, flags=re.S) if "output_hidden_states" in s)
+    namespace: dict = {}
+    exec(compile(snippet.replace(json.dumps(sentence), json.dumps(prompt + sentence)), "README.md", "exec"), namespace)
+    produced = {"card": torch.as_tensor(namespace["embedding"])[0]}
+    remote = AutoModel.from_pretrained(str(out), trust_remote_code=True).eval()
+    with torch.no_grad():
+        batch = AutoTokenizer.from_pretrained(str(out))([prompt + sentence], return_tensors="pt")
+        produced["remote code"] = remote(**batch).sentence_embedding[0]
+    st_model = SentenceTransformer(str(out), device="cpu")
+    produced["sentence-transformers"] = torch.as_tensor(st_model.encode([sentence], prompt_name="text"))[0]
+    text_file = tmp_path / "sentence.txt"
+    text_file.write_text(sentence + "\n", encoding="utf-8")
+    assert encode_main([str(out), str(text_file), str(tmp_path / "e.npy"), "--prompt", "text"]) == 0
+    import numpy as np
+
+    produced["mixcse-encode"] = torch.as_tensor(np.load(tmp_path / "e.npy"))[0]
+    for name, embedding in produced.items():
+        assert (embedding.float() - expected).abs().max().item() <= 1e-5, name
+    without_prompt = torch.as_tensor(st_model.encode([sentence]))[0]  # the default prompt: the same
+    assert (without_prompt - expected).abs().max().item() <= 1e-5
