@@ -385,3 +385,41 @@ def test_a_bidirectional_qwen3_with_a_prompt_gives_one_embedding_in_every_loader
         assert (embedding.float() - expected).abs().max().item() <= 1e-5, name
     without_prompt = torch.as_tensor(st_model.encode([sentence]))[0]  # the default prompt: the same
     assert (without_prompt - expected).abs().max().item() <= 1e-5
+
+
+RUN_OFFLINE = (
+    *("--senteval_dir", "null", "--do_eval", "false", "--eval_strategy", "no", "--save_strategy", "no"),
+    *("--load_best_model_at_end", "false", "--metric_for_best_model", "null", "--max_steps", "2"),
+    *("--per_device_train_batch_size", "4", "--precision", "fp32", "--logging_steps", "1"),
+)
+"""What the tests change in a shipped config besides the model and the data: no evaluation, two small steps."""
+
+
+def test_the_modernbert_config_runs_on_a_tiny_modernbert(
+    backbone_dirs: dict[str, str], tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MIXCSE_DATA_DIR", str(tmp_path))  # the config's data paths, overridden below
+    out = tmp_path / "out"
+    args = ["modernbert", "--model_name_or_path", backbone_dirs["modernbert"], "--train_file", str(tiny_corpus)]
+    assert train_main([*args, "--output_dir", str(out), *RUN_OFFLINE]) == 0
+    assert _changed_weights(backbone_dirs["modernbert"], out) > 0
+    assert json.loads((out / "config.json").read_text())["mlp_dropout"] == 0.0  # trained with 0.1, saved as shipped
+
+
+def test_the_decoder_lora_config_runs_on_a_tiny_qwen3(
+    backbone_dirs: dict[str, str], tiny_triplets: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MIXCSE_DATA_DIR", str(tmp_path))  # the config's data paths, overridden below
+    out = tmp_path / "out"
+    data = ("--dataset_name", "null", "--dataset_config_name", "null", "--max_train_samples", "null")
+    data += ("--train_file", str(tiny_triplets), "--text_columns", "sent0", "sent1", "hard_neg")
+    args = ["decoder_lora", "--model_name_or_path", backbone_dirs["qwen3"], *data, "--output_dir", str(out)]
+    assert train_main([*args, *RUN_OFFLINE, "--gradcache_mini_batch_size", "2"]) == 0
+    assert (out / "adapter_model.safetensors").is_file()
+    prompts = json.loads((out / "config_sentence_transformers.json").read_text())["prompts"]
+    assert list(prompts) == ["anchor"] and prompts["anchor"].startswith("Instruct:")
+    st_model = SentenceTransformer(str(out), device="cpu")
+    sentence = "A man is playing a guitar."
+    expected = SentenceEncoder.from_pretrained(str(out), prompt_name="anchor").encode([sentence])[0]
+    embedding = torch.as_tensor(st_model.encode([sentence], prompt_name="anchor"))[0]
+    assert (embedding - expected).abs().max().item() <= 1e-5
