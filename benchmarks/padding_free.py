@@ -29,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 
 from harness import DEFAULT_MODEL, machine, run_variants, write_random_decoder
 
@@ -76,14 +77,21 @@ def real_token_shares(
 
 
 def speed(args: argparse.Namespace) -> dict:
+    variants = [name for precision in args.precisions for name in SPEED_VARIANTS[precision]]
+    return measure_lengths(args, variants, [], None, print_speed)
+
+
+def measure_lengths(
+    args: argparse.Namespace, variants: list[str], options: list[str], model_dir: str | None, report: Callable
+) -> dict:
+    """Each of ``variants`` at each ``--lengths``, with the real-token shares of its batches; ``report`` prints."""
     results = {}
     for length in args.lengths:
-        options = ["--steps", str(args.steps), "--warmup", str(args.warmup), "--max_seq_length", str(length)]
-        variants = [name for precision in args.precisions for name in SPEED_VARIANTS[precision]]
-        summary = run_variants(variants, args.rounds, options)
-        shares = real_token_shares(length, 64, args.warmup + args.steps)
+        flags = [*options, "--steps", str(args.steps), "--warmup", str(args.warmup), "--max_seq_length", str(length)]
+        summary = run_variants(variants, args.rounds, flags)
+        shares = real_token_shares(length, 64, args.warmup + args.steps, *([model_dir] if model_dir else []))
         results[length] = {"summary": summary, "real_token_share": shares}
-        print_speed(length, summary, shares, args.precisions)
+        report(length, summary, shares, args.precisions)
     return results
 
 
@@ -99,20 +107,11 @@ def print_speed(length: int, summary: dict, shares: dict[str, float], precisions
 def decoder(args: argparse.Namespace) -> dict:
     from tests.conftest import decoder_tokenizer
 
-    results = {}
+    variants = [name for precision in args.precisions for name in SPEED_VARIANTS[precision][:2]]
     with tempfile.TemporaryDirectory() as model_dir:
         write_random_decoder(model_dir, decoder_tokenizer(), attention_dropout=0.1)
-        for length in args.lengths:
-            options = [
-                *("--model", model_dir, "--pooler_type", "last", "--steps", str(args.steps)),
-                *("--warmup", str(args.warmup), "--max_seq_length", str(length)),
-            ]
-            variants = [name for precision in args.precisions for name in SPEED_VARIANTS[precision][:2]]
-            summary = run_variants(variants, args.rounds, options)
-            shares = real_token_shares(length, 64, args.warmup + args.steps, model_dir)
-            results[length] = {"summary": summary, "real_token_share": shares}
-            print_decoder_speed(length, summary, shares, args.precisions)
-    return results
+        options = ["--model", model_dir, "--pooler_type", "last"]
+        return measure_lengths(args, variants, options, model_dir, print_decoder_speed)
 
 
 def print_decoder_speed(length: int, summary: dict, shares: dict[str, float], precisions: list[str]) -> None:
