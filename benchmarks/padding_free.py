@@ -78,18 +78,18 @@ def real_token_shares(
 
 def speed(args: argparse.Namespace) -> dict:
     variants = [name for precision in args.precisions for name in SPEED_VARIANTS[precision]]
-    return measure_lengths(args, variants, [], None, print_speed)
+    return measure_lengths(args, variants, [], DEFAULT_MODEL, print_speed)
 
 
 def measure_lengths(
-    args: argparse.Namespace, variants: list[str], options: list[str], model_dir: str | None, report: Callable
+    args: argparse.Namespace, variants: list[str], options: list[str], model: str, report: Callable
 ) -> dict:
     """Each of ``variants`` at each ``--lengths``, with the real-token shares of its batches; ``report`` prints."""
     results = {}
     for length in args.lengths:
         flags = [*options, "--steps", str(args.steps), "--warmup", str(args.warmup), "--max_seq_length", str(length)]
         summary = run_variants(variants, args.rounds, flags)
-        shares = real_token_shares(length, 64, args.warmup + args.steps, *([model_dir] if model_dir else []))
+        shares = real_token_shares(length, 64, args.warmup + args.steps, model)
         results[length] = {"summary": summary, "real_token_share": shares}
         report(length, summary, shares, args.precisions)
     return results
