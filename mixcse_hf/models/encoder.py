@@ -248,12 +248,12 @@ def check_tokenizer(
     )
 
 
-def default_pooler(model: PreTrainedModel, path: str) -> str:
-    """The pooler to encode with when none is given: the one recorded by mixcse_hf training (in the config, or
-    in :data:`ADAPTER_POOLING_FILE` of a LoRA adapter checkpoint), else a sentence-transformers directory's own
-    pooling, else ``cls_before_pooler``."""
-    if hasattr(model.config, CONFIG_POOLER_KEY):
-        return recorded_pooler(model.config)
+def default_pooler(config: PretrainedConfig, path: str) -> str:
+    """The pooler to encode with when none is given: the one recorded by mixcse_hf training (in the model's
+    ``config``, or in :data:`ADAPTER_POOLING_FILE` of a LoRA adapter checkpoint), else a sentence-transformers
+    directory's own pooling, else ``cls_before_pooler``."""
+    if hasattr(config, CONFIG_POOLER_KEY):
+        return recorded_pooler(config)
     adapter_pooler = read_adapter_pooling(path) if os.path.isdir(path) else None
     if adapter_pooler is not None:
         return adapter_pooler
@@ -314,9 +314,14 @@ class SentenceEncoder:
         """Load a checkpoint; ``pooler_type=None`` picks :func:`default_pooler`. A pooler the model cannot run (the
         MLP without a pooler layer) is a one-line :class:`UsageError`."""
         model, tokenizer = load_pretrained(path)
-        encoder = cls(model, tokenizer, pooler_type or default_pooler(model, path))
+        encoder = cls(model, tokenizer, pooler_type or default_pooler(model.config, path))
         check_pooler_fits(model, encoder.pooler_type)
         return encoder
+
+    @property
+    def dimension(self) -> int:
+        """The size of an embedding."""
+        return self.model.config.hidden_size
 
     @torch.no_grad()
     def encode(
@@ -337,38 +342,65 @@ class SentenceEncoder:
         (in a log file each bar would leave its redraws behind) and at INFO logging; without it, a line is logged
         every :data:`PROGRESS_LOG_SECONDS`.
         """
-        if show_progress_bar is None:
-            show_progress_bar = (
-                sys.stderr.isatty() and logger.getEffectiveLevel() <= logging.INFO and len(sentences) > batch_size
-            )
-        progress = None if show_progress_bar else ProgressLog(desc, len(sentences), PROGRESS_LOG_SECONDS)
-        order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
         device = next(self.model.parameters()).device
         was_training = self.model.training
         self.model.eval()
-        chunks = []
         try:
-            for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not show_progress_bar):
-                batch = [sentences[i] for i in order[start : start + batch_size]]
-                features = self.tokenizer(
-                    batch, padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="pt"
-                ).to(device)
-                embeddings = embed(self.model, features, self.pooler_type, self.padding_free).float()
-                if normalize:
-                    embeddings = nn.functional.normalize(embeddings, dim=-1)
-                chunks.append(embeddings.cpu())
-                if on_batch is not None:
-                    on_batch(len(batch))
-                if progress is not None:
-                    progress.update(len(batch))
+            return encode_in_batches(
+                sentences,
+                lambda batch: self.embed_batch(batch, device),
+                self.dimension,
+                batch_size,
+                show_progress_bar,
+                normalize,
+                on_batch,
+                desc,
+            )
         finally:
             self.model.train(was_training)
-        if not chunks:
-            return torch.empty(0, self.model.config.hidden_size)
-        embeddings = torch.cat(chunks)
-        restored = torch.empty_like(embeddings)
-        restored[torch.tensor(order)] = embeddings
-        return restored
+
+    def embed_batch(self, sentences: Sequence[str], device: torch.device) -> torch.Tensor:
+        features = self.tokenizer(
+            list(sentences), padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="pt"
+        ).to(device)
+        return embed(self.model, features, self.pooler_type, self.padding_free)
+
+
+def encode_in_batches(
+    sentences: Sequence[str],
+    embed_batch: Callable[[Sequence[str]], torch.Tensor],
+    dimension: int,
+    batch_size: int,
+    show_progress_bar: bool | None,
+    normalize: bool,
+    on_batch: Callable[[int], object] | None,
+    desc: str,
+) -> torch.Tensor:
+    """The loop of :meth:`SentenceEncoder.encode` (see there) around ``embed_batch`` (sentences -> (B, ``dimension``)),
+    which every encoder shares: batches by length, progress, normalisation, input order restored."""
+    if show_progress_bar is None:
+        show_progress_bar = (
+            sys.stderr.isatty() and logger.getEffectiveLevel() <= logging.INFO and len(sentences) > batch_size
+        )
+    progress = None if show_progress_bar else ProgressLog(desc, len(sentences), PROGRESS_LOG_SECONDS)
+    order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
+    chunks = []
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not show_progress_bar):
+        batch = [sentences[i] for i in order[start : start + batch_size]]
+        embeddings = embed_batch(batch).float()
+        if normalize:
+            embeddings = nn.functional.normalize(embeddings, dim=-1)
+        chunks.append(embeddings.cpu())
+        if on_batch is not None:
+            on_batch(len(batch))
+        if progress is not None:
+            progress.update(len(batch))
+    if not chunks:
+        return torch.empty(0, dimension)
+    embeddings = torch.cat(chunks)
+    restored = torch.empty_like(embeddings)
+    restored[torch.tensor(order)] = embeddings
+    return restored
 
 
 def pick_device(name: str | None) -> torch.device:
