@@ -64,7 +64,8 @@ setup(
         # loading exported checkpoints with SentenceTransformer, and the sentence-transformers baselines of benchmarks/.
         # 6.0: the first release on transformers 5.
         "st": ["sentence-transformers>=6.0,<7"],
-        # mixcse-export and --backend onnx: torch's ONNX exporter needs onnx; ONNX Runtime runs and quantizes the graphs.
+        # mixcse-export and --backend onnx (docs/cpu_serving.md): onnx for torch's exporter and the quantizer, ONNX
+        # Runtime runs and quantizes the graphs. The lower bounds here and for openvino: the releases tested.
         "onnx": ["onnx>=1.23,<2", "onnxruntime>=1.32,<2"],
         # --openvino / --backend openvino
         "openvino": ["openvino>=2026.4"],

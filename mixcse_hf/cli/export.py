@@ -75,11 +75,12 @@ def export_folder(
             lines.append(f"{export.path}: fresh, kept")
             continue
         backends.write_export(model_dir, kind)
+        record_export(model_dir, export, fingerprint, None)
         score = None
-        if stsb is not None:
+        if stsb is not None:  # the file is recorded: it loads as the commands load it
             encoder = backends.load_exported_encoder(model_dir, export.backend, export.file_name)
             score = score_task(encoder, "stsb", stsb).all
-        record_export(model_dir, export, fingerprint, score)
+            record_export(model_dir, export, fingerprint, score)
         size = os.path.getsize(os.path.join(model_dir, export.path)) / 2**20
         measured = f", STS-B test {score:.2f}" if score is not None else ""
         lines.append(f"{export.path}: {export.description}, {size:.1f} MiB{measured}")
