@@ -81,7 +81,9 @@ def export_folder(
             encoder = backends.load_exported_encoder(model_dir, export.backend, export.file_name)
             score = score_task(encoder, "stsb", stsb).all
             record_export(model_dir, export, fingerprint, score)
-        size = os.path.getsize(os.path.join(model_dir, export.path)) / 2**20
+        written = os.path.join(model_dir, export.path)
+        size = sum(os.path.getsize(p) for p in (written, os.path.splitext(written)[0] + ".bin") if os.path.isfile(p))
+        size /= 2**20  # with OpenVINO's weights file
         measured = f", STS-B test {score:.2f}" if score is not None else ""
         lines.append(f"{export.path}: {export.description}, {size:.1f} MiB{measured}")
     rewrite_card(model_dir)

@@ -227,7 +227,8 @@ def _exports_section(info: ModelCardInfo, name: str) -> str:
     return f"""
 ### ONNX and OpenVINO, for CPUs
 
-Exported by `mixcse-export`; each graph is the encoder, and the pooling (and its MLP) is applied after it.
+Exported by `mixcse-export`; each graph is the encoder, and the pooling (with its MLP, for a pooler that has one) is
+applied after it.
 
 | file | what | {measured} |
 |---|---|---|

@@ -39,10 +39,10 @@ EXPORTABLE = [name for name, pooler in POOLERS.items() if pooler.sentence_transf
 NOT_EXPORTABLE = [name for name in POOLERS if name not in EXPORTABLE]
 TORCH_TOLERANCE = 1e-4
 """Largest difference of a float32 graph's unit vectors from the torch model's."""
-INT8_MIN_COSINE = {"tiny": 0.99, "all-MiniLM-L6-v2": 0.97}
+INT8_MIN_COSINE = {"tiny": 0.999, "all-MiniLM-L6-v2": 0.97}
 """The int8 file's embedding against the torch model's, cosine, the lowest over the test sentences. Measured on
-2026-12-06 (Intel Xeon, AVX512-VNNI/AMX): tiny random BERT 0.9999 (a trained ``cls``) and 0.998 (random), and
-all-MiniLM-L6-v2 0.985; the bounds leave room for other CPUs' kernels."""
+2026-12-06 (Intel Xeon, AVX512-VNNI/AMX): 0.99995 on the tiny random BERT (each pooler) and 0.990 on
+all-MiniLM-L6-v2; the bounds leave room for other CPUs' kernels and other random draws."""
 
 
 def saved_checkpoint(tiny_model_dir: str, folder: Path, pooler_type: str) -> Path:
