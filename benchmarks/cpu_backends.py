@@ -2,7 +2,8 @@
 average of each (``mixcse-eval`` with the same backend).
 
     MIXCSE_DATA_DIR=../shared/data python benchmarks/cpu_backends.py MODEL_DIR [--sentences 5000] [--rounds 3]
-        [--batch_size 64] [--variants torch_fp32 torch_bf16 onnx_fp32 onnx_int8 openvino] [--no_sts]
+        [--batch_size 64] [--variants torch_fp32 torch_bf16 onnx_fp32 onnx_int8 openvino] [--no_sts | --no_speed]
+        [--results FILE]
 
 MODEL_DIR holds the files of ``mixcse-export MODEL_DIR --int8 --openvino``. Each encoding runs in its own fresh
 process (peak RSS is that variant's own), the variants alternate over the rounds (in reversed order every other
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -126,39 +128,31 @@ def summarise(results: list[dict], count: int) -> dict[str, float]:
 
 
 def table(summary: dict[str, dict], cosines: dict[str, float], sts: dict[str, dict]) -> str:
-    reference = summary[REFERENCE]["sentences_per_second"]
+    """One row per variant: speed columns where measured, the STS average where measured."""
+    reference = summary.get(REFERENCE, {}).get("sentences_per_second")
     rows = [
         "| variant | sentences/s (median) | ratio to torch fp32 | sentences per CPU-s | peak RSS (MB) "
         "| min cosine to torch fp32 | STS avg (7 tasks) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for variant, values in summary.items():
+    for variant in dict.fromkeys([*summary, *sts]):
+        cells = ["-"] * 5
+        if variant in summary:
+            values = summary[variant]
+            cells = [
+                f"{values['sentences_per_second']:.1f}",
+                f"{values['sentences_per_second'] / reference:.2f}",
+                f"{values['sentences_per_cpu_second']:.1f}",
+                f"{values['peak_rss_mb']:.0f}",
+                f"{cosines[variant]:.5f}",
+            ]
         average = f"{sts[variant]['average']:.2f}" if variant in sts else "-"
-        rows.append(
-            f"| {variant} | {values['sentences_per_second']:.1f} | {values['sentences_per_second'] / reference:.2f} | "
-            f"{values['sentences_per_cpu_second']:.1f} | {values['peak_rss_mb']:.0f} | {cosines[variant]:.5f} | "
-            f"{average} |"
-        )
+        rows.append(f"| {variant} | " + " | ".join(cells) + f" | {average} |")
     return "\n".join(rows)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model_dir")
-    parser.add_argument("--sentences", type=int, default=5000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
-    parser.add_argument("--no_sts", action="store_true", help="skip the 7-task STS averages")
-    args = parser.parse_args()
-    from harness import machine
-
-    variants, skipped = available_variants(args.variants)
-    if REFERENCE not in variants:
-        variants.insert(0, REFERENCE)
-    for variant, why in skipped.items():
-        print(f"{variant}: left out, {why}", flush=True)
-    load_before = os.getloadavg()
+def measure_speed(args: argparse.Namespace, variants: list[str]) -> tuple[dict, dict, dict]:
+    """The alternating rounds: (runs by variant, their summary, min cosine of each to torch fp32)."""
     runs: dict[str, list[dict]] = {variant: [] for variant in variants}
     with tempfile.TemporaryDirectory() as directory:
         input_file = write_input(directory, args.sentences)
@@ -173,25 +167,58 @@ def main() -> None:
                     flush=True,
                 )
         cosines = {variant: min_cosine(outputs[variant], outputs[REFERENCE]) for variant in variants}
-        senteval_dir = os.path.join(os.environ.get("MIXCSE_DATA_DIR", "../shared/data"), "senteval")
-        sts = {} if args.no_sts else {v: sts_average(v, args.model_dir, senteval_dir, directory) for v in variants}
     summary = {variant: summarise(results, args.sentences) for variant, results in runs.items()}
-    load_after = os.getloadavg()
+    return runs, summary, cosines
+
+
+def measure_sts(args: argparse.Namespace, variants: list[str], save: Callable[[dict], None]) -> dict[str, dict]:
+    """Each variant's 7-task report, in turn; ``save`` gets what is measured so far after each."""
+    senteval_dir = os.path.join(os.environ.get("MIXCSE_DATA_DIR", "../shared/data"), "senteval")
+    sts = {}
+    with tempfile.TemporaryDirectory() as directory:
+        for variant in variants:
+            sts[variant] = sts_average(variant, args.model_dir, senteval_dir, directory)
+            print(f"{variant}: 7-task STS average {sts[variant]['average']:.2f}", flush=True)
+            save(sts)
+    return sts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir")
+    parser.add_argument("--sentences", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--no_sts", action="store_true", help="skip the 7-task STS averages")
+    parser.add_argument("--no_speed", action="store_true", help="only the 7-task STS averages")
+    parser.add_argument("--results", default=RESULTS, help=f"where the JSON record goes (default {RESULTS})")
+    args = parser.parse_args()
+    from harness import machine
+
+    variants, skipped = available_variants(args.variants)
+    if REFERENCE not in variants:
+        variants.insert(0, REFERENCE)
+    for variant, why in skipped.items():
+        print(f"{variant}: left out, {why}", flush=True)
+    load_before = os.getloadavg()
+    record = {"machine": machine(), "options": vars(args), "skipped": skipped, "load_average": [load_before]}
+    runs, summary, cosines = ({}, {}, {}) if args.no_speed else measure_speed(args, variants)
+    record.update(summary=summary, min_cosine_to_torch_fp32=cosines, runs=runs)
+    sts = {} if args.no_sts else measure_sts(args, variants, lambda done: write_record(args.results, record, sts=done))
+    record["load_average"].append(os.getloadavg())
+    write_record(args.results, record, sts=sts)
     print(
         f"\n{args.sentences} wiki sentences, {args.model_dir}, batch {args.batch_size}, {args.rounds} rounds; "
-        f"1-min load average {load_before[0]:.2f} before, {load_after[0]:.2f} after\n"
+        f"1-min load average {record['load_average'][0][0]:.2f} before, {record['load_average'][1][0]:.2f} after\n"
     )
     print(table(summary, cosines, sts))
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w", encoding="utf-8") as handle:
-        record = {
-            "machine": machine(),
-            "options": vars(args),
-            "skipped": skipped,
-            "load_average": [load_before, load_after],
-        }
-        record.update(summary=summary, min_cosine_to_torch_fp32=cosines, sts=sts, runs=runs)
-        json.dump(record, handle, indent=2)
+
+
+def write_record(path: str, record: dict, **more: object) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump({**record, **more}, handle, indent=2)
 
 
 if __name__ == "__main__":
