@@ -134,12 +134,13 @@ class OnnxRuntimeGraph:
 
 
 class OpenVinoGraph:
-    """``features -> last_hidden_state`` through an OpenVINO model compiled for the CPU."""
+    """``features -> last_hidden_state`` through an OpenVINO model compiled for the CPU in float32: OpenVINO's own
+    default precision is bfloat16 on CPUs with AMX or AVX512-BF16, which would make the embedding depend on the CPU."""
 
     def __init__(self, path: str) -> None:
         import openvino
 
-        self.model = openvino.Core().compile_model(path, "CPU")
+        self.model = openvino.Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
         self.inputs = [port.any_name for port in self.model.inputs]
 
     def __call__(self, features: dict[str, Any]) -> Any:

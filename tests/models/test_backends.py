@@ -102,6 +102,18 @@ def test_openvino_equals_torch_for_each_pooler_that_exports(pooler_type: str, ch
     assert difference <= TORCH_TOLERANCE
 
 
+@needs_openvino
+def test_openvino_computes_in_float32_on_every_cpu(checkpoints: dict[str, Path]) -> None:
+    """OpenVINO's default is bfloat16 where the CPU has it (AMX, AVX512-BF16); the tiny model's differences stay
+    under the tolerance either way, so the test above cannot see it."""
+    import openvino
+
+    from mixcse_hf.models.backends import OpenVinoGraph
+
+    graph = OpenVinoGraph(str(checkpoints["avg"] / "openvino" / "openvino_model.xml"))
+    assert graph.model.get_property("INFERENCE_PRECISION_HINT") == openvino.Type.f32
+
+
 @pytest.mark.parametrize("pooler_type", EXPORTABLE)
 def test_int8_stays_within_its_cosine_bound(pooler_type: str, checkpoints: dict[str, Path]) -> None:
     folder = checkpoints[pooler_type]
