@@ -2,12 +2,13 @@
 average of each (``mixcse-eval`` with the same backend).
 
     MIXCSE_DATA_DIR=../shared/data python benchmarks/cpu_backends.py MODEL_DIR [--sentences 5000] [--rounds 3]
-        [--batch_size 64] [--variants torch_fp32 torch_bf16 onnx_fp32 onnx_int8 openvino] [--no_sts | --no_speed]
+        [--batch_size 64] [--variants torch_fp32 torch_bf16 onnx_fp32 onnx_int8 onnx_int8_vnni openvino]
+        [--no_sts | --no_speed]
         [--results FILE]
 
-MODEL_DIR holds the files of ``mixcse-export MODEL_DIR --int8 --openvino``. Each encoding runs in its own fresh
-process (peak RSS is that variant's own), the variants alternate over the rounds (in reversed order every other
-round), and each output is compared with torch float32's. ``torch_bf16`` (the weights in bfloat16) runs only where
+MODEL_DIR holds the files of ``mixcse-export MODEL_DIR --int8 --int8_vnni --openvino``. Each encoding runs in its
+own fresh process (peak RSS is that variant's own), the variants alternate over the rounds (in reversed order every
+other round), and each output is compared with torch float32's. ``torch_bf16`` (the weights in bfloat16) runs only where
 the CPU has native bf16 (AVX512-BF16 or AMX); ``openvino`` only where its package is installed. A measurement runs
 from loading the model to the embeddings saved; its process CPU seconds are recorded too (on a shared machine the
 wall clock of any variant moves with other jobs, its CPU seconds much less).
@@ -37,6 +38,7 @@ VARIANTS = {
     "torch_bf16": ["--dtype", "bfloat16"],
     "onnx_fp32": ["--backend", "onnx"],
     "onnx_int8": ["--backend", "onnx", "--file_name", "model_quint8_avx2.onnx"],
+    "onnx_int8_vnni": ["--backend", "onnx", "--file_name", "model_qint8_avx512_vnni.onnx"],
     "openvino": ["--backend", "openvino"],
 }
 """mixcse-encode's (and mixcse-eval's) flags of each variant."""

@@ -1,6 +1,6 @@
 """Export a saved model for CPU serving: ONNX (float32), and int8 and OpenVINO when asked, into its folder.
 
-    mixcse-export MODEL_DIR [--int8] [--openvino] [--senteval_dir DIR]
+    mixcse-export MODEL_DIR [--int8] [--int8_vnni] [--openvino] [--senteval_dir DIR]
 
 (also ``python -m mixcse_hf.cli.export``). The files take sentence-transformers' layout and names, which
 ``SentenceTransformer(MODEL_DIR, backend="onnx")`` reads, and mixcse-encode, mixcse-eval and mixcse-mine run them
@@ -9,6 +9,9 @@ with --backend onnx|openvino [--file_name F]:
   onnx/model.onnx               float32, always (the other two are made from it)
   onnx/model_quint8_avx2.onnx   --int8: ONNX Runtime's dynamic int8 quantization, sentence-transformers' avx2
                                 configuration (uint8 weights), which every x86-64 CPU with AVX2 runs
+  onnx/model_qint8_avx512_vnni.onnx
+                                --int8_vnni: its avx512_vnni configuration (int8 weights), for CPUs with
+                                AVX512-VNNI or AMX, where it runs natively
   openvino/openvino_model.xml   --openvino: OpenVINO IR (+ .bin), float32
 
 Each graph is the encoder; the pooler recorded with the model is applied after it, so every pooler with a
@@ -35,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("model_dir", metavar="MODEL_DIR", help="a saved model folder: a run's output_dir, a checkpoint")
     parser.add_argument("--int8", action="store_true", help="also write onnx/model_quint8_avx2.onnx (int8)")
+    parser.add_argument(
+        "--int8_vnni", action="store_true", help="also write onnx/model_qint8_avx512_vnni.onnx (int8, VNNI CPUs)"
+    )
     parser.add_argument("--openvino", action="store_true", help="also write openvino/openvino_model.xml")
     parser.add_argument(
         "--senteval_dir",
@@ -43,9 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def requested_kinds(int8: bool, openvino: bool) -> list[str]:
+def requested_kinds(int8: bool, openvino: bool, int8_vnni: bool = False) -> list[str]:
     """The keys of :data:`mixcse_hf.models.exports.EXPORTS` to write: ``onnx`` first (the others are made from it)."""
-    return ["onnx", *(["int8"] * int8), *(["openvino"] * openvino)]
+    return ["onnx", *(["int8"] * int8), *(["int8_vnni"] * int8_vnni), *(["openvino"] * openvino)]
 
 
 def export_folder(
@@ -105,7 +111,7 @@ def rewrite_card(model_dir: str) -> None:
 
 def export_command(argv: list[str]) -> None:
     args = build_parser().parse_args(argv)
-    lines = export_folder(args.model_dir, requested_kinds(args.int8, args.openvino), args.senteval_dir)
+    lines = export_folder(args.model_dir, requested_kinds(args.int8, args.openvino, args.int8_vnni), args.senteval_dir)
     print("\n".join(lines))
 
 

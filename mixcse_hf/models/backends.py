@@ -14,6 +14,7 @@ the functions that use them.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import warnings
@@ -294,14 +295,17 @@ def write_onnx(model_dir: str, target: str) -> None:
         )
 
 
-def write_int8(source: str, target: str) -> None:
-    """ONNX Runtime's dynamic quantization with the settings of sentence-transformers' ``avx2`` configuration
-    (:data:`INT8_FILE`)."""
+INT8_WEIGHTS = {"int8": "QUInt8", "int8_vnni": "QInt8"}
+"""The weight type of each int8 export: sentence-transformers' ``avx2`` and ``avx512_vnni`` configurations, which
+share the rest (per channel, symmetric weights, uint8 activations)."""
+
+
+def write_int8(kind: str, source: str, target: str) -> None:
+    """ONNX Runtime's dynamic quantization with the settings of sentence-transformers' configuration for ``kind``."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(
-        source, target, per_channel=True, weight_type=QuantType.QUInt8, extra_options={"WeightSymmetric": True}
-    )
+    weights = QuantType[INT8_WEIGHTS[kind]]
+    quantize_dynamic(source, target, per_channel=True, weight_type=weights, extra_options={"WeightSymmetric": True})
 
 
 def write_openvino(source: str, target: str) -> None:
@@ -311,7 +315,10 @@ def write_openvino(source: str, target: str) -> None:
     openvino.save_model(openvino.convert_model(source), target, compress_to_fp16=False)
 
 
-WRITERS: dict[str, Callable[[str, str], None]] = {"int8": write_int8, "openvino": write_openvino}
+WRITERS: dict[str, Callable[[str, str], None]] = {
+    **{kind: functools.partial(write_int8, kind) for kind in INT8_WEIGHTS},
+    "openvino": write_openvino,
+}
 """How each export other than ``onnx`` is made from ``onnx/model.onnx``."""
 
 

@@ -74,9 +74,15 @@ INT8_FILE = "model_quint8_avx2.onnx"
 """sentence-transformers' name for its ``avx2`` dynamic int8 configuration: uint8 weights (symmetric, per channel)
 and activations. It is the CPU-neutral choice: any x86-64 CPU with AVX2 runs it without the saturation of
 int8 x uint8 products that the ``avx512``/``avx512_vnni`` configurations risk on CPUs without VNNI."""
+INT8_VNNI_FILE = "model_qint8_avx512_vnni.onnx"
+"""sentence-transformers' name for its ``avx512_vnni`` configuration: int8 weights, whose int8 x uint8 products
+AVX512-VNNI (and AMX) CPUs run natively; opt-in, as it is meant for those CPUs."""
 EXPORTS: dict[str, Export] = {
     "onnx": Export("onnx", "model.onnx", None, "ONNX, float32"),
     "int8": Export("onnx", INT8_FILE, "--int8", "ONNX, int8 (dynamic quantization)"),
+    "int8_vnni": Export(
+        "onnx", INT8_VNNI_FILE, "--int8_vnni", "ONNX, int8 for AVX512-VNNI CPUs (dynamic quantization)"
+    ),
     "openvino": Export("openvino", "openvino_model.xml", "--openvino", "OpenVINO IR, float32"),
 }
 """What can be exported, by kind; ``onnx`` always is (the other two are made from it)."""

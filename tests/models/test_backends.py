@@ -20,6 +20,7 @@ from mixcse_hf.models.encoder import load_backbone, load_encoder, reinit_mlp
 from mixcse_hf.models.exports import (
     EXPORTS,
     INT8_FILE,
+    INT8_VNNI_FILE,
     check_exports,
     exported_files,
     record_export,
@@ -69,7 +70,7 @@ def checkpoints(tiny_model_dir: str, tmp_path_factory: pytest.TempPathFactory) -
     for pooler_type in EXPORTABLE:
         folder = saved_checkpoint(tiny_model_dir, root / pooler_type, pooler_type)
         export_folder(
-            str(folder), requested_kinds(int8=True, openvino=importlib.util.find_spec("openvino") is not None)
+            str(folder), requested_kinds(True, importlib.util.find_spec("openvino") is not None, int8_vnni=True)
         )
         folders[pooler_type] = folder
     return folders
@@ -114,10 +115,11 @@ def test_openvino_computes_in_float32_on_every_cpu(checkpoints: dict[str, Path])
     assert graph.model.get_property("INFERENCE_PRECISION_HINT") == openvino.Type.f32
 
 
+@pytest.mark.parametrize("int8_file", [INT8_FILE, INT8_VNNI_FILE])
 @pytest.mark.parametrize("pooler_type", EXPORTABLE)
-def test_int8_stays_within_its_cosine_bound(pooler_type: str, checkpoints: dict[str, Path]) -> None:
+def test_int8_stays_within_its_cosine_bound(pooler_type: str, int8_file: str, checkpoints: dict[str, Path]) -> None:
     folder = checkpoints[pooler_type]
-    int8 = encodings(folder, "onnx", INT8_FILE)
+    int8 = encodings(folder, "onnx", int8_file)
     reference = torch_encodings(folder)
     assert (int8 * reference).sum(-1).min().item() >= INT8_MIN_COSINE["tiny"]
     assert not torch.equal(int8, encodings(folder, "onnx"))  # it is another graph than the float32 one
@@ -265,8 +267,9 @@ def test_all_minilm_l6_v2_int8_stays_within_its_cosine_bound(tmp_path: Path) -> 
 
     folder = tmp_path / "minilm"
     shutil.copytree(minilm_path(), folder)
-    export_folder(str(folder), requested_kinds(int8=True, openvino=False))
+    export_folder(str(folder), requested_kinds(int8=True, openvino=False, int8_vnni=True))
     reference = torch_encodings(folder)
     assert (encodings(folder, "onnx") - reference).abs().max().item() <= TORCH_TOLERANCE
-    int8 = encodings(folder, "onnx", INT8_FILE)
-    assert (int8 * reference).sum(-1).min().item() >= INT8_MIN_COSINE["all-MiniLM-L6-v2"]
+    for int8_file in (INT8_FILE, INT8_VNNI_FILE):
+        int8 = encodings(folder, "onnx", int8_file)
+        assert (int8 * reference).sum(-1).min().item() >= INT8_MIN_COSINE["all-MiniLM-L6-v2"]
