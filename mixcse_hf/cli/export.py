@@ -6,7 +6,7 @@
 ``SentenceTransformer(MODEL_DIR, backend="onnx")`` reads, and mixcse-encode, mixcse-eval and mixcse-mine run them
 with --backend onnx|openvino [--file_name F]:
 
-  onnx/model.onnx               float32, always (the other two are made from it)
+  onnx/model.onnx               float32, always (the others are made from it)
   onnx/model_quint8_avx2.onnx   --int8: ONNX Runtime's dynamic int8 quantization, sentence-transformers' avx2
                                 configuration (uint8 weights), which every x86-64 CPU with AVX2 runs
   onnx/model_qint8_avx512_vnni.onnx
