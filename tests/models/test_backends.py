@@ -43,7 +43,7 @@ TORCH_TOLERANCE = 1e-4
 INT8_MIN_COSINE = {"tiny": 0.999, "all-MiniLM-L6-v2": 0.97}
 """The int8 file's embedding against the torch model's, cosine, the lowest over the test sentences. Measured on
 2026-12-06 (Intel Xeon, AVX512-VNNI/AMX): 0.99995 on the tiny random BERT (each pooler) and 0.990 on
-all-MiniLM-L6-v2; the bounds leave room for other CPUs' kernels and other random draws."""
+all-MiniLM-L6-v2, for both int8 files; the bounds leave room for other CPUs' kernels and other random draws."""
 
 
 def saved_checkpoint(tiny_model_dir: str, folder: Path, pooler_type: str) -> Path:
