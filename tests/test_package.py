@@ -44,6 +44,7 @@ CONSOLE_SCRIPTS = {
     "mixcse-mine": "mixcse_hf.cli.mine",
     "mixcse-plot": "mixcse_hf.cli.plot",
     "mixcse-push": "mixcse_hf.cli.push",
+    "mixcse-export": "mixcse_hf.cli.export",
 }
 
 

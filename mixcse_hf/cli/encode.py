@@ -2,12 +2,13 @@
 
     mixcse-encode MODEL INPUT OUTPUT [--text_column text] [--batch_size 64] [--pooler P] [--normalize]
         [--dtype float32|bfloat16|float16] [--max_seq_length L] [--chunk_size 10000] [--device D]
-        [--progress] [--overwrite]
+        [--backend torch|onnx|openvino] [--file_name F] [--progress] [--overwrite]
 
 (also ``python -m mixcse_hf.cli.encode``).
 
 MODEL: a mixcse_hf checkpoint, a plain HF encoder or a sentence-transformers directory, or a Hub id
-(sentence-transformers/all-MiniLM-L6-v2 loads from its installed offline package).
+(sentence-transformers/all-MiniLM-L6-v2 loads from its installed offline package). --backend onnx|openvino encodes
+with a file that mixcse-export wrote into the MODEL folder (--file_name, e.g. model_quint8_avx2.onnx for int8).
 
 INPUT, by extension (UTF-8):
   .txt          one sentence per line; row i of OUTPUT is line i, so a blank line is an error naming it
@@ -46,6 +47,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from mixcse_hf.errors import UsageError, run_cli
+from mixcse_hf.models.exports import BACKEND_NAMES
 from mixcse_hf.output_files import check_output_file
 from mixcse_hf.text_files import (
     batched,
@@ -61,7 +63,7 @@ if TYPE_CHECKING:  # numpy, torch and the model stack load only once the argumen
     import torch
     from tqdm.auto import tqdm
 
-    from mixcse_hf.models.encoder import SentenceEncoder
+    from mixcse_hf.models.backends import Encoder
 
 INPUT_EXTENSIONS = (".txt", ".csv", ".tsv", ".jsonl")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -263,7 +265,7 @@ def replaced_on_success(path: str) -> Iterator[str]:
 
 
 def encoded_chunks(
-    encoder: SentenceEncoder, texts: Iterator[str], count: int, args: argparse.Namespace, progress: tqdm
+    encoder: Encoder, texts: Iterator[str], count: int, args: argparse.Namespace, progress: tqdm
 ) -> Iterator[tuple[list[str], torch.Tensor]]:
     """``args.chunk_size`` sentences at a time with their embeddings; INPUT no longer holding the ``count``
     sentences of the first pass is a UsageError (raised before a surplus chunk is encoded)."""
@@ -322,9 +324,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="sentences read and encoded at a time, which bounds memory (default 10000)",
     )
     parser.add_argument("--device", help="torch device; default: cuda (or another accelerator) if present, else cpu")
+    add_backend_arguments(parser)
     parser.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is no terminal")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
     return parser
+
+
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """--backend and --file_name, as mixcse-encode and mixcse-mine take them."""
+    parser.add_argument(
+        "--backend",
+        choices=BACKEND_NAMES,
+        default="torch",
+        help="torch runs the checkpoint; onnx and openvino a file mixcse-export wrote into MODEL (default torch)",
+    )
+    parser.add_argument(
+        "--file_name",
+        help="the exported file in MODEL's onnx/ or openvino/ folder, e.g. model_quint8_avx2.onnx (int8); "
+        "default model.onnx / openvino_model.xml",
+    )
 
 
 def check_sizes(args: argparse.Namespace) -> None:
@@ -343,20 +361,29 @@ def encode_command(argv: list[str]) -> None:
     write = WRITERS[check_output(args.output, args.overwrite)]
     from tqdm.auto import tqdm
 
-    from mixcse_hf.models.encoder import load_encoder
+    from mixcse_hf.models.backends import check_backend_options, load_backend_encoder, torch_only_options
 
-    show = args.progress or sys.stderr.isatty()
-    encoder = load_encoder(
+    check_backend_options(
         args.model,
+        args.backend,
+        args.file_name,
+        args.pooler,
+        torch_only_options(args.dtype, args.device, args.padding_free),
+    )
+    show = args.progress or sys.stderr.isatty()
+    encoder = load_backend_encoder(
+        args.model,
+        args.backend,
+        args.file_name,
         args.pooler,
         args.dtype,
         args.device,
         args.max_seq_length,
-        padding_free=args.padding_free,
-        prompt_name=args.prompt,
+        args.padding_free,
+        args.prompt,
     )
     count = count_texts(args.input, input_extension, args.text_column)
-    dimension = encoder.model.config.hidden_size
+    dimension = encoder.dimension
     start = time.perf_counter()
     with (
         tqdm(total=count, unit="sentence", desc="Encoding", disable=not show, file=sys.stderr) as progress,

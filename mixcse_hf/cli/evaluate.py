@@ -2,11 +2,13 @@
 
     mixcse-eval --model_name_or_path PATH [--pooler P] [--tasks sts12 ... sickr]
         [--mode test|dev|fasttest] [--senteval_dir DIR] [--output_json FILE]
+        [--backend torch|onnx|openvino] [--file_name F]
 
 (also ``python -m mixcse_hf.cli.evaluate``). SentEval protocol as SimCSE's ``evaluation.py``: cosine similarity,
 Spearman x 100; STS12-16 report "all" (subsets concatenated) plus "mean"/"wmean"; STS-B and SICK-R their test
 split (dev/trial with ``--mode dev``). ``fasttest`` equals ``test`` here: SimCSE's modes differ only in the
-k-fold of transfer tasks, which STS does not use.
+k-fold of transfer tasks, which STS does not use. ``--backend onnx|openvino`` scores a file that mixcse-export wrote
+into the model folder (``--file_name model_quint8_avx2.onnx``: the int8 one).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from transformers import HfArgumentParser
 from mixcse_hf.errors import UsageError, run_cli
 from mixcse_hf.evaluation.sts import TaskScore, alignment_uniformity, encode_pairs, score_embeddings
 from mixcse_hf.evaluation.sts_data import STS_YEARS, TASKS, StsPairs, file_sha256, load_task
-from mixcse_hf.models.encoder import SentenceEncoder, load_encoder
+from mixcse_hf.models.backends import Encoder, check_backend_options, load_backend_encoder, torch_only_options
+from mixcse_hf.models.exports import BACKEND_NAMES
 from mixcse_hf.models.pooling import POOLER_TYPES
 from mixcse_hf.output_files import check_output_file, write_json_atomically
 
@@ -76,6 +79,19 @@ class EvalArguments:
         default=False,
         metadata={"help": "Encode packed rows without pad tokens: the same embeddings, faster (BERT/RoBERTa/MPNet)."},
     )
+    backend: str = field(
+        default="torch",
+        metadata={
+            "help": "torch runs the checkpoint; onnx and openvino a file mixcse-export wrote into the model folder.",
+            "choices": list(BACKEND_NAMES),
+        },
+    )
+    file_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "The exported file (e.g. model_quint8_avx2.onnx, int8); default model.onnx / openvino_model.xml."
+        },
+    )
 
 
 @dataclass
@@ -86,6 +102,8 @@ class EvalReport:
     tasks: dict[str, TaskScore]
     alignment_uniformity: dict[str, float] | None
     files: dict[str, str]
+    backend: str = "torch"
+    file_name: str | None = None
 
     @property
     def average(self) -> float:
@@ -95,7 +113,8 @@ class EvalReport:
         return {**asdict(self), "average": self.average}
 
     def table(self) -> str:
-        lines = [f"{self.model} | pooler {self.pooler} | mode {self.mode} | Spearman x100 (cosine)"]
+        served = "" if self.backend == "torch" else f" | {self.backend} {self.file_name or 'default file'}"
+        lines = [f"{self.model}{served} | pooler {self.pooler} | mode {self.mode} | Spearman x100 (cosine)"]
         lines.append(f"{'task':<8} {'all':>7} {'mean':>7} {'wmean':>7} {'pairs':>6}")
         for task, score in self.tasks.items():
             lines.append(
@@ -118,7 +137,7 @@ def check_tasks(tasks: list[str], mode: str) -> list[str]:
     return [task for task in tasks if task in DEV_TASKS]
 
 
-def evaluate_model(encoder: SentenceEncoder, args: EvalArguments) -> EvalReport:
+def evaluate_model(encoder: Encoder, args: EvalArguments) -> EvalReport:
     """Load every requested task first (so bad data fails before encoding), then score them."""
     tasks = check_tasks(list(dict.fromkeys(args.tasks)), args.mode)
     split = "dev" if args.mode == "dev" else "test"
@@ -139,7 +158,16 @@ def evaluate_model(encoder: SentenceEncoder, args: EvalArguments) -> EvalReport:
         for path in pairs.files
         if os.path.isfile(path)
     }
-    return EvalReport(args.model_name_or_path, encoder.pooler_type, args.mode, scores, align_uniform, files)
+    return EvalReport(
+        args.model_name_or_path,
+        encoder.pooler_type,
+        args.mode,
+        scores,
+        align_uniform,
+        files,
+        args.backend,
+        args.file_name,
+    )
 
 
 def evaluate_command(argv: list[str]) -> None:
@@ -147,8 +175,21 @@ def evaluate_command(argv: list[str]) -> None:
     (args,) = HfArgumentParser(EvalArguments, prog="mixcse-eval").parse_args_into_dataclasses(args=argv)
     if args.output_json:
         check_output_file(args.output_json, "output_json")
-    encoder = load_encoder(
-        args.model_name_or_path, args.pooler, args.dtype, args.device, padding_free=args.padding_free
+    check_backend_options(
+        args.model_name_or_path,
+        args.backend,
+        args.file_name,
+        args.pooler,
+        torch_only_options(args.dtype, args.device, args.padding_free),
+    )
+    encoder = load_backend_encoder(
+        args.model_name_or_path,
+        args.backend,
+        args.file_name,
+        args.pooler,
+        args.dtype,
+        args.device,
+        padding_free=args.padding_free,
     )
     report = evaluate_model(encoder, args)
     print(report.table())

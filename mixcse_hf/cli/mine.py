@@ -3,12 +3,14 @@
     mixcse-mine MODEL INPUT OUTPUT [--text_columns ANCHOR POSITIVE] [--corpus FILE] [--num_negatives 1]
         [--range_min 0] [--absolute_margin M] [--relative_margin R] [--max_score S] [--min_score S]
         [--chunk_size 4096] [--store_dtype float32|float16] [--work_dir DIR] [--batch_size 64] [--pooler P]
-        [--dtype float32|bfloat16|float16] [--max_seq_length L] [--device D] [--scores] [--progress] [--overwrite]
+        [--dtype float32|bfloat16|float16] [--max_seq_length L] [--device D] [--backend torch|onnx|openvino]
+        [--file_name F] [--scores] [--progress] [--overwrite]
 
 (also ``python -m mixcse_hf.cli.mine``).
 
 MODEL: any model mixcse-encode takes (a mixcse_hf checkpoint, a plain HF encoder, a sentence-transformers
-directory, or a Hub id such as sentence-transformers/all-MiniLM-L6-v2, offline from its installed package).
+directory, or a Hub id such as sentence-transformers/all-MiniLM-L6-v2, offline from its installed package), with
+the same --backend and --file_name.
 
 INPUT: a table that training reads (.csv, .tsv, .jsonl, .json, .parquet), read as training reads it, with the
 columns training detects (sent0/sent1 or anchor/positive; a third column is replaced) or --text_columns A P.
@@ -50,7 +52,14 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from mixcse_hf.cli import encode
-from mixcse_hf.cli.encode import DTYPES, check_input, own_transient_name, remove_stale, replaced_on_success
+from mixcse_hf.cli.encode import (
+    DTYPES,
+    add_backend_arguments,
+    check_input,
+    own_transient_name,
+    remove_stale,
+    replaced_on_success,
+)
 from mixcse_hf.errors import UsageError, run_cli
 from mixcse_hf.output_files import check_output_dir
 from mixcse_hf.text_files import TABLE_FORMATS, batched, check_text_file, is_blank
@@ -249,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="compute dtype (default float32)")
     parser.add_argument("--max_seq_length", type=int, help="truncation in tokens; default: the model's")
     parser.add_argument("--device", help="torch device; default: an accelerator if present, else cpu")
+    add_backend_arguments(parser)
     parser.add_argument(
         "--scores", action="store_true", help="also write positive_score, negative_score and min_positive_score columns"
     )
@@ -306,9 +316,14 @@ def mine_command(argv: list[str]) -> None:
     from tqdm.auto import tqdm
 
     from mixcse_hf.evaluation.mining import MiningStats, index_inputs, mine
-    from mixcse_hf.models.encoder import load_encoder
+    from mixcse_hf.models.backends import check_backend_options, load_backend_encoder, torch_only_options
 
-    encoder = load_encoder(args.model, args.pooler, args.dtype, args.device, args.max_seq_length)
+    check_backend_options(
+        args.model, args.backend, args.file_name, args.pooler, torch_only_options(args.dtype, args.device)
+    )
+    encoder = load_backend_encoder(
+        args.model, args.backend, args.file_name, args.pooler, args.dtype, args.device, args.max_seq_length
+    )
     table, columns = load_pairs(args)
     check_text = tsv_check(args.output, args.input) if args.output.lower().endswith(".tsv") else None
     index = index_inputs(pair_reader(table, columns), corpus_reader(args.corpus), check_text, f"INPUT {args.input!r}")

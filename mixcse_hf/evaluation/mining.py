@@ -326,7 +326,7 @@ def mine(
     anchors); ``stats`` is filled in as rows are mined."""
     stats = stats if stats is not None else MiningStats()
     stats.rows, stats.candidates = index.rows, index.candidates
-    store = CandidateStore(work_dir, encoder.model.config.hidden_size, store_dtype)
+    store = CandidateStore(work_dir, encoder.dimension, store_dtype)
     try:
         encode_candidates(encoder, index, store, chunk_size, batch_size, on_batch)
         positive_places = index.places(index.positive_hashes)

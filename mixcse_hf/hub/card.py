@@ -12,8 +12,11 @@ from huggingface_hub import EvalResult, ModelCardData
 
 from mixcse_hf.losses.mixcse import HARD_NEGATIVE_OPTIONS, LOGGING_OPTIONS
 from mixcse_hf.models.encoder import public_model_name
+from mixcse_hf.models.exports import BACKENDS
 from mixcse_hf.models.pooling import POOLERS
 
+DEFAULT_EXPORTED_FILES = {f"{backend.folder}/{backend.default_file}" for backend in BACKENDS.values() if backend.folder}
+"""What ``SentenceTransformer(path, backend=...)`` loads without a ``file_name``."""
 WIKI1M_DATASET = "princeton-nlp/datasets-for-simcse"
 STS_DATASETS = {
     # split label -> (model-index dataset name, Hub copy, its split, the SentEval file)
@@ -64,6 +67,10 @@ class ModelCardInfo:
     """The sentence-transformers prompts the model was trained with, by name (:mod:`mixcse_hf.models.prompts`)."""
     default_prompt_name: str | None = None
     include_prompt: bool = True
+    exports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The fresh exported files by path (``onnx/model.onnx``…), each with its description and, when measured, its
+    ``stsb_test_spearman`` (:func:`mixcse_hf.models.exports.exported_files`); set when the card is written after an
+    export or for a push."""
 
 
 def sts_results(info: ModelCardInfo) -> dict[str, float]:
@@ -147,6 +154,7 @@ embeddings = model.encode(["A man is playing a guitar.", "Someone plays an instr
         else f"\nThe `{info.pooler}` pooler has no sentence-transformers equivalent; use one of the ways below.\n"
     )
     st_usage += _prompts_note(info)
+    st_usage += _exports_section(info, name)
     start = f"`{info.base_model}`" if info.base_model else "a local model"
     recorded = (
         "recorded in `mixcse_pooling.json`, as an adapter folder has no `config.json` of its own"
@@ -223,6 +231,45 @@ def _prompts_note(info: ModelCardInfo) -> str:
         f"`prompt_name=NAME` to `encode` for the texts of that kind;{default} `mixcse-encode` takes `--prompt NAME`. "
         f"The `transformers` loaders below know no prompts: put the prompt before each text yourself.{pooled}\n"
     )
+
+
+def _exports_section(info: ModelCardInfo, name: str) -> str:
+    """The exported files, their measured quality and the one-line loads, for CPU serving."""
+    if not info.exports:
+        return ""
+    measured = f"STS-B test Spearman x100, pooler `{info.pooler}`"
+    rows = "\n".join(
+        f"| `{path}` | {entry['description']} | "
+        + (f"{entry['stsb_test_spearman']:.2f}" if "stsb_test_spearman" in entry else "not measured")
+        + " |"
+        for path, entry in info.exports.items()
+    )
+    torch_score = info.stsb_spearman.get("test")
+    reference = f"\n\nThe torch model: {torch_score:.2f} (the run's own evaluation)." if torch_score is not None else ""
+    loads = "\n".join(
+        f'model = SentenceTransformer({name}, backend="{path.split("/")[0]}"'
+        + ("" if path in DEFAULT_EXPORTED_FILES else f', model_kwargs={{"file_name": "{path}"}}')
+        + ")"
+        for path in info.exports
+    )
+    return f"""
+### ONNX and OpenVINO, for CPUs
+
+Exported by `mixcse-export`; each graph is the encoder, and the pooling (with its MLP, for a pooler that has one) is
+applied after it.
+
+| file | what | {measured} |
+|---|---|---|
+{rows}{reference}
+
+```python
+from sentence_transformers import SentenceTransformer
+{loads}
+```
+
+sentence-transformers runs them with its `onnx` / `openvino` extra (optimum); `mixcse-encode`, `mixcse-eval` and
+`mixcse-mine` run them with `--backend onnx|openvino [--file_name ...]` after `pip install "mixcse_hf[onnx]"`.
+"""
 
 
 def _versions_section(info: ModelCardInfo) -> str:

@@ -1,8 +1,10 @@
 """Publishing a saved model folder to the Hub as it is: the files its save wrote, less the run's records.
 
-Nothing in the folder is rewritten and nothing is exported again: the model card is rendered for the repository id
-(:func:`mixcse_hf.hub.card.for_hub`) and a LoRA adapter's ``adapter_config.json`` names its base by Hub id in the
-upload only. The token comes from ``huggingface-cli login`` or ``HF_TOKEN``; it is never printed or written.
+Nothing in the folder is rewritten (``mixcse-push --export`` exports first): the model card is rendered for the
+repository id (:func:`mixcse_hf.hub.card.for_hub`), listing the exported files that are fresh, and a LoRA adapter's
+``adapter_config.json`` names its base by Hub id, in the upload only. An exported file that is stale (exported before
+the model was trained on) stops the push. The token comes from ``huggingface-cli login`` or ``HF_TOKEN``; it is never
+printed or written.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 
 from huggingface_hub import CommitOperationAdd, HfApi
 from huggingface_hub.errors import HfHubHTTPError, HTTPError, OfflineModeIsEnabled
@@ -18,6 +21,7 @@ from huggingface_hub.utils import filter_repo_objects
 from mixcse_hf.errors import UsageError, first_line
 from mixcse_hf.hub.card import README_FILE, ModelCardInfo, for_hub, render_model_card
 from mixcse_hf.models.encoder import ADAPTER_FILES, is_adapter_folder, public_model_name
+from mixcse_hf.models.exports import check_exports, exported_files
 
 FULL_MODEL_FILES = ("config.json", "model.safetensors")
 ADAPTER_CONFIG_FILE = ADAPTER_FILES[0]
@@ -63,6 +67,7 @@ def hub_contents(
     names = sorted(filter_repo_objects(_folder_files(folder), ignore_patterns=list(ignore_patterns)))
     contents: dict[str, str | bytes] = {name: os.path.join(folder, name) for name in names}
     if card is not None:
+        card = replace(card, exports=exported_files(folder))
         contents[README_FILE] = render_model_card(for_hub(card, repo_id)).encode()
     if ADAPTER_CONFIG_FILE in contents:
         contents[ADAPTER_CONFIG_FILE] = published_adapter_config(folder)
@@ -105,8 +110,10 @@ def push_model_folder(
     revision: str | None = None,
     commit_message: str | None = None,
 ) -> str:
-    """Check ``folder``, create ``repo_id`` if missing and upload the folder to it; returns the commit URL."""
+    """Check ``folder`` (its exported files fresh too), create ``repo_id`` if missing and upload the folder to it;
+    returns the commit URL."""
     check_model_folder(folder)
+    check_exports(folder)
     try:
         HfApi().create_repo(repo_id, private=private, exist_ok=True)
         commit = upload_model_folder(folder, repo_id, card, ignore_patterns, commit_message, revision)

@@ -328,12 +328,12 @@ def check_tokenizer(
     )
 
 
-def recorded_model_pooler(model: PreTrainedModel, path: str) -> tuple[str, str] | None:
-    """The pooler a model folder records, with where: by mixcse_hf training (in the config, or in
+def recorded_model_pooler(config: PretrainedConfig, path: str) -> tuple[str, str] | None:
+    """The pooler a model folder records, with where: by mixcse_hf training (in the model's ``config``, or in
     :data:`ADAPTER_POOLING_FILE` of a LoRA adapter checkpoint), else a sentence-transformers folder's own pooling
     (a mixcse_hf checkpoint carries both, alike, unless its pooler has no sentence-transformers equivalent)."""
-    if hasattr(model.config, CONFIG_POOLER_KEY):
-        return recorded_pooler(model.config), "recorded by mixcse_hf in its config"
+    if hasattr(config, CONFIG_POOLER_KEY):
+        return recorded_pooler(config), "recorded by mixcse_hf in its config"
     adapter_pooler = read_adapter_pooling(path) if os.path.isdir(path) else None
     if adapter_pooler is not None:
         return adapter_pooler, f"recorded in its {ADAPTER_POOLING_FILE}"
@@ -350,16 +350,16 @@ def family_pooler(model: PreTrainedModel) -> str:
     return "avg" if get_pooler(default).uses_mlp and getattr(model, "pooler", None) is None else default
 
 
-def default_pooler(model: PreTrainedModel, path: str) -> str:
+def default_pooler(config: PretrainedConfig, path: str) -> str:
     """The pooler to encode with when none is given: the one the folder records (:func:`recorded_model_pooler`),
     else the family's default without an MLP trained for it (``cls`` -> ``cls_before_pooler``)."""
-    recorded = recorded_model_pooler(model, path)
-    return recorded[0] if recorded else inference_pooler(family_pooler(model), mlp_only_train=True)
+    recorded = recorded_model_pooler(config, path)
+    return recorded[0] if recorded else inference_pooler(family_of(config).default_pooler, mlp_only_train=True)
 
 
 def auto_pooler(model: PreTrainedModel, path: str) -> str:
     """``pooler_type: auto`` for training: the pooler the folder records, else the family's default; logged."""
-    recorded = recorded_model_pooler(model, path)
+    recorded = recorded_model_pooler(backbone_config(model), path)
     if recorded is not None:
         pooler_type, source = recorded
     else:
@@ -458,7 +458,7 @@ class SentenceEncoder:
         MLP without a pooler layer) is a one-line :class:`UsageError`. The prompt is the sentence-transformers
         prompt ``prompt_name`` of the folder (``None``: its default prompt, if any), pooled as it records."""
         model, tokenizer = load_pretrained(path)
-        encoder = cls(model, tokenizer, pooler_type or default_pooler(model, path))
+        encoder = cls(model, tokenizer, pooler_type or default_pooler(model.config, path))
         check_pooler_fits(model, encoder.pooler_type)
         local_path = resolve_model_path(path)
         prompts, default_name, encoder.include_prompt = sentence_transformers_prompts(local_path)
@@ -470,6 +470,11 @@ class SentenceEncoder:
         if self.include_prompt or not self.prompt:
             return None
         return torch.full((rows,), prompt_length(self.tokenizer, self.prompt))
+
+    @property
+    def dimension(self) -> int:
+        """The size of an embedding."""
+        return self.model.config.hidden_size
 
     @torch.no_grad()
     def encode(
@@ -490,44 +495,71 @@ class SentenceEncoder:
         (in a log file each bar would leave its redraws behind) and at INFO logging; without it, a line is logged
         every :data:`PROGRESS_LOG_SECONDS`.
         """
-        if show_progress_bar is None:
-            show_progress_bar = (
-                sys.stderr.isatty() and logger.getEffectiveLevel() <= logging.INFO and len(sentences) > batch_size
-            )
-        progress = None if show_progress_bar else ProgressLog(desc, len(sentences), PROGRESS_LOG_SECONDS)
-        order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
         device = next(self.model.parameters()).device
         was_training = self.model.training
         self.model.eval()
-        chunks = []
         try:
-            for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not show_progress_bar):
-                batch = [sentences[i] for i in order[start : start + batch_size]]
-                features = self.tokenizer(
-                    with_prompt(self.prompt, batch),
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_seq_length,
-                    return_tensors="pt",
-                ).to(device)
-                prompt_lengths = self.prompt_lengths(len(batch))
-                embeddings = embed(self.model, features, self.pooler_type, self.padding_free, None, prompt_lengths)
-                embeddings = embeddings.float()
-                if normalize:
-                    embeddings = nn.functional.normalize(embeddings, dim=-1)
-                chunks.append(embeddings.cpu())
-                if on_batch is not None:
-                    on_batch(len(batch))
-                if progress is not None:
-                    progress.update(len(batch))
+            return encode_in_batches(
+                sentences,
+                lambda batch: self.embed_batch(batch, device),
+                self.dimension,
+                batch_size,
+                show_progress_bar,
+                normalize,
+                on_batch,
+                desc,
+            )
         finally:
             self.model.train(was_training)
-        if not chunks:
-            return torch.empty(0, self.model.config.hidden_size)
-        embeddings = torch.cat(chunks)
-        restored = torch.empty_like(embeddings)
-        restored[torch.tensor(order)] = embeddings
-        return restored
+
+    def embed_batch(self, sentences: Sequence[str], device: torch.device) -> torch.Tensor:
+        """One batch, with the prompt put first (and left out of the pooling, as recorded)."""
+        features = self.tokenizer(
+            with_prompt(self.prompt, sentences),
+            padding=True,
+            truncation=True,
+            max_length=self.max_seq_length,
+            return_tensors="pt",
+        ).to(device)
+        prompt_lengths = self.prompt_lengths(len(sentences))
+        return embed(self.model, features, self.pooler_type, self.padding_free, None, prompt_lengths)
+
+
+def encode_in_batches(
+    sentences: Sequence[str],
+    embed_batch: Callable[[Sequence[str]], torch.Tensor],
+    dimension: int,
+    batch_size: int,
+    show_progress_bar: bool | None,
+    normalize: bool,
+    on_batch: Callable[[int], object] | None,
+    desc: str,
+) -> torch.Tensor:
+    """The loop of :meth:`SentenceEncoder.encode` (see there) around ``embed_batch`` (sentences -> (B, ``dimension``)),
+    which every encoder shares: batches by length, progress, normalisation, input order restored."""
+    if show_progress_bar is None:
+        show_progress_bar = (
+            sys.stderr.isatty() and logger.getEffectiveLevel() <= logging.INFO and len(sentences) > batch_size
+        )
+    progress = None if show_progress_bar else ProgressLog(desc, len(sentences), PROGRESS_LOG_SECONDS)
+    order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
+    chunks = []
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not show_progress_bar):
+        batch = [sentences[i] for i in order[start : start + batch_size]]
+        embeddings = embed_batch(batch).float()
+        if normalize:
+            embeddings = nn.functional.normalize(embeddings, dim=-1)
+        chunks.append(embeddings.cpu())
+        if on_batch is not None:
+            on_batch(len(batch))
+        if progress is not None:
+            progress.update(len(batch))
+    if not chunks:
+        return torch.empty(0, dimension)
+    embeddings = torch.cat(chunks)
+    restored = torch.empty_like(embeddings)
+    restored[torch.tensor(order)] = embeddings
+    return restored
 
 
 def pick_device(name: str | None) -> torch.device:
