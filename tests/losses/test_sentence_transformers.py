@@ -52,6 +52,7 @@ def _trainer_loss(model_dir: str, tmp_path: Path, inputs: dict, **options: objec
         pooler_type="cls_before_pooler",
         report_to="none",
         mask_duplicates=False,  # sentence-transformers' batches carry no text hashes
+        padding_free="false",  # sentence-transformers embeds padded batches: the same dropout masks
         **options,
     )
     trainer = MixCSETrainer(model=model, args=args)

@@ -122,7 +122,7 @@ def test_shipped_configs_parse(config: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert yaml.safe_load(config.read_text())["precision"] == "auto"
     model_args, data_args, training_args = parse_run_args([str(config)])
     assert model_args.model_name_or_path
-    assert data_args.train_file.startswith(("/data/wiki/", "/data/nli/", "outputs/data/"))
+    assert data_args.dataset_name or data_args.train_file.startswith(("/data/wiki/", "/data/nli/", "outputs/data/"))
     assert training_args.metric_for_best_model == "stsb_spearman"
 
 
