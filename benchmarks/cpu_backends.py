@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from encode_cli import write_input
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "cpu_backends.json")
 VARIANTS = {
@@ -90,17 +91,6 @@ def sts_average(variant: str, model: str, senteval_dir: str, directory: str) -> 
     with open(output, encoding="utf-8") as handle:
         report = json.load(handle)
     return {"average": report["average"], "tasks": {task: score["all"] for task, score in report["tasks"].items()}}
-
-
-def write_input(directory: str, count: int) -> str:
-    """The first ``count`` lines of the wiki head, in a text file under ``directory``."""
-    data_dir = os.environ.get("MIXCSE_DATA_DIR", "../shared/data")
-    with open(os.path.join(data_dir, "wiki", "wiki1m_head.txt"), encoding="utf-8") as handle:
-        lines = handle.read().splitlines()[:count]
-    path = os.path.join(directory, "sentences.txt")
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
-    return path
 
 
 def min_cosine(output: str, reference: str) -> float:
