@@ -239,10 +239,8 @@ def computed_increase(setup: str, options: argparse.Namespace) -> dict[str, int]
 
 
 def measure(args: argparse.Namespace) -> dict:
-    import subprocess
-
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from harness import write_random_decoder
+    from harness import child_result, write_random_decoder
 
     from tests.conftest import decoder_tokenizer
 
@@ -256,14 +254,13 @@ def measure(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as model_dir:
         write_random_decoder(model_dir, decoder_tokenizer(), **config)
         for setup in MEASURED_SETUPS:
-            command = [sys.executable, os.path.abspath(__file__), "child", setup, "--model", model_dir]
-            options = ["--batch_size", str(args.batch_size), "--max_seq_length", str(args.max_seq_length)]
-            options += ["--steps", str(args.steps), "--mini_batch_size", str(args.mini_batch_size)]
-            process = subprocess.run([*command, *options], capture_output=True, text=True, check=False)
-            lines = [line for line in process.stdout.splitlines() if line.startswith("RESULT ")]
-            if process.returncode != 0 or not lines:
-                sys.exit(f"error: {setup} failed:\n{process.stderr[-3000:]}")
-            measured = json.loads(lines[-1][len("RESULT ") :])
+            options = [setup, "--model", model_dir, "--batch_size", str(args.batch_size)]
+            options += ["--max_seq_length", str(args.max_seq_length), "--steps", str(args.steps)]
+            options += ["--mini_batch_size", str(args.mini_batch_size)]
+            try:
+                measured = child_result(os.path.abspath(__file__), options, setup)
+            except RuntimeError as err:
+                sys.exit(f"error: {err}")
             computed = computed_increase(setup, args)
             results.append({**measured, "computed": computed})
             increase = (measured["peak_rss"] - measured["start_rss"]) / 2**20

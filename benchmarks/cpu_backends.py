@@ -68,16 +68,9 @@ def child_main(argv: list[str]) -> None:
 
 
 def run_child(variant: str, model: str, input_file: str, output: str, batch_size: int) -> dict:
-    process = subprocess.run(
-        [sys.executable, __file__, "child", variant, model, input_file, output, str(batch_size)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    lines = [line for line in process.stdout.splitlines() if line.startswith("RESULT ")]
-    if process.returncode != 0 or not lines:
-        raise RuntimeError(f"benchmark child {variant} failed:\n{process.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT ") :])
+    from harness import child_result  # not at the top: harness loads torch, which a child must not pay for
+
+    return child_result(__file__, [variant, model, input_file, output, str(batch_size)], variant)
 
 
 def sts_average(variant: str, model: str, senteval_dir: str, directory: str) -> dict:

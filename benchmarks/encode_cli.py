@@ -21,7 +21,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -91,16 +90,9 @@ def child_main(argv: list[str]) -> None:
 
 def run_child(tool: str, model: str, input_file: str, output: str, batch_size: int, extra: list[str]) -> dict:
     """One measurement in a fresh process; returns its RESULT record."""
-    process = subprocess.run(
-        [sys.executable, __file__, "child", tool, model, input_file, output, str(batch_size), *extra],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    lines = [line for line in process.stdout.splitlines() if line.startswith("RESULT ")]
-    if process.returncode != 0 or not lines:
-        raise RuntimeError(f"benchmark child {tool} failed:\n{process.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT ") :])
+    from harness import child_result  # not at the top: harness loads torch, which a child must not pay for
+
+    return child_result(__file__, [tool, model, input_file, output, str(batch_size), *extra], tool)
 
 
 def write_input(directory: str, count: int) -> str:

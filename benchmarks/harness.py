@@ -301,8 +301,14 @@ def child_main(argv: list[str]) -> None:
 
 def run_child(variant: str, options: list[str], environment: dict[str, str] | None = None) -> dict:
     """Run one measurement in a fresh process (``environment`` added to this one's); returns its RESULT record."""
+    return child_result(__file__, [variant, *options], variant, environment)
+
+
+def child_result(script: str, arguments: list[str], label: str, environment: dict[str, str] | None = None) -> dict:
+    """``python SCRIPT child ARGUMENTS...`` in a fresh process (``environment`` added to this one's): the record of
+    its last ``RESULT {json}`` line; a failed child is a RuntimeError naming ``label`` with its stderr's tail."""
     process = subprocess.run(
-        [sys.executable, __file__, "child", variant, *options],
+        [sys.executable, script, "child", *arguments],
         capture_output=True,
         text=True,
         check=False,
@@ -310,7 +316,7 @@ def run_child(variant: str, options: list[str], environment: dict[str, str] | No
     )
     lines = [line for line in process.stdout.splitlines() if line.startswith("RESULT ")]
     if process.returncode != 0 or not lines:
-        raise RuntimeError(f"benchmark child {variant} failed:\n{process.stderr[-3000:]}")
+        raise RuntimeError(f"benchmark child {label} failed:\n{process.stderr[-3000:]}")
     return json.loads(lines[-1][len("RESULT ") :])
 
 
