@@ -30,7 +30,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from mixcse_hf.errors import UsageError
-from mixcse_hf.models.families import is_causal, packing_refusal, position_start
+from mixcse_hf.models.families import is_causal, packing_refusal, position_start, sliding_window
 from mixcse_hf.models.lora import backbone_of
 from mixcse_hf.models.pooling import exclude_prompt, get_pooler, needs_hidden_states, pool
 
@@ -46,6 +46,14 @@ def packable_backbone(model: nn.Module, max_seq_length: int | None = None) -> Pr
     if refusal is not None:
         raise UsageError(f"{refusal}; pass --padding_free false")
     return backbone
+
+
+def longest_sentence(model: nn.Module, attention_mask: torch.Tensor) -> int:
+    """The longest sentence's token count, as far as packing needs it: the padded width, which bounds it, unless the
+    width exceeds a sliding window; only then counted (a device sync a training step otherwise does without)."""
+    window = sliding_window(backbone_of(extract_model_from_parallel(model)).config)
+    width = attention_mask.size(1)
+    return int(attention_mask.sum(1).max()) if window is not None and width > window else width
 
 
 def check_sequence_length(backbone: PreTrainedModel, max_seq_length: int) -> None:
@@ -163,7 +171,7 @@ def embed_packed(
 ) -> torch.Tensor:
     """:func:`mixcse_hf.models.encoder.embed` without pad tokens: pooled embeddings (N, d) of padded
     ``features`` (N, L), computed on packed rows (see the module docstring); ``prompt_lengths``: as there."""
-    backbone = packable_backbone(model, int(features["attention_mask"].sum(1).max()))
+    backbone = packable_backbone(model, longest_sentence(model, features["attention_mask"]))
     eager = backbone.config._attn_implementation == "eager"
     mask_dtype = backbone.get_input_embeddings().weight.dtype if eager else torch.bool
     config = backbone.config
